@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the Debian packages ragd needs to build, run and test, when any of
+# them is missing. Safe to run again; does nothing when everything is there.
+set -eu
+
+PACKAGES="build-essential cmake pkg-config git ca-certificates
+libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
+libutf8proc-dev libssl-dev libcmocka-dev curl"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -n "$missing" ]; then
+  echo "ragd: installing Debian packages:$missing"
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+  else
+    SUDO=
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+if [ "${1:-}" = "--test" ] && ! command -v node >/dev/null 2>&1; then
+  echo "ragd: installing Node.js for the integration tests"
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends nodejs npm
+fi

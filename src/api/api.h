@@ -1,0 +1,51 @@
+/* api.h - the HTTP routes of ragd: one file per route family (chat, search,
+ * documents, health). Handlers run on worker threads (see http.h). */
+#ifndef RAGD_API_H
+#define RAGD_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/http.h"
+#include "rag/rag.h"
+#include "util/config.h"
+
+struct api_app {
+  struct rag_engine *engine;
+  const struct ragd_config *cfg;
+  int64_t started_ms;
+};
+
+/* The route table handed to http_server_start (app = struct api_app *). */
+extern const struct http_route api_routes[];
+extern const size_t api_route_count;
+
+/* Reads one document object ({"id","title","text","format","url","metadata"})
+ * into *out, borrowing strings from obj (keep obj alive while *out is used).
+ * *metadata_owned receives the serialized metadata (free()). On error returns
+ * RAGD_EINVAL and writes a message naming the field into err. */
+ragd_err api_document_from_json(json_t *obj, struct rag_doc_in *out /* OUT */,
+                                char **metadata_owned /* OUT */, struct buf *err);
+
+/* The status word of a put result: "created", "updated", "unchanged". */
+const char *api_put_status_name(enum store_put_status s);
+
+/* ---- shared by the handlers (api/common.c) ---- */
+
+/* Field readers: on a bad value they reply with a problem and return 0.
+ * A missing optional field leaves *out unchanged and returns 1. */
+int api_field_string(struct http_request *r, json_t *obj, const char *key, int required,
+                     size_t max_bytes, const char **out);
+int api_field_int(struct http_request *r, json_t *obj, const char *key, long min, long max,
+                  long *out);
+int api_field_bool(struct http_request *r, json_t *obj, const char *key, int *out);
+/* Replies invalid_field and returns 0 when obj has a key not in allowed
+ * (NULL-terminated). */
+int api_fields_known(struct http_request *r, json_t *obj, const char *const *allowed);
+/* A source as the API shows it: index, document_id, chunk_id, title, url,
+ * heading, snippet, score. */
+json_t *api_source_json(const struct store_hit *h, int index);
+/* Maps a ragd_err from the store to a problem reply. */
+void api_reply_store_error(struct http_request *r, ragd_err rc, const char *what);
+
+#endif

@@ -1,0 +1,16 @@
+/* routes.c - the route table: every URL ragd answers. */
+#include "api/api_int.h"
+
+
+const struct http_route api_routes[] = {
+    {"POST", "/v1/chat", HTTP_BODY_JSON, api_chat_handle},
+    {"POST", "/v1/search", HTTP_BODY_JSON, api_search_handle},
+    {"POST", "/v1/documents", HTTP_BODY_JSON, api_documents_post},
+    {"GET", "/v1/documents", HTTP_BODY_NONE, api_documents_list},
+    {"GET", "/v1/documents/*", HTTP_BODY_NONE, api_documents_get},
+    {"DELETE", "/v1/documents/*", HTTP_BODY_NONE, api_documents_delete},
+    {"GET", "/healthz", HTTP_BODY_NONE, api_healthz_handle},
+    {"GET", "/readyz", HTTP_BODY_NONE, api_readyz_handle},
+};
+
+const size_t api_route_count = sizeof api_routes / sizeof api_routes[0];

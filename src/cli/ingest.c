@@ -1,0 +1,250 @@
+/* ingest.c - `ragd ingest`: files and folders into the knowledge base. Each
+ * file is one document whose id is its path under the folder named on the
+ * command line (so re-ingesting a folder replaces, or skips, the same ids). */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "rag/rag.h"
+#include "text/text.h"
+
+#define FILE_MAX_BYTES (64L * 1024 * 1024)
+
+static const char help[] =
+    "Usage: ragd ingest [--data DIR] PATH...\n"
+    "\n"
+    "Adds documents to the knowledge base in DIR. PATH is a file or a folder\n"
+    "(searched recursively). Markdown (.md, .markdown), text (.txt) and HTML\n"
+    "(.html, .htm) files become one document each, with the file's path under\n"
+    "the named folder as its id; .json files hold one document object or\n"
+    "{\"documents\": [...]} in the HTTP API's format. Re-ingesting a file replaces\n"
+    "its document; unchanged files are skipped.\n"
+    "\n"
+    "  --data DIR   data folder (RAGD_DATA, default ./data)\n";
+
+struct ingest_totals {
+  size_t created, updated, unchanged, failed;
+};
+
+static const char *ext_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *dot = strrchr(path, '.');
+  if (!dot || (slash && dot < slash)) return "";
+  return dot;
+}
+
+static int supported(const char *path) {
+  const char *e = ext_of(path);
+  return !strcasecmp(e, ".md") || !strcasecmp(e, ".markdown") || !strcasecmp(e, ".txt") ||
+         !strcasecmp(e, ".html") || !strcasecmp(e, ".htm") || !strcasecmp(e, ".json");
+}
+
+static ragd_err read_file(const char *path, struct buf *out) {
+  FILE *f = fopen(path, "rb");
+  char chunk[65536];
+  size_t n;
+  ragd_err rc = RAGD_OK;
+  if (!f) return RAGD_EIO;
+  buf_init(out, FILE_MAX_BYTES);
+  while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0) rc = buf_append(out, chunk, n);
+  if (!rc && ferror(f)) rc = RAGD_EIO;
+  fclose(f);
+  if (rc) buf_dispose(out);
+  return rc;
+}
+
+static void report(struct ingest_totals *t, const char *id, ragd_err rc,
+                   const struct rag_ingest_result *res, const char *why) {
+  if (rc) {
+    t->failed++;
+    fprintf(stderr, "  failed     %s: %s\n", id, why && why[0] ? why : ragd_strerror(rc));
+    return;
+  }
+  if (res->status == STORE_PUT_CREATED) t->created++;
+  if (res->status == STORE_PUT_UPDATED) t->updated++;
+  if (res->status == STORE_PUT_UNCHANGED) t->unchanged++;
+  printf("  %-10s %s (%zu chunks)\n", api_put_status_name(res->status), res->document_id,
+         res->chunk_count);
+}
+
+static void ingest_json(struct rag_engine *e, const char *id, struct buf *content,
+                        struct ingest_totals *t) {
+  json_error_t jerr;
+  json_t *root = json_loadb(content->data, content->len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *list;
+  struct buf err;
+  buf_init(&err, 4096);
+  if (!root) {
+    buf_appendf(&err, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+    report(t, id, RAGD_EJSON, NULL, err.data);
+    goto out;
+  }
+  list = json_object_get(root, "documents");
+  for (size_t i = 0; i < (list ? json_array_size(list) : 1); i++) {
+    json_t *obj = list ? json_array_get(list, i) : root;
+    struct rag_doc_in doc;
+    struct rag_ingest_result res = {0};
+    char *meta = NULL;
+    ragd_err rc;
+    buf_reset(&err);
+    rc = api_document_from_json(obj, &doc, &meta, &err);
+    if (!rc) rc = rag_ingest(e, &doc, &res, &err);
+    report(t, rc ? id : res.document_id, rc, &res, err.data);
+    free(res.document_id);
+    free(meta);
+  }
+out:
+  json_decref(root);
+  buf_dispose(&err);
+}
+
+static void ingest_file(struct rag_engine *e, const char *path, const char *id,
+                        struct ingest_totals *t) {
+  struct buf content;
+  struct rag_doc_in doc;
+  struct rag_ingest_result res = {0};
+  struct buf err;
+  size_t bad = 0;
+  enum text_format fmt;
+  ragd_err rc;
+  if (text_utf8_validate(id, strlen(id), &bad) != RAGD_OK) {
+    t->failed++;
+    fprintf(stderr, "  skipped    a file whose name is not valid UTF-8 (byte %zu of \"%s\")\n", bad,
+            path);
+    return;
+  }
+  rc = read_file(path, &content);
+  if (rc) {
+    report(t, id, rc, NULL, rc == RAGD_ETOOBIG ? "file is larger than 64 MiB" : strerror(errno));
+    return;
+  }
+  if (!strcasecmp(ext_of(path), ".json")) {
+    ingest_json(e, id, &content, t);
+    buf_dispose(&content);
+    return;
+  }
+  fmt = text_format_from_path(path);
+  memset(&doc, 0, sizeof doc);
+  doc.id = id;
+  doc.format = fmt == TEXT_FORMAT_HTML ? "html" : fmt == TEXT_FORMAT_TEXT ? "text" : "markdown";
+  doc.text = content.data ? content.data : "";
+  doc.text_len = content.len;
+  buf_init(&err, 4096);
+  rc = rag_ingest(e, &doc, &res, &err);
+  report(t, id, rc, &res, err.data);
+  free(res.document_id);
+  buf_dispose(&err);
+  buf_dispose(&content);
+}
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Walks dir in name order; id_prefix is the id of dir itself. */
+static void ingest_dir(struct rag_engine *e, const char *dir, const char *id_prefix,
+                       struct ingest_totals *t, int depth) {
+  DIR *d;
+  struct dirent *de;
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  if (depth > 32) return;
+  d = opendir(dir);
+  if (!d) {
+    fprintf(stderr, "  failed     %s: %s\n", dir, strerror(errno));
+    t->failed++;
+    return;
+  }
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.') continue; /* hidden files, . and .. */
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 32;
+      char **p = realloc(names, ncap * sizeof *p);
+      if (!p) break;
+      names = p;
+      cap = ncap;
+    }
+    names[n] = strdup(de->d_name);
+    if (names[n]) n++;
+  }
+  closedir(d);
+  if (n) qsort(names, n, sizeof *names, name_cmp);
+  for (size_t i = 0; i < n; i++) {
+    struct buf path, id;
+    struct stat st;
+    buf_init(&path, 0);
+    buf_init(&id, 0);
+    if (buf_appendf(&path, "%s/%s", dir, names[i]) == RAGD_OK &&
+        buf_appendf(&id, "%s%s%s", id_prefix, id_prefix[0] ? "/" : "", names[i]) == RAGD_OK &&
+        stat(path.data, &st) == 0) {
+      if (S_ISDIR(st.st_mode))
+        ingest_dir(e, path.data, id.data, t, depth + 1);
+      else if (S_ISREG(st.st_mode) && supported(path.data))
+        ingest_file(e, path.data, id.data, t);
+    }
+    buf_dispose(&path);
+    buf_dispose(&id);
+    free(names[i]);
+  }
+  free(names);
+}
+
+int cli_ingest(int argc, char **argv) {
+  struct cli_opts o;
+  struct ragd_config cfg;
+  struct rag_engine engine;
+  struct ingest_totals t = {0};
+  struct buf err;
+  int status = 1;
+  ragd_err rc;
+
+  if (cli_parse(argc, argv, "d", &o) != 0) return 2;
+  if (o.help || o.nargs == 0) {
+    fputs(help, o.help ? stdout : stderr);
+    free(o.args);
+    return o.help ? 0 : 2;
+  }
+  if (cli_config(&o, &cfg) != 0) {
+    free(o.args);
+    return 2;
+  }
+  buf_init(&err, 0);
+  rc = rag_engine_open(&cfg, 0, &engine, &err);
+  if (rc) {
+    fprintf(stderr, "ragd ingest: %s\n", err.data ? err.data : ragd_strerror(rc));
+    goto out;
+  }
+  for (int i = 0; i < o.nargs; i++) {
+    struct stat st;
+    char *path = strdup(o.args[i]);
+    size_t len = path ? strlen(path) : 0;
+    const char *base;
+    while (len > 1 && path[len - 1] == '/') path[--len] = '\0';
+    if (!path || stat(path, &st) != 0) {
+      fprintf(stderr, "  failed     %s: %s\n", o.args[i], path ? strerror(errno) : "out of memory");
+      t.failed++;
+      free(path);
+      continue;
+    }
+    base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (S_ISDIR(st.st_mode))
+      ingest_dir(&engine, path, strcmp(base, ".") == 0 ? "" : base, &t, 0);
+    else
+      ingest_file(&engine, path, base, &t);
+    free(path);
+  }
+  printf("ingested into %s: %zu created, %zu updated, %zu unchanged, %zu failed\n", cfg.data_dir,
+         t.created, t.updated, t.unchanged, t.failed);
+  status = t.failed ? 1 : 0;
+  rag_engine_close(&engine);
+out:
+  buf_dispose(&err);
+  config_dispose(&cfg);
+  free(o.args);
+  return status;
+}

@@ -1,0 +1,108 @@
+/* serve.c - `ragd serve`: the HTTP API until SIGINT or SIGTERM. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+static const char help[] =
+    "Usage: ragd serve [--listen HOST:PORT] [--data DIR]\n"
+    "\n"
+    "Serves the HTTP API (POST /v1/chat, /v1/search, /v1/documents, GET /healthz,\n"
+    "/readyz) for the knowledge base in DIR. Stops cleanly on Ctrl-C or SIGTERM.\n"
+    "\n"
+    "  --listen HOST:PORT   address to listen on (RAGD_LISTEN, default 127.0.0.1:8080;\n"
+    "                       port 0 picks a free port)\n"
+    "  --data DIR           data folder (RAGD_DATA, default ./data)\n"
+    "\n"
+    "Without RAGD_LLM_BASE_URL answers come from the offline extractive generator.\n"
+    "Set RAGD_LLM_BASE_URL, RAGD_LLM_API_KEY and RAGD_LLM_MODEL to use any\n"
+    "OpenAI-compatible provider.\n";
+
+int cli_serve(int argc, char **argv) {
+  struct cli_opts o;
+  struct ragd_config cfg;
+  struct rag_engine engine;
+  struct api_app app;
+  struct http_server_opts hopts;
+  struct http_server *srv = NULL;
+  struct store_stats stats = {0};
+  struct buf err;
+  sigset_t set;
+  int sig = 0, status = 1;
+  ragd_err rc;
+
+  if (cli_parse(argc, argv, "dl", &o) != 0) return 2;
+  if (o.help) {
+    fputs(help, stdout);
+    free(o.args);
+    return 0;
+  }
+  if (o.nargs) {
+    fprintf(stderr, "ragd serve: unexpected argument \"%s\"\n", o.args[0]);
+    free(o.args);
+    return 2;
+  }
+  if (cli_config(&o, &cfg) != 0) {
+    free(o.args);
+    return 2;
+  }
+  /* Block the stop signals before any thread starts, so only sigwait sees them. */
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  buf_init(&err, 0);
+  rc = rag_engine_open(&cfg, 1, &engine, &err);
+  if (rc) {
+    fprintf(stderr, "ragd serve: %s\n", err.data ? err.data : ragd_strerror(rc));
+    goto out_cfg;
+  }
+  app.engine = &engine;
+  app.cfg = &cfg;
+  app.started_ms = clock_mono_ms();
+  hopts.host = cfg.listen_host;
+  hopts.port = cfg.listen_port;
+  hopts.max_body_bytes = (size_t)cfg.max_body_bytes;
+  hopts.max_connections = (unsigned)cfg.max_connections;
+  hopts.ping_interval_s = (unsigned)cfg.ping_interval_s;
+  hopts.workers = (size_t)cfg.workers;
+  hopts.routes = api_routes;
+  hopts.route_count = api_route_count;
+  hopts.app = &app;
+  rc = http_server_start(&hopts, &srv);
+  if (rc) {
+    fprintf(stderr, "ragd serve: cannot listen on %s\n", cfg.listen);
+    goto out_engine;
+  }
+  engine.store.ops->stats(engine.store.ctx, &stats);
+  printf("ragd %s serving %zu documents (%zu chunks) from %s\n", RAGD_VERSION, stats.documents,
+         stats.chunks, cfg.data_dir);
+  printf("generator: %s%s%s\n", engine.llm.ops->name, engine.llm.model ? ", model " : "",
+         engine.llm.model ? engine.llm.model : "");
+  printf("listening on http://%s:%d  (Ctrl-C to stop)\n\n", cfg.listen_host, http_server_port(srv));
+  printf("Try it:\n  curl -N http://%s:%d/v1/chat -H 'Content-Type: application/json' \\\n"
+         "    -d '{\"message\": \"환불은 언제 처리되나요?\"}'\n\n",
+         cfg.listen_host, http_server_port(srv));
+  /* Machine-readable line for scripts and tests. */
+  printf("READY %d\n", http_server_port(srv));
+  fflush(stdout);
+  sigwait(&set, &sig);
+  log_info("received signal %d, stopping", sig);
+  status = 0;
+  http_server_stop(srv);
+out_engine:
+  llm_runtime_shutdown();
+  rag_engine_close(&engine);
+out_cfg:
+  buf_dispose(&err);
+  config_dispose(&cfg);
+  free(o.args);
+  return status;
+}

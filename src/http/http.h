@@ -1,0 +1,123 @@
+/* http.h - ragd's HTTP front: a libmicrohttpd server on one epoll thread, a
+ * route table, request limits, problem+json errors and Server-Sent Events.
+ *
+ * Threads: the event thread (libmicrohttpd) reads requests and writes
+ * responses and never blocks. Every routed request runs its handler on a
+ * worker thread; the handler answers with exactly one http_reply_* call. A
+ * streamed answer is then written with http_stream_write from any thread.
+ *
+ * Only this module includes microhttpd.h. */
+#ifndef RAGD_HTTP_H
+#define RAGD_HTTP_H
+
+#include <stddef.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+#include "util/json.h"
+
+struct http_server;
+struct http_request;
+struct http_stream;
+
+/* Runs on a worker thread. Must call exactly one http_reply_* before it
+ * returns. app is http_server_opts.app. */
+typedef void (*http_handler_fn)(struct http_request *req, void *app);
+
+enum http_body { HTTP_BODY_NONE = 0, HTTP_BODY_JSON = 1 };
+
+struct http_route {
+  const char *method; /* "GET", "POST", "DELETE" */
+  /* An exact path, or a prefix ending in an asterisk that matches any
+   * non-empty rest (the documents route: "/v1/documents/" plus the asterisk);
+   * the rest is http_request_path_param. */
+  const char *path;
+  enum http_body body; /* HTTP_BODY_JSON: Content-Type must be application/json,
+                          the body valid UTF-8 and a JSON object, checked
+                          before the handler runs */
+  http_handler_fn handler;
+};
+
+struct http_server_opts {
+  const char *host; /* numeric IPv4/IPv6 address to bind */
+  int port;         /* 0: any free port (see http_server_port) */
+  size_t max_body_bytes;
+  unsigned max_connections;
+  unsigned ping_interval_s; /* SSE heartbeat comment while a stream is idle */
+  size_t workers;
+  const struct http_route *routes;
+  size_t route_count;
+  void *app;
+};
+
+/* Binds and starts serving. opts and routes must outlive the server. */
+ragd_err http_server_start(const struct http_server_opts *opts, struct http_server **out /* OUT */);
+int http_server_port(const struct http_server *s);
+/* Stops accepting, ends open streams, joins every thread. Accepts NULL. */
+void http_server_stop(struct http_server *s);
+
+/* ---- request accessors: valid on the handler's thread until its reply ---- */
+
+const char *http_request_method(const struct http_request *r);
+const char *http_request_path(const struct http_request *r);
+const char *http_request_path_param(const struct http_request *r); /* "" when none */
+/* NULL when absent. */
+const char *http_request_header(const struct http_request *r, const char *name);
+const char *http_request_query(const struct http_request *r, const char *name);
+/* The parsed JSON body of an HTTP_BODY_JSON route (borrowed), else NULL. */
+json_t *http_request_json(const struct http_request *r);
+/* The request id (incoming X-Request-ID when sane, else generated). */
+const char *http_request_id(const struct http_request *r);
+
+/* ---- replies: exactly one per request, from the handler's thread ---- */
+
+/* Copies body. */
+void http_reply(struct http_request *r, int status, const char *content_type, const char *body,
+                size_t len);
+/* Takes the reference to obj. */
+void http_reply_json(struct http_request *r, int status, json_t *obj);
+/* application/problem+json with the status the error table gives code (see
+ * docs/errors.md); detail is formatted printf-style. */
+void http_reply_problem(struct http_request *r, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Starts a streamed 200 response (chunked). text/event-stream gets the SSE
+ * headers (no-cache, X-Accel-Buffering: no). The caller holds one reference
+ * and must end it with http_stream_end. NULL on allocation failure (a 500 has
+ * then been queued). */
+struct http_stream *http_reply_stream(struct http_request *r, const char *content_type);
+
+/* The HTTP status of a problem code; 500 for unknown codes. */
+int http_problem_status(const char *code);
+/* The title of a problem code. */
+const char *http_problem_title(const char *code);
+
+/* ---- streams ---- */
+
+/* Queues bytes for the client; any thread. RAGD_ECANCELLED once the client has
+ * gone, RAGD_ETOOBIG when the client stopped reading and the queue is full (the
+ * stream is then cancelled). */
+ragd_err http_stream_write(struct http_stream *s, const char *p, size_t n);
+/* Nonzero once the client has gone away. Any thread. */
+int http_stream_cancelled(struct http_stream *s);
+/* Ties an owner object to the stream. on_cancel(arg) runs at most once, on the
+ * event thread, when the client goes away before http_stream_end (never after
+ * it); arg is still alive then. on_release(arg) runs once when the stream is
+ * freed: after http_stream_end and after the connection is done with it. Call
+ * before the handler returns. Either callback may be NULL. */
+void http_stream_set_owner(struct http_stream *s, void *arg, void (*on_cancel)(void *arg),
+                           void (*on_release)(void *arg));
+/* No more writes: the response ends once the queue drains. Drops the caller's
+ * reference; s must not be used afterwards. */
+void http_stream_end(struct http_stream *s);
+
+/* ---- Server-Sent Events encoding ---- */
+
+/* Appends one event: "event: NAME\nid: ID\ndata: DATA\n\n". A data payload
+ * holding line breaks is split over several data: lines, so any payload
+ * survives; ragd's JSON payloads are single lines. event and id may be NULL. */
+ragd_err http_sse_event(struct buf *out, const char *event, const char *id, const char *data,
+                        size_t len);
+/* Appends ": TEXT\n\n" (a comment; clients ignore it). */
+ragd_err http_sse_comment(struct buf *out, const char *text);
+
+#endif

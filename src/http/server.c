@@ -1,0 +1,680 @@
+/* server.c - the libmicrohttpd event loop, routing, request limits, worker
+ * dispatch and the stream queue behind http_stream_*.
+ *
+ * Lifecycle of a request: the event thread collects the body (capped), checks
+ * route, method, media type, UTF-8 and JSON, then suspends the connection and
+ * hands the request to a worker. The worker runs the handler, which stores its
+ * response in the request; the worker resumes the connection and the event
+ * thread queues that response on its next call.
+ *
+ * A streamed response pulls from a per-stream byte queue. When the queue is
+ * empty the content reader suspends the connection; the next write (or the
+ * end, or a heartbeat) resumes it. Nothing polls. */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "http/http.h"
+#include "text/text.h"
+#include "util/clock.h"
+#include "util/crypto.h"
+#include "util/log.h"
+#include "util/workq.h"
+
+#define STREAM_QUEUE_MAX (4u * 1024u * 1024u)
+#define STREAM_BLOCK_SIZE (16u * 1024u)
+
+enum request_state { REQ_READING = 0, REQ_RUNNING, REQ_REPLIED, REQ_DONE };
+
+struct http_server {
+  struct MHD_Daemon *daemon;
+  const struct http_server_opts *opts;
+  struct workq *workers;
+  int port;
+  pthread_t ticker;
+  int ticker_started;
+  pthread_mutex_t mu; /* guards streams and stopping */
+  pthread_cond_t cv;
+  int stopping;
+  struct http_stream *streams; /* open streamed responses */
+};
+
+struct http_request {
+  struct http_server *srv;
+  struct MHD_Connection *conn;
+  const struct http_route *route;
+  const char *problem; /* set while reading: answer with this problem code */
+  char *method;
+  char *path;
+  const char *param;
+  char request_id[136];
+  struct buf body;
+  int too_large;
+  json_t *json;
+  enum request_state state;
+  int status;
+  struct MHD_Response *response;
+};
+
+struct http_stream {
+  pthread_mutex_t mu;
+  struct http_server *srv;
+  struct MHD_Connection *conn; /* NULL once the response is gone */
+  struct buf queue;
+  size_t sent; /* bytes of queue already handed to the connection */
+  int refs;
+  int ended;
+  int cancelled;
+  int suspended;
+  int64_t last_write_ms;
+  void (*on_cancel)(void *arg);
+  void *cancel_arg;
+  void (*on_release)(void *arg);
+  void *release_arg;
+  struct http_stream *prev, *next;
+};
+
+/* ---- requests ------------------------------------------------------------------ */
+
+static int request_id_sane(const char *id) {
+  size_t n = 0;
+  if (!id) return 0;
+  for (; id[n]; n++) {
+    char c = id[n];
+    if (n >= 128) return 0;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '_' || c == '.' || c == ':'))
+      return 0;
+  }
+  return n > 0;
+}
+
+static const struct http_route *route_find(const struct http_server_opts *o, const char *method,
+                                           const char *path, const char **param,
+                                           int *path_matched) {
+  *path_matched = 0;
+  for (size_t i = 0; i < o->route_count; i++) {
+    const struct http_route *rt = &o->routes[i];
+    size_t n = strlen(rt->path);
+    int match;
+    const char *rest = "";
+    if (n && rt->path[n - 1] == '*') {
+      match = strncmp(path, rt->path, n - 1) == 0 && path[n - 1] != '\0';
+      rest = path + n - 1;
+    } else {
+      match = strcmp(path, rt->path) == 0;
+    }
+    if (!match) continue;
+    *path_matched = 1;
+    if (strcmp(method, rt->method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
+      *param = rest;
+      return rt;
+    }
+  }
+  return NULL;
+}
+
+static void request_free(struct http_request *r) {
+  if (!r) return;
+  if (r->response) MHD_destroy_response(r->response);
+  json_decref(r->json);
+  buf_dispose(&r->body);
+  free(r->method);
+  free(r->path);
+  free(r);
+}
+
+static void add_common_headers(struct http_request *r, struct MHD_Response *resp) {
+  MHD_add_response_header(resp, "X-Request-ID", r->request_id);
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+}
+
+static void set_response(struct http_request *r, int status, struct MHD_Response *resp) {
+  if (r->response) MHD_destroy_response(r->response);
+  r->response = resp;
+  r->status = status;
+}
+
+static struct MHD_Response *problem_response(struct http_request *r, const char *code,
+                                             const char *detail, int *status) {
+  json_t *o = json_object();
+  struct buf out;
+  struct MHD_Response *resp = NULL;
+  char type[96];
+  buf_init(&out, 0);
+  *status = http_problem_status(code);
+  snprintf(type, sizeof type, "/errors/%s", code);
+  json_object_set_new(o, "type", json_string(type));
+  json_object_set_new(o, "title", json_string(http_problem_title(code)));
+  json_object_set_new(o, "status", json_integer(*status));
+  json_object_set_new(o, "code", json_string(code));
+  /* detail is ours, but may quote user bytes: jansson refuses invalid UTF-8,
+   * so fall back to no detail rather than a broken document. */
+  if (json_object_set_new(o, "detail", json_string(detail ? detail : "")) != 0)
+    json_object_set_new(o, "detail", json_string(""));
+  json_object_set_new(o, "request_id", json_string(r->request_id));
+  if (json_append(&out, o) == RAGD_OK && buf_append_char(&out, '\n') == RAGD_OK)
+    resp = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_COPY);
+  json_decref(o);
+  buf_dispose(&out);
+  if (!resp) return NULL;
+  MHD_add_response_header(resp, "Content-Type", "application/problem+json");
+  add_common_headers(r, resp);
+  if (strcmp(code, "method_not_allowed") == 0) {
+    /* List the methods this path takes. */
+    struct buf allow;
+    buf_init(&allow, 256);
+    for (size_t i = 0; i < r->srv->opts->route_count; i++) {
+      const struct http_route *rt = &r->srv->opts->routes[i];
+      size_t n = strlen(rt->path);
+      int m = (n && rt->path[n - 1] == '*') ? strncmp(r->path, rt->path, n - 1) == 0
+                                            : strcmp(r->path, rt->path) == 0;
+      if (m && (!allow.data || !strstr(allow.data, rt->method)))
+        if (buf_appendf(&allow, "%s%s", allow.len ? ", " : "", rt->method)) break;
+    }
+    if (allow.data) MHD_add_response_header(resp, "Allow", allow.data);
+    buf_dispose(&allow);
+  }
+  return resp;
+}
+
+static void reply_problem_v(struct http_request *r, const char *code, const char *fmt, va_list ap) {
+  struct buf detail;
+  int status = 500;
+  struct MHD_Response *resp;
+  buf_init(&detail, 4096);
+  if (fmt) buf_vappendf(&detail, fmt, ap);
+  resp = problem_response(r, code, detail.data, &status);
+  buf_dispose(&detail);
+  set_response(r, status, resp);
+}
+
+static void reply_problem(struct http_request *r, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_problem(struct http_request *r, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  reply_problem_v(r, code, fmt, ap);
+  va_end(ap);
+}
+
+static enum MHD_Result queue_stored(struct http_request *r) {
+  enum MHD_Result ret;
+  r->state = REQ_DONE;
+  if (!r->response) return MHD_NO;
+  ret = MHD_queue_response(r->conn, (unsigned)r->status, r->response);
+  MHD_destroy_response(r->response);
+  r->response = NULL;
+  return ret;
+}
+
+static int media_type_is_json(const char *ct) {
+  size_t n = strlen("application/json");
+  if (!ct) return 0;
+  while (*ct == ' ') ct++;
+  if (strncasecmp(ct, "application/json", n) != 0) return 0;
+  ct += n;
+  while (*ct == ' ') ct++;
+  return *ct == '\0' || *ct == ';';
+}
+
+/* Checks media type, UTF-8 and JSON; stores a problem response on failure. */
+static int request_check_json(struct http_request *r) {
+  const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+  size_t bad = 0;
+  struct buf detail;
+  ragd_err rc;
+  if (!media_type_is_json(ct)) {
+    reply_problem(r, "unsupported_media_type", "Content-Type is \"%s\"; send application/json",
+                  ct ? ct : "(none)");
+    return 0;
+  }
+  if (r->body.len == 0) {
+    reply_problem(r, "invalid_json", "the request body is empty; send a JSON object");
+    return 0;
+  }
+  if (text_utf8_validate(r->body.data, r->body.len, &bad) != RAGD_OK) {
+    reply_problem(r, "invalid_utf8", "the body is not valid UTF-8 at byte %zu", bad);
+    return 0;
+  }
+  buf_init(&detail, 1024);
+  rc = json_parse_object(r->body.data, r->body.len, &r->json, &detail);
+  if (rc) {
+    reply_problem(r, "invalid_json", "%s", detail.data ? detail.data : "invalid JSON");
+    buf_dispose(&detail);
+    return 0;
+  }
+  buf_dispose(&detail);
+  return 1;
+}
+
+static void run_handler(void *arg) {
+  struct http_request *r = arg;
+  r->route->handler(r, r->srv->opts->app);
+  if (!r->response) {
+    log_error("request %s: handler for %s %s gave no reply", r->request_id, r->method, r->path);
+    reply_problem(r, "internal_error", "the handler produced no response");
+  }
+  r->state = REQ_REPLIED;
+  MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+  struct http_server *srv = cls;
+  struct http_request *r = *con_cls;
+  (void)version;
+  if (!r) {
+    const char *id, *cl;
+    int path_matched = 0;
+    r = calloc(1, sizeof *r);
+    if (!r) return MHD_NO;
+    r->srv = srv;
+    r->conn = conn;
+    r->method = strdup(method);
+    r->path = strdup(url);
+    buf_init(&r->body, srv->opts->max_body_bytes);
+    if (!r->method || !r->path) {
+      request_free(r);
+      return MHD_NO;
+    }
+    *con_cls = r;
+    id = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-ID");
+    if (request_id_sane(id)) {
+      snprintf(r->request_id, sizeof r->request_id, "%s", id);
+    } else {
+      memcpy(r->request_id, "req_", 4);
+      if (crypto_random_hex(r->request_id + 4, 12) != 0) snprintf(r->request_id, sizeof r->request_id, "req_unknown");
+    }
+    r->route = route_find(srv->opts, method, url, &r->param, &path_matched);
+    if (!r->route) r->problem = path_matched ? "method_not_allowed" : "not_found";
+    cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > 4 * (unsigned long long)srv->opts->max_body_bytes) {
+      /* Far over the limit: answer now instead of reading it all. */
+      reply_problem(r, "body_too_large", "the body is %s bytes; the limit is %zu", cl,
+                    srv->opts->max_body_bytes);
+      return queue_stored(r);
+    }
+    return MHD_YES;
+  }
+  if (r->state == REQ_READING) {
+    if (*upload_data_size) {
+      if (!r->too_large && buf_append(&r->body, upload_data, *upload_data_size) != RAGD_OK)
+        r->too_large = 1; /* keep reading and dropping, then answer 413 */
+      *upload_data_size = 0;
+      return MHD_YES;
+    }
+    if (r->problem) {
+      if (strcmp(r->problem, "not_found") == 0)
+        reply_problem(r, r->problem, "no route for %s %s", r->method, r->path);
+      else
+        reply_problem(r, r->problem, "%s is not allowed on %s", r->method, r->path);
+      return queue_stored(r);
+    }
+    if (r->too_large) {
+      reply_problem(r, "body_too_large", "the body exceeds the limit of %zu bytes",
+                    srv->opts->max_body_bytes);
+      return queue_stored(r);
+    }
+    if (r->route->body == HTTP_BODY_JSON && !request_check_json(r)) return queue_stored(r);
+    r->state = REQ_RUNNING;
+    MHD_suspend_connection(conn);
+    if (workq_submit(srv->workers, run_handler, r) != RAGD_OK) {
+      MHD_resume_connection(conn);
+      reply_problem(r, "overloaded", "the server is shutting down");
+      r->state = REQ_REPLIED;
+    }
+    return MHD_YES;
+  }
+  if (r->state == REQ_REPLIED) return queue_stored(r);
+  return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  (void)cls;
+  (void)conn;
+  (void)toe;
+  request_free(*con_cls);
+  *con_cls = NULL;
+}
+
+/* ---- request accessors and replies ----------------------------------------------- */
+
+const char *http_request_method(const struct http_request *r) { return r->method; }
+const char *http_request_path(const struct http_request *r) { return r->path; }
+const char *http_request_path_param(const struct http_request *r) { return r->param ? r->param : ""; }
+const char *http_request_id(const struct http_request *r) { return r->request_id; }
+json_t *http_request_json(const struct http_request *r) { return r->json; }
+
+const char *http_request_header(const struct http_request *r, const char *name) {
+  return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_request_query(const struct http_request *r, const char *name) {
+  return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+void http_reply(struct http_request *r, int status, const char *content_type, const char *body,
+                size_t len) {
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+  if (!resp) return;
+  MHD_add_response_header(resp, "Content-Type", content_type);
+  add_common_headers(r, resp);
+  set_response(r, status, resp);
+}
+
+void http_reply_json(struct http_request *r, int status, json_t *obj) {
+  struct buf out;
+  buf_init(&out, 0);
+  if (json_append(&out, obj) != RAGD_OK || buf_append_char(&out, '\n') != RAGD_OK) {
+    buf_dispose(&out);
+    json_decref(obj);
+    reply_problem(r, "internal_error", "could not encode the response");
+    return;
+  }
+  json_decref(obj);
+  http_reply(r, status, "application/json", out.data, out.len);
+  buf_dispose(&out);
+}
+
+void http_reply_problem(struct http_request *r, const char *code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  reply_problem_v(r, code, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- streams ------------------------------------------------------------------------ */
+
+static void stream_unref(struct http_stream *s) {
+  int last;
+  pthread_mutex_lock(&s->mu);
+  last = --s->refs == 0;
+  pthread_mutex_unlock(&s->mu);
+  if (!last) return;
+  if (s->on_release) s->on_release(s->release_arg);
+  buf_dispose(&s->queue);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
+/* Caller holds s->mu. */
+static void stream_wake(struct http_stream *s) {
+  if (s->suspended && s->conn) {
+    s->suspended = 0;
+    MHD_resume_connection(s->conn);
+  }
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
+  struct http_stream *s = cls;
+  ssize_t n = 0;
+  (void)pos;
+  pthread_mutex_lock(&s->mu);
+  if (s->sent < s->queue.len) {
+    size_t avail = s->queue.len - s->sent;
+    n = (ssize_t)(avail < max ? avail : max);
+    memcpy(out, s->queue.data + s->sent, (size_t)n);
+    s->sent += (size_t)n;
+    if (s->sent == s->queue.len) {
+      buf_reset(&s->queue);
+      s->sent = 0;
+    }
+  } else if (s->cancelled) {
+    n = MHD_CONTENT_READER_END_WITH_ERROR;
+  } else if (s->ended) {
+    n = MHD_CONTENT_READER_END_OF_STREAM;
+  } else {
+    s->suspended = 1;
+    MHD_suspend_connection(s->conn);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+static void stream_gone(void *cls) {
+  struct http_stream *s = cls;
+  struct http_server *srv = s->srv;
+  void (*fn)(void *) = NULL;
+  void *arg = NULL;
+  pthread_mutex_lock(&srv->mu);
+  if (s->prev) s->prev->next = s->next;
+  else if (srv->streams == s) srv->streams = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->prev = s->next = NULL;
+  pthread_mutex_unlock(&srv->mu);
+  pthread_mutex_lock(&s->mu);
+  s->conn = NULL;
+  if (!s->ended) {
+    s->cancelled = 1;
+    fn = s->on_cancel;
+    arg = s->cancel_arg;
+    s->on_cancel = NULL;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (fn) fn(arg);
+  stream_unref(s);
+}
+
+struct http_stream *http_reply_stream(struct http_request *r, const char *content_type) {
+  struct http_server *srv = r->srv;
+  struct http_stream *s = calloc(1, sizeof *s);
+  struct MHD_Response *resp;
+  if (!s) goto fail;
+  pthread_mutex_init(&s->mu, NULL);
+  buf_init(&s->queue, STREAM_QUEUE_MAX);
+  s->srv = srv;
+  s->conn = r->conn;
+  s->refs = 2; /* the caller's and the response's */
+  s->last_write_ms = clock_mono_ms();
+  resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, s,
+                                           stream_gone);
+  if (!resp) {
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    goto fail;
+  }
+  MHD_add_response_header(resp, "Content-Type", content_type);
+  if (strncmp(content_type, "text/event-stream", 17) == 0) {
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+  }
+  add_common_headers(r, resp);
+  set_response(r, 200, resp);
+  pthread_mutex_lock(&srv->mu);
+  s->next = srv->streams;
+  if (srv->streams) srv->streams->prev = s;
+  srv->streams = s;
+  pthread_mutex_unlock(&srv->mu);
+  return s;
+fail:
+  reply_problem(r, "internal_error", "out of memory");
+  return NULL;
+}
+
+ragd_err http_stream_write(struct http_stream *s, const char *p, size_t n) {
+  ragd_err rc;
+  pthread_mutex_lock(&s->mu);
+  if (s->cancelled || s->ended) {
+    rc = RAGD_ECANCELLED;
+    goto out;
+  }
+  if (s->sent > 0 && s->sent * 2 >= s->queue.len) {
+    /* Drop what was already sent so a steady stream stays small. */
+    memmove(s->queue.data, s->queue.data + s->sent, s->queue.len - s->sent);
+    s->queue.len -= s->sent;
+    s->queue.data[s->queue.len] = '\0';
+    s->sent = 0;
+  }
+  rc = buf_append(&s->queue, p, n);
+  if (rc) {
+    /* The client stopped reading: give up on it rather than grow. */
+    s->cancelled = 1;
+    s->sent = 0;
+  }
+  s->last_write_ms = clock_mono_ms();
+  stream_wake(s);
+out:
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+int http_stream_cancelled(struct http_stream *s) {
+  int c;
+  pthread_mutex_lock(&s->mu);
+  c = s->cancelled;
+  pthread_mutex_unlock(&s->mu);
+  return c;
+}
+
+void http_stream_set_owner(struct http_stream *s, void *arg, void (*on_cancel)(void *arg),
+                           void (*on_release)(void *arg)) {
+  pthread_mutex_lock(&s->mu);
+  s->on_cancel = on_cancel;
+  s->cancel_arg = arg;
+  s->on_release = on_release;
+  s->release_arg = arg;
+  pthread_mutex_unlock(&s->mu);
+}
+
+void http_stream_end(struct http_stream *s) {
+  pthread_mutex_lock(&s->mu);
+  s->ended = 1;
+  s->on_cancel = NULL;
+  stream_wake(s);
+  pthread_mutex_unlock(&s->mu);
+  stream_unref(s);
+}
+
+/* Heartbeats: an idle stream gets a comment every ping_interval_s, which
+ * keeps proxies from closing it and lets a vanished client be noticed. */
+static void *ticker_main(void *arg) {
+  struct http_server *srv = arg;
+  pthread_mutex_lock(&srv->mu);
+  while (!srv->stopping) {
+    struct timespec ts;
+    int64_t now = clock_mono_ms();
+    int64_t interval = (int64_t)srv->opts->ping_interval_s * 1000;
+    for (struct http_stream *s = srv->streams; s; s = s->next) {
+      pthread_mutex_lock(&s->mu);
+      if (!s->ended && !s->cancelled && now - s->last_write_ms >= interval) {
+        if (http_sse_comment(&s->queue, "ping") != RAGD_OK) s->cancelled = 1;
+        s->last_write_ms = now;
+        stream_wake(s);
+      }
+      pthread_mutex_unlock(&s->mu);
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 250 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+  }
+  pthread_mutex_unlock(&srv->mu);
+  return NULL;
+}
+
+/* ---- the server ------------------------------------------------------------------- */
+
+static void log_mhd(void *cls, const char *fmt, va_list ap) {
+  char line[512];
+  size_t n;
+  (void)cls;
+  vsnprintf(line, sizeof line, fmt, ap);
+  n = strlen(line);
+  while (n && line[n - 1] == '\n') line[--n] = '\0';
+  log_warn("http: %s", line);
+}
+
+ragd_err http_server_start(const struct http_server_opts *opts, struct http_server **out) {
+  struct http_server *srv = calloc(1, sizeof *srv);
+  struct sockaddr_storage ss;
+  struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                   MHD_USE_ERROR_LOG;
+  const union MHD_DaemonInfo *info;
+  ragd_err rc;
+  if (!srv) return RAGD_ENOMEM;
+  srv->opts = opts;
+  pthread_mutex_init(&srv->mu, NULL);
+  pthread_cond_init(&srv->cv, NULL);
+  memset(&ss, 0, sizeof ss);
+  if (inet_pton(AF_INET, opts->host, &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)opts->port);
+  } else if (inet_pton(AF_INET6, opts->host, &sin6->sin6_addr) == 1) {
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons((uint16_t)opts->port);
+    flags |= MHD_USE_IPv6;
+  } else if (strcmp(opts->host, "localhost") == 0) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)opts->port);
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  } else {
+    log_error("listen address \"%s\" is not a numeric IPv4/IPv6 address", opts->host);
+    rc = RAGD_ECONFIG;
+    goto fail;
+  }
+  rc = workq_new(opts->workers, &srv->workers);
+  if (rc) goto fail;
+  srv->daemon = MHD_start_daemon(
+      flags, (uint16_t)opts->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+      MHD_OPTION_CONNECTION_LIMIT, opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+      MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_END);
+  if (!srv->daemon) {
+    log_error("cannot listen on %s:%d (in use, or not an address of this machine)", opts->host,
+              opts->port);
+    rc = RAGD_EIO;
+    goto fail;
+  }
+  info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  srv->port = info ? (int)info->port : opts->port;
+  if (pthread_create(&srv->ticker, NULL, ticker_main, srv) == 0) srv->ticker_started = 1;
+  *out = srv;
+  return RAGD_OK;
+fail:
+  http_server_stop(srv);
+  return rc;
+}
+
+int http_server_port(const struct http_server *s) { return s->port; }
+
+void http_server_stop(struct http_server *srv) {
+  if (!srv) return;
+  pthread_mutex_lock(&srv->mu);
+  srv->stopping = 1;
+  pthread_cond_broadcast(&srv->cv);
+  pthread_mutex_unlock(&srv->mu);
+  if (srv->ticker_started) pthread_join(srv->ticker, NULL);
+  /* Open streams end now: their clients see the connection close. */
+  pthread_mutex_lock(&srv->mu);
+  for (struct http_stream *s = srv->streams; s; s = s->next) {
+    pthread_mutex_lock(&s->mu);
+    s->cancelled = 1;
+    stream_wake(s);
+    pthread_mutex_unlock(&s->mu);
+  }
+  pthread_mutex_unlock(&srv->mu);
+  /* Workers finish their handlers first: they resume suspended connections,
+   * which the daemon then closes. */
+  workq_free(srv->workers);
+  srv->workers = NULL;
+  if (srv->daemon) MHD_stop_daemon(srv->daemon);
+  pthread_mutex_destroy(&srv->mu);
+  pthread_cond_destroy(&srv->cv);
+  free(srv);
+}

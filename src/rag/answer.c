@@ -1,0 +1,226 @@
+/* answer.c - one question's pipeline: retrieve, build the prompt, generate,
+ * track citations, save the turn.
+ *
+ * A rag_answer has two references: the caller's handle and the running
+ * generation's. The generator's sink callbacks run on the upstream thread (or
+ * synchronously for the extractive generator); the last of the two releases
+ * frees the answer. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rag/rag.h"
+#include "util/crypto.h"
+#include "util/log.h"
+
+#define ANSWER_TEXT_MAX (1024 * 1024)
+
+struct rag_answer {
+  pthread_mutex_t mu;
+  int refs;
+  atomic_int cancelled;
+  struct rag_engine *e;
+  struct rag_events ev;
+  char *question;
+  char conversation_id[80];
+  struct store_hit_list hits;
+  struct llm_passage *passages;
+  struct store_message_list history;
+  struct rag_prompt prompt;
+  struct buf text; /* the whole answer, saved as the assistant's turn */
+  struct rag_citations cites;
+};
+
+static void answer_unref(struct rag_answer *a) {
+  int last;
+  pthread_mutex_lock(&a->mu);
+  last = --a->refs == 0;
+  pthread_mutex_unlock(&a->mu);
+  if (!last) return;
+  rag_prompt_dispose(&a->prompt);
+  store_message_list_dispose(&a->history);
+  store_hit_list_dispose(&a->hits);
+  free(a->passages);
+  free(a->question);
+  buf_dispose(&a->text);
+  rag_citations_dispose(&a->cites);
+  pthread_mutex_destroy(&a->mu);
+  free(a);
+}
+
+static void sink_delta(void *ctx, const char *text, size_t len) {
+  struct rag_answer *a = ctx;
+  rag_citations_feed(&a->cites, text, len);
+  /* The saved copy is capped; the client still gets every byte. */
+  if (a->text.max == 0 || a->text.len + len <= a->text.max) buf_append(&a->text, text, len);
+  a->ev.on_delta(a->ev.ctx, text, len);
+}
+
+static void sink_usage(void *ctx, long prompt_tokens, long completion_tokens) {
+  struct rag_answer *a = ctx;
+  if (a->ev.on_usage) a->ev.on_usage(a->ev.ctx, prompt_tokens, completion_tokens);
+}
+
+static int sink_cancelled(void *ctx) {
+  struct rag_answer *a = ctx;
+  return atomic_load(&a->cancelled);
+}
+
+static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const char *error_code,
+                        const char *error_message) {
+  struct rag_answer *a = ctx;
+  if (rc == RAGD_OK) {
+    int *cited = calloc(a->cites.count + 1, sizeof *cited);
+    int *invalid = calloc(a->cites.count + 1, sizeof *invalid);
+    size_t nc = 0, ni = 0;
+    for (size_t i = 0; cited && invalid && i < a->cites.count; i++) {
+      int n = a->cites.numbers[i];
+      if (n >= 1 && (size_t)n <= a->hits.count)
+        cited[nc++] = n;
+      else
+        invalid[ni++] = n;
+    }
+    /* ascending order for the report */
+    for (size_t i = 1; i < nc; i++)
+      for (size_t j = i; j > 0 && cited[j - 1] > cited[j]; j--) {
+        int t = cited[j];
+        cited[j] = cited[j - 1];
+        cited[j - 1] = t;
+      }
+    if (a->text.data &&
+        a->e->store.ops->append_message(a->e->store.ctx, a->conversation_id, "assistant",
+                                        a->text.data) != RAGD_OK)
+      log_warn("conversation %s: could not save the answer", a->conversation_id);
+    a->ev.on_done(a->ev.ctx, finish_reason ? finish_reason : "stop", cited, nc, invalid, ni);
+    free(cited);
+    free(invalid);
+  } else {
+    a->ev.on_error(a->ev.ctx, error_code ? error_code : "internal_error",
+                   error_message ? error_message : ragd_strerror(rc));
+  }
+  answer_unref(a);
+}
+
+static int conversation_id_ok(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n > 64) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = id[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '_'))
+      return 0;
+  }
+  return 1;
+}
+
+ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
+                          const struct rag_events *ev, struct rag_answer **out,
+                          const char **code) {
+  struct rag_answer *a = calloc(1, sizeof *a);
+  struct llm_request req;
+  struct llm_sink sink;
+  const struct llm *gen;
+  ragd_err rc;
+  *code = "internal_error";
+  if (!a) return RAGD_ENOMEM;
+  pthread_mutex_init(&a->mu, NULL);
+  a->refs = 1;
+  a->e = e;
+  a->ev = *ev;
+  buf_init(&a->text, ANSWER_TEXT_MAX);
+  rag_citations_init(&a->cites);
+  a->question = strdup(q->message);
+  if (!a->question) {
+    rc = RAGD_ENOMEM;
+    goto fail;
+  }
+  if (q->conversation_id && q->conversation_id[0]) {
+    if (!conversation_id_ok(q->conversation_id)) {
+      *code = "invalid_field";
+      rc = RAGD_EINVAL;
+      goto fail;
+    }
+    snprintf(a->conversation_id, sizeof a->conversation_id, "%s", q->conversation_id);
+    if (e->cfg->history_turns > 0) {
+      rc = e->store.ops->list_messages(e->store.ctx, a->conversation_id,
+                                       (size_t)e->cfg->history_turns, &a->history);
+      if (rc) {
+        *code = "store_unavailable";
+        goto fail;
+      }
+    }
+  } else {
+    memcpy(a->conversation_id, "conv_", 5);
+    if (crypto_random_hex(a->conversation_id + 5, 16) != 0) {
+      rc = RAGD_EIO;
+      goto fail;
+    }
+  }
+  rc = e->store.ops->search_bm25(e->store.ctx, q->message, q->top_k, &a->hits);
+  if (rc) {
+    *code = "store_unavailable";
+    goto fail;
+  }
+  a->passages = calloc(a->hits.count + 1, sizeof *a->passages);
+  if (!a->passages) {
+    rc = RAGD_ENOMEM;
+    goto fail;
+  }
+  for (size_t i = 0; i < a->hits.count; i++) {
+    a->passages[i].index = (int)i + 1;
+    a->passages[i].title = a->hits.items[i].title;
+    a->passages[i].url = a->hits.items[i].url;
+    a->passages[i].heading_path = a->hits.items[i].heading_path;
+    a->passages[i].text = a->hits.items[i].text;
+  }
+  rc = rag_prompt_build(q->message, a->passages, a->hits.count, &a->history, &a->prompt);
+  if (rc) goto fail;
+  rc = e->store.ops->append_message(e->store.ctx, a->conversation_id, "user", q->message);
+  if (rc) {
+    *code = "store_unavailable";
+    goto fail;
+  }
+  /* Nothing retrieved: the extractive generator says so honestly instead of
+   * letting a model answer from nowhere. */
+  gen = (a->hits.count == 0 || !e->llm.ops) ? &e->extractive : &e->llm;
+  if (ev->on_meta) ev->on_meta(ev->ctx, a->conversation_id, gen->model ? gen->model : gen->ops->name);
+  if (ev->on_sources) ev->on_sources(ev->ctx, &a->hits);
+
+  memset(&req, 0, sizeof req);
+  req.messages = a->prompt.messages;
+  req.message_count = a->prompt.count;
+  req.question = a->question;
+  req.passages = a->passages;
+  req.passage_count = a->hits.count;
+  req.max_tokens = e->cfg->llm_max_tokens;
+  req.temperature = -1;
+  req.request_id = q->request_id;
+  sink.ctx = a;
+  sink.on_delta = sink_delta;
+  sink.on_usage = sink_usage;
+  sink.is_cancelled = sink_cancelled;
+  sink.on_finish = sink_finish;
+  a->refs = 2; /* the caller's handle and the generation */
+  *out = a;
+  rc = gen->ops->start(gen->ctx, &req, &sink);
+  if (rc) {
+    /* Events already began (meta, sources): finish them with an error. */
+    sink_finish(a, rc, NULL, "upstream_unavailable", ragd_strerror(rc));
+  }
+  return RAGD_OK;
+fail:
+  answer_unref(a);
+  return rc;
+}
+
+void rag_answer_cancel(struct rag_answer *a) {
+  if (!a) return;
+  atomic_store(&a->cancelled, 1);
+  llm_wakeup();
+}
+
+void rag_answer_release(struct rag_answer *a) {
+  if (a) answer_unref(a);
+}

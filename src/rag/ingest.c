@@ -1,0 +1,116 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rag/rag.h"
+#include "text/text.h"
+#include "util/crypto.h"
+
+#define DOC_ID_MAX 256
+#define DOC_TITLE_MAX 1024
+#define DOC_URL_MAX 2048
+
+static int utf8_ok(const char *s, const char *field, struct buf *err) {
+  size_t bad = 0;
+  if (!s) return 1;
+  if (text_utf8_validate(s, strlen(s), &bad) == RAGD_OK) return 1;
+  if (err) buf_appendf(err, "%s is not valid UTF-8 at byte %zu", field, bad);
+  return 0;
+}
+
+ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
+                    struct rag_ingest_result *out, struct buf *err) {
+  struct text_chunk_list chunks = {0};
+  struct text_chunk_opts opts;
+  struct store_doc_in in;
+  struct store_put_result put;
+  char hash[65];
+  char derived_id[32];
+  char *title_owned = NULL;
+  const char *format = doc->format ? doc->format : "markdown";
+  const char *id = doc->id;
+  const char *title = doc->title;
+  size_t bad = 0;
+  int fmt;
+  ragd_err rc;
+
+  memset(out, 0, sizeof *out);
+  if (!utf8_ok(doc->id, "id", err) || !utf8_ok(doc->title, "title", err) ||
+      !utf8_ok(doc->url, "url", err))
+    return RAGD_EUTF8;
+  if (text_utf8_validate(doc->text, doc->text_len, &bad) != RAGD_OK) {
+    if (err) buf_appendf(err, "text is not valid UTF-8 at byte %zu", bad);
+    return RAGD_EUTF8;
+  }
+  fmt = text_format_parse(format);
+  if (fmt < 0) {
+    if (err) buf_appendf(err, "format must be markdown, text or html, not \"%s\"", format);
+    return RAGD_EINVAL;
+  }
+  if (id && strlen(id) > DOC_ID_MAX) {
+    if (err) buf_appendf(err, "id is longer than %d bytes", DOC_ID_MAX);
+    return RAGD_EINVAL;
+  }
+  if (id && id[0] && strspn(id, " \t\r\n") == strlen(id)) {
+    if (err) buf_append_str(err, "id must not be blank");
+    return RAGD_EINVAL;
+  }
+  if (title && strlen(title) > DOC_TITLE_MAX) {
+    if (err) buf_appendf(err, "title is longer than %d bytes", DOC_TITLE_MAX);
+    return RAGD_EINVAL;
+  }
+  if (doc->url && strlen(doc->url) > DOC_URL_MAX) {
+    if (err) buf_appendf(err, "url is longer than %d bytes", DOC_URL_MAX);
+    return RAGD_EINVAL;
+  }
+  if (!id || !id[0]) {
+    crypto_sha256_hex(doc->text, doc->text_len, hash);
+    snprintf(derived_id, sizeof derived_id, "doc-%.16s", hash);
+    id = derived_id;
+  }
+  if (!title || !title[0]) {
+    title_owned = text_title(doc->text, doc->text_len, (enum text_format)fmt);
+    title = title_owned ? title_owned : id;
+  }
+  opts.tokens_max = (size_t)e->cfg->chunk_tokens;
+  opts.tokens_overlap = (size_t)e->cfg->chunk_overlap;
+  rc = text_chunk(doc->text, doc->text_len, (enum text_format)fmt, &opts, &chunks);
+  if (rc) {
+    if (err) buf_appendf(err, "cannot split the text into chunks: %s", ragd_strerror(rc));
+    goto out;
+  }
+  if (chunks.count == 0) {
+    if (err) buf_append_str(err, "text has no content to index");
+    rc = RAGD_EEMPTY;
+    goto out;
+  }
+  memset(&in, 0, sizeof in);
+  in.external_id = id;
+  in.title = title;
+  in.url = doc->url ? doc->url : "";
+  in.metadata_json = doc->metadata_json ? doc->metadata_json : "{}";
+  in.format = fmt == TEXT_FORMAT_HTML ? "html" : fmt == TEXT_FORMAT_TEXT ? "text" : "markdown";
+  in.content = doc->text;
+  in.content_len = doc->text_len;
+  in.chunks = &chunks;
+  rc = e->store.ops->put_document(e->store.ctx, &in, &put);
+  if (rc) {
+    if (err) buf_appendf(err, "the store refused the document: %s", ragd_strerror(rc));
+    goto out;
+  }
+  out->document_id = strdup(id);
+  if (!out->document_id) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  out->status = put.status;
+  out->chunk_count = put.chunk_count;
+out:
+  text_chunk_list_dispose(&chunks);
+  free(title_owned);
+  return rc;
+}
+
+ragd_err rag_search(struct rag_engine *e, const char *query, size_t k, struct store_hit_list *out) {
+  return e->store.ops->search_bm25(e->store.ctx, query, k, out);
+}

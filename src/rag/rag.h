@@ -1,0 +1,126 @@
+/* rag.h - one request's pipeline: ingest a document (text -> store), search,
+ * and answer a question (retrieve -> prompt -> generate -> cite).
+ *
+ * rag knows no protocol: it reports an answer through struct rag_events, and
+ * the HTTP handlers and the command line encode those as they need. */
+#ifndef RAGD_RAG_H
+#define RAGD_RAG_H
+
+#include <stddef.h>
+
+#include "llm/llm.h"
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/config.h"
+#include "util/err.h"
+
+struct rag_engine {
+  const struct ragd_config *cfg; /* borrowed; outlives the engine */
+  struct store store;
+  struct llm llm;        /* the configured generator */
+  struct llm extractive; /* answers when nothing was retrieved */
+};
+
+/* Opens the store in cfg->data_dir and creates the generators. with_llm = 0
+ * skips the configured generator (ingest/search commands). */
+ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag_engine *out,
+                         struct buf *err);
+void rag_engine_close(struct rag_engine *e);
+
+/* ---- ingest ---- */
+
+struct rag_doc_in {
+  const char *id; /* external id; NULL or "" to derive one from the content hash */
+  const char *title; /* NULL: taken from the markup (first heading), else the id */
+  const char *url;
+  const char *metadata_json; /* NULL: "{}" */
+  const char *format; /* "text" | "markdown" | "html"; NULL: markdown */
+  const char *text;
+  size_t text_len;
+};
+
+struct rag_ingest_result {
+  char *document_id; /* owned; free() */
+  enum store_put_status status;
+  size_t chunk_count;
+};
+
+/* Validates (UTF-8, sizes, format), chunks and stores one document in one
+ * transaction. On RAGD_EINVAL/RAGD_EUTF8 err says what is wrong. Thread-safe. */
+ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
+                    struct rag_ingest_result *out /* OUT */, struct buf *err);
+
+/* ---- search ---- */
+
+/* BM25 top k for query. Thread-safe. */
+ragd_err rag_search(struct rag_engine *e, const char *query, size_t k,
+                    struct store_hit_list *out /* OUT */);
+
+/* ---- answers ---- */
+
+struct rag_question {
+  const char *message;
+  size_t top_k;
+  const char *conversation_id; /* NULL: a new conversation */
+  const char *request_id;
+};
+
+/* What an answer reports, in this order: on_meta, on_sources, on_delta*,
+ * on_usage?, then exactly one of on_done or on_error. Callbacks may run on the
+ * caller's thread (before rag_answer_start returns) or on the upstream thread;
+ * never two at once. Strings are borrowed for the call. */
+struct rag_events {
+  void *ctx;
+  void (*on_meta)(void *ctx, const char *conversation_id, const char *model);
+  void (*on_sources)(void *ctx, const struct store_hit_list *hits);
+  void (*on_delta)(void *ctx, const char *text, size_t len);
+  void (*on_usage)(void *ctx, long prompt_tokens, long completion_tokens);
+  /* cited: source numbers the answer cited, ascending; invalid: numbers it
+   * cited that are not in the sources list. */
+  void (*on_done)(void *ctx, const char *finish_reason, const int *cited, size_t cited_count,
+                  const int *invalid, size_t invalid_count);
+  void (*on_error)(void *ctx, const char *code, const char *message);
+};
+
+struct rag_answer;
+
+/* Retrieves, builds the prompt and starts generation. On RAGD_OK *out is a
+ * handle the caller must rag_answer_release; events then run to on_done or
+ * on_error. On error no event has fired (except that *code names the failure:
+ * a problem code such as "store_unavailable"). */
+ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
+                          const struct rag_events *ev, struct rag_answer **out /* OUT */,
+                          const char **code /* OUT */);
+/* Asks the generation to stop (the client went away): the upstream transfer is
+ * aborted and on_error("cancelled") follows. Any thread. */
+void rag_answer_cancel(struct rag_answer *a);
+/* Drops the caller's handle. Any thread; accepts NULL. */
+void rag_answer_release(struct rag_answer *a);
+
+/* ---- pieces, exposed for tests ---- */
+
+/* Scans answer text for citations "[n]" / "[n, m]" across delta boundaries. */
+struct rag_citations {
+  int state; /* 0 outside brackets, 1 inside */
+  char pending[24];
+  size_t pending_len;
+  int *numbers; /* every number cited, in order of first appearance */
+  size_t count, cap;
+};
+void rag_citations_init(struct rag_citations *c);
+void rag_citations_feed(struct rag_citations *c, const char *text, size_t len);
+void rag_citations_dispose(struct rag_citations *c);
+
+/* Builds the chat prompt: system rules, history, then the passages and the
+ * question in one user message. messages point into storage owned by *prompt. */
+struct rag_prompt {
+  struct llm_message *messages;
+  size_t count;
+  char **owned;
+  size_t owned_count;
+};
+ragd_err rag_prompt_build(const char *question, const struct llm_passage *passages, size_t n,
+                          const struct store_message_list *history, struct rag_prompt *out);
+void rag_prompt_dispose(struct rag_prompt *p);
+
+#endif

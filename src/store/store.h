@@ -1,0 +1,152 @@
+/* store.h - where documents, chunks, vectors and conversations live.
+ *
+ * A store is an ops table plus its private context, chosen by name at start-up
+ * (store_open). All SQL in ragd lives behind this interface.
+ *
+ * Threads: every op may be called from any thread; an implementation
+ * serializes or pools internally. Strings handed in are borrowed for the call;
+ * results are owned by the caller and released with the matching *_dispose. */
+#ifndef RAGD_STORE_H
+#define RAGD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "text/text.h"
+#include "util/err.h"
+
+#define STORE_OPS_VERSION 1
+
+/* A document as handed to put_document. external_id identifies it to users;
+ * content is the raw document (kept for GET and for hashing); chunks were made
+ * by the caller from it. */
+struct store_doc_in {
+  const char *external_id; /* required, 1..256 bytes of UTF-8 */
+  const char *title;       /* may be "" */
+  const char *url;         /* may be "" */
+  const char *metadata_json; /* a JSON object as text; "{}" when none */
+  const char *format;        /* "text" | "markdown" | "html" */
+  const char *content;
+  size_t content_len;
+  const struct text_chunk_list *chunks;
+};
+
+enum store_put_status { STORE_PUT_CREATED = 0, STORE_PUT_UPDATED = 1, STORE_PUT_UNCHANGED = 2 };
+
+struct store_put_result {
+  enum store_put_status status;
+  size_t chunk_count;
+};
+
+struct store_doc {
+  char *external_id;
+  char *title;
+  char *url;
+  char *metadata_json;
+  char *format;
+  char *content_hash; /* hex SHA-256 of the content */
+  char *content;      /* NULL in list results */
+  size_t content_len;
+  int64_t created_at; /* Unix seconds */
+  int64_t updated_at;
+  size_t chunk_count;
+};
+
+struct store_doc_list {
+  struct store_doc *items;
+  size_t count;
+  char *next_cursor; /* NULL when this was the last page */
+};
+
+/* One retrieved chunk. chunk_id is "<external_id>#<ordinal>". score is
+ * larger-is-better (for BM25 this is -bm25(), i.e. positive). */
+struct store_hit {
+  char *chunk_id;
+  char *document_id; /* the external id */
+  char *title;
+  char *url;
+  char *heading_path;
+  char *text;
+  size_t ordinal;
+  double score;
+};
+
+struct store_hit_list {
+  struct store_hit *items;
+  size_t count;
+};
+
+struct store_message {
+  char *role; /* "user" | "assistant" */
+  char *content;
+  int64_t created_at;
+};
+
+struct store_message_list {
+  struct store_message *items;
+  size_t count;
+};
+
+struct store_stats {
+  size_t documents;
+  size_t chunks;
+};
+
+struct store_ops {
+  int version; /* STORE_OPS_VERSION */
+  const char *name;
+  /* location: for sqlite a data directory (created if missing; the database is
+   * DIR/ragd.db). */
+  ragd_err (*open)(const char *location, void **ctx /* OUT */);
+  void (*close)(void *ctx);
+  /* Inserts or atomically replaces the document with this external id, its
+   * chunks and their index entries, in one transaction. When the stored
+   * content hash equals the new one (and title/url/metadata are unchanged)
+   * nothing is written and status is STORE_PUT_UNCHANGED. */
+  ragd_err (*put_document)(void *ctx, const struct store_doc_in *doc,
+                           struct store_put_result *out /* OUT */);
+  /* RAGD_ENOTFOUND when there is no such document. */
+  ragd_err (*get_document)(void *ctx, const char *external_id, struct store_doc *out /* OUT */);
+  /* Ordered by external id; cursor is NULL for the first page or a
+   * next_cursor from a previous page. limit 1..1000. */
+  ragd_err (*list_documents)(void *ctx, const char *cursor, size_t limit,
+                             struct store_doc_list *out /* OUT */);
+  /* Deletes document, chunks and index entries in one transaction;
+   * RAGD_ENOTFOUND when there is no such document. */
+  ragd_err (*delete_document)(void *ctx, const char *external_id);
+  /* Full-text BM25 over chunk text (title and heading path count too). The
+   * query is tokenized with text_tokenize and its terms OR-ed; it is never
+   * interpreted as query syntax. Best first, at most k hits; zero hits is not
+   * an error. */
+  ragd_err (*search_bm25)(void *ctx, const char *query, size_t k,
+                          struct store_hit_list *out /* OUT */);
+  /* Creates the conversation when new, then appends one message. */
+  ragd_err (*append_message)(void *ctx, const char *conversation_id, const char *role,
+                             const char *content);
+  /* Oldest first, at most limit of the most recent messages. */
+  ragd_err (*list_messages)(void *ctx, const char *conversation_id, size_t limit,
+                            struct store_message_list *out /* OUT */);
+  ragd_err (*stats)(void *ctx, struct store_stats *out /* OUT */);
+  /* Cheap liveness check (e.g. SELECT 1). */
+  ragd_err (*ping)(void *ctx);
+};
+
+struct store {
+  const struct store_ops *ops;
+  void *ctx;
+};
+
+/* Opens the store named by spec: "sqlite:DIR" or a plain directory path means
+ * the SQLite store in DIR. On error *out is untouched. */
+ragd_err store_open(const char *spec, struct store *out /* OUT */);
+/* Closes and zeroes st; accepts a zeroed store. */
+void store_close(struct store *st);
+
+void store_doc_dispose(struct store_doc *d);
+void store_doc_list_dispose(struct store_doc_list *l);
+void store_hit_list_dispose(struct store_hit_list *l);
+void store_message_list_dispose(struct store_message_list *l);
+
+extern const struct store_ops store_sqlite_ops;
+
+#endif

@@ -1,0 +1,212 @@
+#include "util/config.h"
+
+#include "util/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern char **environ;
+
+enum config_kind { CONFIG_STR, CONFIG_LONG };
+
+struct config_var {
+  const char *name;
+  enum config_kind kind;
+  size_t offset;
+  long min, max; /* for CONFIG_LONG */
+  const char *def;
+  const char *help;
+};
+
+#define STR_VAR(n, field, d, h) \
+  {n, CONFIG_STR, offsetof(struct ragd_config, field), 0, 0, d, h}
+#define LONG_VAR(n, field, lo, hi, d, h) \
+  {n, CONFIG_LONG, offsetof(struct ragd_config, field), lo, hi, d, h}
+
+static const struct config_var config_vars[] = {
+    STR_VAR("RAGD_DATA", data_dir, "data", "data folder (SQLite database)"),
+    STR_VAR("RAGD_LISTEN", listen, "127.0.0.1:8080", "HOST:PORT to serve on"),
+    STR_VAR("RAGD_LLM_PROVIDER", llm_provider, "", "extractive | openai (default: openai when RAGD_LLM_BASE_URL is set)"),
+    STR_VAR("RAGD_LLM_BASE_URL", llm_base_url, "", "OpenAI-compatible base URL, e.g. https://api.openai.com/v1"),
+    STR_VAR("RAGD_LLM_API_KEY", llm_api_key, "", "API key sent as a Bearer token"),
+    STR_VAR("RAGD_LLM_MODEL", llm_model, "gpt-4o-mini", "model name sent upstream"),
+    LONG_VAR("RAGD_LLM_CONNECT_TIMEOUT_MS", llm_connect_timeout_ms, 1, 600000, "10000", "upstream connect timeout"),
+    LONG_VAR("RAGD_LLM_TIMEOUT_MS", llm_timeout_ms, 1, 3600000, "120000", "upstream total timeout"),
+    LONG_VAR("RAGD_LLM_IDLE_TIMEOUT_MS", llm_idle_timeout_ms, 1, 3600000, "60000", "upstream idle timeout between bytes"),
+    LONG_VAR("RAGD_LLM_MAX_TOKENS", llm_max_tokens, 1, 1000000, "512", "answer length limit sent upstream"),
+    LONG_VAR("RAGD_TOP_K", top_k, 1, 50, "5", "passages retrieved per question by default"),
+    LONG_VAR("RAGD_TOP_K_MAX", top_k_max, 1, 1000, "50", "largest top_k a request may ask for"),
+    LONG_VAR("RAGD_MAX_BODY_BYTES", max_body_bytes, 1024, 1073741824L, "4194304", "largest request body"),
+    LONG_VAR("RAGD_MAX_MESSAGE_BYTES", max_message_bytes, 16, 1048576, "8192", "largest chat message"),
+    LONG_VAR("RAGD_CHUNK_TOKENS", chunk_tokens, 32, 8192, "256", "chunk size in tokens"),
+    LONG_VAR("RAGD_CHUNK_OVERLAP", chunk_overlap, 0, 1024, "32", "tokens shared by consecutive chunks"),
+    LONG_VAR("RAGD_PING_INTERVAL_S", ping_interval_s, 1, 3600, "15", "seconds between SSE heartbeat comments"),
+    LONG_VAR("RAGD_WORKERS", workers, 1, 256, "4", "worker threads for retrieval and ingestion"),
+    LONG_VAR("RAGD_MAX_CONNECTIONS", max_connections, 16, 1000000, "16384", "open HTTP connections allowed"),
+    LONG_VAR("RAGD_HISTORY_TURNS", history_turns, 0, 100, "6", "earlier messages of a conversation sent to the model"),
+    STR_VAR("RAGD_LOG_LEVEL", log_level, "info", "debug | info | warn | error | off"),
+};
+
+#define CONFIG_VAR_COUNT (sizeof config_vars / sizeof config_vars[0])
+
+static void set_error(struct buf *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(struct buf *err, const char *fmt, ...) {
+  va_list ap;
+  if (!err) return;
+  buf_reset(err);
+  va_start(ap, fmt);
+  buf_vappendf(err, fmt, ap);
+  va_end(ap);
+}
+
+static ragd_err apply(struct ragd_config *c, const struct config_var *v, const char *value,
+                      struct buf *err) {
+  char *p = (char *)c + v->offset;
+  if (v->kind == CONFIG_STR) {
+    char **slot = (char **)(void *)p;
+    char *copy = strdup(value);
+    if (!copy) return RAGD_ENOMEM;
+    free(*slot);
+    *slot = copy;
+    return RAGD_OK;
+  } else {
+    long *slot = (long *)(void *)p;
+    char *end = NULL;
+    long n;
+    errno = 0;
+    n = strtol(value, &end, 10);
+    if (errno || end == value || *end != '\0' || n < v->min || n > v->max) {
+      if (err) {
+        buf_reset(err);
+        buf_appendf(err, "%s: expected an integer from %ld to %ld, got \"%s\"", v->name, v->min,
+                    v->max, value);
+      }
+      return RAGD_ECONFIG;
+    }
+    *slot = n;
+    return RAGD_OK;
+  }
+}
+
+void config_init(struct ragd_config *c) {
+  memset(c, 0, sizeof *c);
+  for (size_t i = 0; i < CONFIG_VAR_COUNT; i++) apply(c, &config_vars[i], config_vars[i].def, NULL);
+}
+
+void config_dispose(struct ragd_config *c) {
+  for (size_t i = 0; i < CONFIG_VAR_COUNT; i++) {
+    if (config_vars[i].kind == CONFIG_STR) {
+      char **slot = (char **)(void *)((char *)c + config_vars[i].offset);
+      free(*slot);
+      *slot = NULL;
+    }
+  }
+  free(c->listen_host);
+  c->listen_host = NULL;
+}
+
+ragd_err config_set(struct ragd_config *c, const char *var, const char *value, struct buf *err) {
+  for (size_t i = 0; i < CONFIG_VAR_COUNT; i++)
+    if (strcmp(config_vars[i].name, var) == 0) return apply(c, &config_vars[i], value, err);
+  set_error(err, "%s: unknown setting", var);
+  return RAGD_ECONFIG;
+}
+
+ragd_err config_load_env(struct ragd_config *c, struct buf *err) {
+  for (char **e = environ; e && *e; e++) {
+    const char *eq = strchr(*e, '=');
+    char name[128];
+    size_t n;
+    ragd_err rc;
+    if (strncmp(*e, "RAGD_", 5) != 0 || !eq) continue;
+    n = (size_t)(eq - *e);
+    if (n >= sizeof name) {
+      set_error(err, "%.60s...: unknown RAGD_ variable", *e);
+      return RAGD_ECONFIG;
+    }
+    memcpy(name, *e, n);
+    name[n] = '\0';
+    rc = config_set(c, name, eq + 1, err);
+    if (rc) {
+      if (err && strstr(err->data ? err->data : "", "unknown setting")) {
+        buf_reset(err);
+        buf_appendf(err,
+                    "%s: unknown RAGD_ variable (see `ragd --help` for the list; unset it "
+                    "or fix its name)",
+                    name);
+      }
+      return rc;
+    }
+  }
+  return RAGD_OK;
+}
+
+static ragd_err parse_listen(struct ragd_config *c, struct buf *err) {
+  const char *colon = strrchr(c->listen, ':');
+  char *end = NULL;
+  long port;
+  if (!colon || colon == c->listen) goto bad;
+  errno = 0;
+  port = strtol(colon + 1, &end, 10);
+  if (errno || end == colon + 1 || *end || port < 0 || port > 65535) goto bad;
+  free(c->listen_host);
+  c->listen_host = strndup(c->listen, (size_t)(colon - c->listen));
+  if (!c->listen_host) return RAGD_ENOMEM;
+  c->listen_port = (int)port;
+  return RAGD_OK;
+bad:
+  set_error(err, "RAGD_LISTEN: expected HOST:PORT such as 127.0.0.1:8080, got \"%s\"",
+            c->listen);
+  return RAGD_ECONFIG;
+}
+
+ragd_err config_finish(struct ragd_config *c, struct buf *err) {
+  ragd_err rc = parse_listen(c, err);
+  if (rc) return rc;
+  if (c->llm_provider[0] == '\0') {
+    free(c->llm_provider);
+    c->llm_provider = strdup(c->llm_base_url[0] ? "openai" : "extractive");
+    if (!c->llm_provider) return RAGD_ENOMEM;
+  }
+  if (strcmp(c->llm_provider, "extractive") != 0 && strcmp(c->llm_provider, "openai") != 0) {
+    set_error(err, "RAGD_LLM_PROVIDER: expected extractive or openai, got \"%s\"",
+              c->llm_provider);
+    return RAGD_ECONFIG;
+  }
+  if (strcmp(c->llm_provider, "openai") == 0) {
+    if (c->llm_base_url[0] == '\0') {
+      set_error(err, "RAGD_LLM_BASE_URL: required when RAGD_LLM_PROVIDER is openai");
+      return RAGD_ECONFIG;
+    }
+    if (strncmp(c->llm_base_url, "http://", 7) != 0 && strncmp(c->llm_base_url, "https://", 8) != 0) {
+      set_error(err, "RAGD_LLM_BASE_URL: expected an http:// or https:// URL, got \"%s\"",
+                c->llm_base_url);
+      return RAGD_ECONFIG;
+    }
+  }
+  if (log_level_parse(c->log_level) < 0) {
+    set_error(err, "RAGD_LOG_LEVEL: expected debug, info, warn, error or off, got \"%s\"",
+              c->log_level);
+    return RAGD_ECONFIG;
+  }
+  if (c->top_k > c->top_k_max) {
+    set_error(err, "RAGD_TOP_K: must not exceed RAGD_TOP_K_MAX");
+    return RAGD_ECONFIG;
+  }
+  if (c->chunk_overlap >= c->chunk_tokens) {
+    set_error(err, "RAGD_CHUNK_OVERLAP: must be smaller than RAGD_CHUNK_TOKENS");
+    return RAGD_ECONFIG;
+  }
+  return RAGD_OK;
+}
+
+void config_describe(struct buf *out) {
+  for (size_t i = 0; i < CONFIG_VAR_COUNT; i++) {
+    const struct config_var *v = &config_vars[i];
+    buf_appendf(out, "  %-28s %s%s%s%s\n", v->name, v->help, v->def[0] ? " (default " : "",
+                v->def, v->def[0] ? ")" : "");
+  }
+}

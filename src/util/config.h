@@ -1,0 +1,58 @@
+/* config.h - ragd's settings: flags override RAGD_* environment variables,
+ * which override the defaults below.
+ *
+ * config_init fills defaults; config_load_env applies the environment and
+ * refuses unknown RAGD_* variables and malformed values with a message that
+ * names the variable. Flags are applied by the command line parser with
+ * config_set, which validates the same way. */
+#ifndef RAGD_UTIL_CONFIG_H
+#define RAGD_UTIL_CONFIG_H
+
+#include <stddef.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+
+struct ragd_config {
+  char *data_dir;       /* RAGD_DATA, default "data" */
+  char *listen;         /* RAGD_LISTEN, default "127.0.0.1:8080" */
+  char *listen_host;    /* parsed from listen */
+  int listen_port;      /* parsed from listen; 0 means any free port */
+  char *llm_provider;   /* RAGD_LLM_PROVIDER: extractive | openai; openai when
+                           RAGD_LLM_BASE_URL is set and this is not */
+  char *llm_base_url;   /* RAGD_LLM_BASE_URL */
+  char *llm_api_key;    /* RAGD_LLM_API_KEY */
+  char *llm_model;      /* RAGD_LLM_MODEL, default "gpt-4o-mini" */
+  long llm_connect_timeout_ms; /* RAGD_LLM_CONNECT_TIMEOUT_MS, default 10000 */
+  long llm_timeout_ms;         /* RAGD_LLM_TIMEOUT_MS, default 120000 */
+  long llm_idle_timeout_ms;    /* RAGD_LLM_IDLE_TIMEOUT_MS, default 60000 */
+  long llm_max_tokens;         /* RAGD_LLM_MAX_TOKENS, default 512 */
+  long top_k;                  /* RAGD_TOP_K, default 5 (1..50) */
+  long top_k_max;              /* RAGD_TOP_K_MAX, default 50 */
+  long max_body_bytes;         /* RAGD_MAX_BODY_BYTES, default 4 MiB */
+  long max_message_bytes;      /* RAGD_MAX_MESSAGE_BYTES, default 8192 */
+  long chunk_tokens;           /* RAGD_CHUNK_TOKENS, default 256 */
+  long chunk_overlap;          /* RAGD_CHUNK_OVERLAP, default 32 */
+  long ping_interval_s;        /* RAGD_PING_INTERVAL_S, default 15 */
+  long workers;                /* RAGD_WORKERS, default 4 */
+  long max_connections;        /* RAGD_MAX_CONNECTIONS, default 16384 */
+  long history_turns;          /* RAGD_HISTORY_TURNS, default 6 */
+  char *log_level;             /* RAGD_LOG_LEVEL, default "info" */
+};
+
+void config_init(struct ragd_config *c);
+void config_dispose(struct ragd_config *c);
+/* Applies one setting by its environment variable name (e.g. "RAGD_TOP_K").
+ * On error returns RAGD_ECONFIG and writes a message naming the variable into
+ * err (when err is not NULL). */
+ragd_err config_set(struct ragd_config *c, const char *var, const char *value,
+                    struct buf *err);
+/* Applies every RAGD_* variable of the environment; unknown ones are errors. */
+ragd_err config_load_env(struct ragd_config *c, struct buf *err);
+/* Final consistency (provider chosen from the base URL, listen parsed). */
+ragd_err config_finish(struct ragd_config *c, struct buf *err);
+
+/* Writes "VAR default description" lines for --help. */
+void config_describe(struct buf *out);
+
+#endif
