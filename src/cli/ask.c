@@ -34,9 +34,8 @@ static void on_sources(void *ctx, const struct store_hit_list *hits) {
   for (size_t i = 0; i < hits->count; i++) {
     struct buf b;
     buf_init(&b, 0);
-    buf_appendf(&b, "[%zu] %s", i + 1, hits->items[i].title);
-    if (hits->items[i].heading_path && hits->items[i].heading_path[0])
-      buf_appendf(&b, " > %s", hits->items[i].heading_path);
+    const char *heading = hits->items[i].heading_path;
+    buf_appendf(&b, "[%zu] %s", i + 1, heading && heading[0] ? heading : hits->items[i].title);
     buf_appendf(&b, "  (%s, score %.3f)", hits->items[i].chunk_id, hits->items[i].score);
     a->lines[a->nlines++] = buf_take(&b, NULL);
   }

@@ -51,8 +51,10 @@ int cli_search(int argc, char **argv) {
     const struct store_hit *h = &hits.items[i];
     size_t len = strlen(h->text);
     size_t cut = text_utf8_prefix(h->text, len, 300);
-    printf("%zu. score %.4f  %s", i + 1, h->score, h->title);
-    if (h->heading_path && h->heading_path[0]) printf(" > %s", h->heading_path);
+    /* The heading path starts at the document's own h1, so it names the
+     * document already; the title stands in when there are no headings. */
+    printf("%zu. score %.4f  %s", i + 1, h->score,
+           h->heading_path && h->heading_path[0] ? h->heading_path : h->title);
     printf("\n   %s\n   %.*s%s\n\n", h->chunk_id, (int)cut, h->text, cut < len ? "…" : "");
   }
   status = 0;

@@ -24,7 +24,8 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
   lc.provider = cfg->llm_provider;
   lc.base_url = cfg->llm_base_url;
   lc.api_key = cfg->llm_api_key;
-  lc.model = cfg->llm_model;
+  /* The offline generator has no model; it reports its own name. */
+  lc.model = strcmp(cfg->llm_provider, "extractive") == 0 ? "" : cfg->llm_model;
   lc.connect_timeout_ms = cfg->llm_connect_timeout_ms;
   lc.total_timeout_ms = cfg->llm_timeout_ms;
   lc.idle_timeout_ms = cfg->llm_idle_timeout_ms;

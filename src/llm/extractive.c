@@ -1,0 +1,659 @@
+/* extractive.c - the offline generator: answers with the one or two sentences
+ * of the retrieved passages that best match the question, each cited.
+ *
+ * No model is involved. Every passage is split into sentences; the question's
+ * BM25 terms (minus a few stop words, with a light English suffix strip) are
+ * weighted by how rare they are among those sentences, and each sentence scores
+ * the share of that weight it covers, adjusted by small priors: passage rank,
+ * a number when the question asks for a quantity or a time, sentence length.
+ * FAQ entries ("How long does X take? X takes 5 days.") are handled by passing
+ * the score of a matching question sentence on to the sentence that follows it;
+ * question sentences themselves are never quoted as answers.
+ *
+ * The answer is streamed word by word through the sink, synchronously, the way
+ * a model would stream it, so that every layer above sees a real stream. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm/llm.h"
+#include "text/text.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+/* Tuning. Coverage is in [0, 1]; the priors are small next to it. */
+#define EXTRACTIVE_SENTENCES_MAX 2
+#define EXTRACTIVE_SECOND_RATIO 0.5   /* second sentence needs this share of the best score */
+#define EXTRACTIVE_RANK_BONUS 0.08    /* divided by (rank + 1) */
+#define EXTRACTIVE_NUMBER_BONUS 0.15  /* quantity question, sentence holds a digit */
+#define EXTRACTIVE_SHORT_BYTES 15
+#define EXTRACTIVE_SHORT_FACTOR 0.5
+#define EXTRACTIVE_LONG_BYTES 400
+#define EXTRACTIVE_LONG_FACTOR 0.7
+#define EXTRACTIVE_FAQ_MIN_COVERAGE 0.3 /* a question sentence passes score on from here */
+#define EXTRACTIVE_FAQ_SHARE 0.5
+#define EXTRACTIVE_DELTA_BYTES_MAX 24   /* longest delta, for words without spaces */
+#define EXTRACTIVE_KOREAN_RATIO 0.3
+
+static const char extractive_not_found_en[] =
+    "I could not find this in the knowledge base. Please rephrase the question or "
+    "contact a support agent.";
+static const char extractive_not_found_ko[] =
+    "지식 베이스에서 이 질문에 대한 답을 찾지 못했습니다. 질문을 바꾸어 보시거나 "
+    "상담원에게 문의해 주세요.";
+
+/* Words that say how a question is asked rather than what it is about. They
+ * would otherwise make unrelated sentences look relevant. Korean entries are
+ * bigrams of verb endings and question words, as text_tokenize produces them. */
+static const char *const extractive_stop_words[] = {
+    "a",     "about", "am",    "an",    "and",   "any",   "are",   "as",    "at",
+    "be",    "been",  "being", "but",   "by",    "can",   "could", "did",   "do",
+    "does",  "for",   "from",  "get",   "got",   "had",   "has",   "have",  "how",
+    "i",     "if",    "in",    "into",  "is",    "it",    "its",   "long",  "many",
+    "me",    "much",  "my",    "of",    "often", "on",    "or",    "our",   "please",
+    "should", "so",   "soon",  "some",  "than",  "that",  "the",   "their", "them",
+    "then",  "there", "these", "they",  "this",  "those", "to",    "us",    "was",
+    "we",    "were",  "what",  "when",  "where", "which", "while", "who",   "why",
+    "will",  "with",  "would", "you",   "your",
+    "니다",  "습니",  "나요",  "까요",  "가요",  "세요",  "어요",  "해요",  "되나",
+    "하나",  "있나",  "합니",  "됩니",  "입니",  "언제",  "얼마",  "어떻",  "떻게",
+    "무엇",  "려면",  "하려",  "하면",  "는지",  "인지",  "건가",  "은가",  "한가",
+};
+
+/* Phrases (normalized) that ask for a number, a duration or a date. */
+static const char *const extractive_quantity_cues[] = {
+    "how much", "how many", "how long", "how soon", "how often", "when", "what time",
+    "몇",       "얼마",     "언제",     "며칠",
+};
+
+/* A question term and what the sentences say about it. */
+struct xq_term {
+  char *text;
+  size_t len;
+  size_t df;         /* sentences containing the term */
+  size_t seen_stamp; /* last sentence (index + 1) that counted it */
+  double weight;
+};
+
+/* The question's distinct terms, with an open-addressing index over them. */
+struct xq_set {
+  struct xq_term *items;
+  size_t count;
+  size_t cap;
+  size_t *slots; /* item index + 1; 0 is empty */
+  size_t slot_count; /* a power of two, more than twice count */
+};
+
+struct xs_sentence {
+  size_t passage;     /* position in req->passages (its rank) */
+  size_t start;       /* byte range in the passage text, trimmed */
+  size_t len;
+  size_t match_first; /* range in the match list */
+  size_t match_count;
+  int has_digit;
+  int is_question;
+  double coverage; /* share of question weight the sentence holds */
+  double score;
+};
+
+struct xs_list {
+  struct xs_sentence *items;
+  size_t count;
+  size_t cap;
+  size_t *matches; /* question term indexes, grouped per sentence */
+  size_t match_count;
+  size_t match_cap;
+};
+
+/* The state text_tokenize callbacks work on. */
+struct xtok_ctx {
+  struct xq_set *terms;
+  struct xs_list *sentences; /* NULL while reading the question */
+  size_t stamp;
+  ragd_err rc;
+};
+
+struct extractive {
+  size_t sentences_max;
+  double second_ratio;
+};
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static ragd_err extractive_grow(void **items, size_t *cap, size_t need, size_t elem) {
+  size_t new_cap;
+  void *p;
+  if (need <= *cap) return RAGD_OK;
+  new_cap = *cap ? *cap : 16;
+  while (new_cap < need) {
+    if (new_cap > SIZE_MAX / 2) return RAGD_ENOMEM;
+    new_cap *= 2;
+  }
+  if (new_cap > SIZE_MAX / elem) return RAGD_ENOMEM;
+  p = realloc(*items, new_cap * elem);
+  if (!p) return RAGD_ENOMEM;
+  *items = p;
+  *cap = new_cap;
+  return RAGD_OK;
+}
+
+static uint64_t extractive_hash(const char *s, size_t len) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  size_t i;
+  for (i = 0; i < len; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+static int extractive_is_stop_word(const char *term, size_t len) {
+  size_t i;
+  for (i = 0; i < sizeof extractive_stop_words / sizeof extractive_stop_words[0]; i++) {
+    const char *w = extractive_stop_words[i];
+    if (strlen(w) == len && memcmp(w, term, len) == 0) return 1;
+  }
+  return 0;
+}
+
+static int extractive_ends_with(const char *s, size_t len, const char *suffix) {
+  size_t n = strlen(suffix);
+  return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+/* A crude English suffix strip so that "refund", "refunds" and "refunded", or
+ * "policy" and "policies", meet. It only ever shortens the term, so the result
+ * is a prefix length. Terms that are not plain lowercase ASCII are left alone. */
+static size_t extractive_stem_len(const char *t, size_t len) {
+  size_t i;
+  for (i = 0; i < len; i++) {
+    if (t[i] < 'a' || t[i] > 'z') return len;
+  }
+  if (len > 4 && extractive_ends_with(t, len, "ies")) {
+    len -= 3;
+  } else if (len > 3 && t[len - 1] == 's' && !extractive_ends_with(t, len, "ss") &&
+             !extractive_ends_with(t, len, "us") && !extractive_ends_with(t, len, "is")) {
+    len -= 1;
+  }
+  if (len > 5 && extractive_ends_with(t, len, "ing")) {
+    len -= 3;
+  } else if (len > 4 && extractive_ends_with(t, len, "ed")) {
+    len -= 2;
+  }
+  if (len > 3 && (t[len - 1] == 'y' || t[len - 1] == 'e')) len -= 1;
+  return len;
+}
+
+/* ---- question terms ------------------------------------------------------------ */
+
+static void xq_set_dispose(struct xq_set *set) {
+  size_t i;
+  for (i = 0; i < set->count; i++) free(set->items[i].text);
+  free(set->items);
+  free(set->slots);
+  memset(set, 0, sizeof *set);
+}
+
+/* Index of the term in set, or SIZE_MAX. */
+static size_t xq_set_find(const struct xq_set *set, const char *term, size_t len) {
+  size_t mask, pos;
+  if (!set->slot_count) return SIZE_MAX;
+  mask = set->slot_count - 1;
+  pos = (size_t)extractive_hash(term, len) & mask;
+  while (set->slots[pos]) {
+    const struct xq_term *t = &set->items[set->slots[pos] - 1];
+    if (t->len == len && memcmp(t->text, term, len) == 0) return set->slots[pos] - 1;
+    pos = (pos + 1) & mask;
+  }
+  return SIZE_MAX;
+}
+
+static void xq_set_place(struct xq_set *set, size_t item) {
+  size_t mask = set->slot_count - 1;
+  size_t pos = (size_t)extractive_hash(set->items[item].text, set->items[item].len) & mask;
+  while (set->slots[pos]) pos = (pos + 1) & mask;
+  set->slots[pos] = item + 1;
+}
+
+static ragd_err xq_set_rehash(struct xq_set *set, size_t slot_count) {
+  size_t i;
+  size_t *slots = calloc(slot_count, sizeof *slots);
+  if (!slots) return RAGD_ENOMEM;
+  free(set->slots);
+  set->slots = slots;
+  set->slot_count = slot_count;
+  for (i = 0; i < set->count; i++) xq_set_place(set, i);
+  return RAGD_OK;
+}
+
+static ragd_err xq_set_add(struct xq_set *set, const char *term, size_t len) {
+  ragd_err rc;
+  char *copy;
+  if (xq_set_find(set, term, len) != SIZE_MAX) return RAGD_OK;
+  if ((set->count + 1) * 2 >= set->slot_count) {
+    size_t slot_count = set->slot_count ? set->slot_count * 2 : 32;
+    if (slot_count < set->slot_count) return RAGD_ENOMEM;
+    rc = xq_set_rehash(set, slot_count);
+    if (rc) return rc;
+  }
+  rc = extractive_grow((void **)&set->items, &set->cap, set->count + 1, sizeof *set->items);
+  if (rc) return rc;
+  copy = malloc(len + 1);
+  if (!copy) return RAGD_ENOMEM;
+  memcpy(copy, term, len);
+  copy[len] = '\0';
+  memset(&set->items[set->count], 0, sizeof set->items[set->count]);
+  set->items[set->count].text = copy;
+  set->items[set->count].len = len;
+  set->count++;
+  xq_set_place(set, set->count - 1);
+  return RAGD_OK;
+}
+
+/* ---- sentences ---------------------------------------------------------------- */
+
+static void xs_list_dispose(struct xs_list *list) {
+  free(list->items);
+  free(list->matches);
+  memset(list, 0, sizeof *list);
+}
+
+/* text_tokenize callback for both the question (collects its terms) and the
+ * sentences (records which question terms each sentence holds, once each). */
+static int extractive_on_term(void *ctx, const char *term, size_t term_len, size_t start,
+                              size_t end) {
+  struct xtok_ctx *tc = ctx;
+  struct xs_list *list = tc->sentences;
+  struct xs_sentence *s;
+  size_t idx, len;
+  (void)start;
+  (void)end;
+  if (extractive_is_stop_word(term, term_len)) return 0;
+  len = extractive_stem_len(term, term_len);
+  if (!list) {
+    tc->rc = xq_set_add(tc->terms, term, len);
+    return tc->rc != RAGD_OK;
+  }
+  idx = xq_set_find(tc->terms, term, len);
+  if (idx == SIZE_MAX || tc->terms->items[idx].seen_stamp == tc->stamp) return 0;
+  tc->rc = extractive_grow((void **)&list->matches, &list->match_cap, list->match_count + 1,
+                           sizeof *list->matches);
+  if (tc->rc) return 1;
+  tc->terms->items[idx].seen_stamp = tc->stamp;
+  tc->terms->items[idx].df++;
+  list->matches[list->match_count++] = idx;
+  s = &list->items[list->count - 1];
+  s->match_count++;
+  return 0;
+}
+
+static int extractive_is_space(unsigned char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Adds the sentences of one passage to list and matches them against terms. */
+static ragd_err extractive_read_passage(const char *text, size_t text_len, size_t rank,
+                                        struct xq_set *terms, struct xs_list *list) {
+  struct text_span *spans = NULL;
+  size_t span_count = 0, i, j;
+  struct xtok_ctx tc;
+  ragd_err rc;
+
+  rc = text_sentences(text, text_len, &spans, &span_count);
+  if (rc) goto out;
+  for (i = 0; i < span_count; i++) {
+    struct xs_sentence *s;
+    size_t start = spans[i].start, len = spans[i].len;
+    if (start > text_len || len > text_len - start) continue; /* defensive */
+    while (len && extractive_is_space((unsigned char)text[start])) {
+      start++;
+      len--;
+    }
+    while (len && extractive_is_space((unsigned char)text[start + len - 1])) len--;
+    if (!len) continue;
+    rc = extractive_grow((void **)&list->items, &list->cap, list->count + 1, sizeof *list->items);
+    if (rc) goto out;
+    s = &list->items[list->count++];
+    memset(s, 0, sizeof *s);
+    s->passage = rank;
+    s->start = start;
+    s->len = len;
+    s->match_first = list->match_count;
+    for (j = 0; j < len; j++) {
+      if (text[start + j] >= '0' && text[start + j] <= '9') {
+        s->has_digit = 1;
+        break;
+      }
+    }
+    s->is_question = text[start + len - 1] == '?' ||
+                     (len >= 3 && memcmp(text + start + len - 3, "\xef\xbc\x9f", 3) == 0);
+    tc.terms = terms;
+    tc.sentences = list;
+    tc.stamp = list->count; /* index + 1 */
+    tc.rc = RAGD_OK;
+    rc = text_tokenize(text + start, len, extractive_on_term, &tc);
+    if (tc.rc) rc = tc.rc;
+    if (rc) goto out;
+  }
+out:
+  free(spans);
+  return rc;
+}
+
+static int extractive_asks_quantity(const char *question, size_t len) {
+  char *norm = NULL;
+  size_t norm_len = 0, i;
+  int found = 0;
+  if (text_normalize(question, len, &norm, &norm_len)) return 0;
+  for (i = 0; i < sizeof extractive_quantity_cues / sizeof extractive_quantity_cues[0]; i++) {
+    if (memmem(norm, norm_len, extractive_quantity_cues[i], strlen(extractive_quantity_cues[i]))) {
+      found = 1;
+      break;
+    }
+  }
+  free(norm);
+  return found;
+}
+
+/* Scores every sentence; see the comment at the top of the file. */
+static void extractive_score(struct xq_set *terms, struct xs_list *list, int quantity) {
+  double total = 0.0, n = (double)list->count;
+  size_t i, j;
+
+  for (i = 0; i < terms->count; i++) {
+    double df = (double)terms->items[i].df;
+    terms->items[i].weight = log(1.0 + (n - df + 0.5) / (df + 0.5));
+    total += terms->items[i].weight;
+  }
+  for (i = 0; i < list->count; i++) {
+    struct xs_sentence *s = &list->items[i];
+    double held = 0.0;
+    for (j = 0; j < s->match_count; j++)
+      held += terms->items[list->matches[s->match_first + j]].weight;
+    s->coverage = total > 0.0 ? held / total : 0.0;
+  }
+  for (i = 0; i < list->count; i++) {
+    struct xs_sentence *s = &list->items[i];
+    const struct xs_sentence *prev = i ? &list->items[i - 1] : NULL;
+    double score = s->coverage;
+    /* The answer that follows a matching FAQ question. */
+    if (prev && prev->passage == s->passage && prev->is_question &&
+        prev->coverage >= EXTRACTIVE_FAQ_MIN_COVERAGE)
+      score += EXTRACTIVE_FAQ_SHARE * prev->coverage;
+    if (score <= 0.0 || s->is_question) {
+      s->score = 0.0;
+      continue;
+    }
+    score += EXTRACTIVE_RANK_BONUS / (double)(s->passage + 1);
+    if (quantity && s->has_digit) score += EXTRACTIVE_NUMBER_BONUS;
+    if (s->len < EXTRACTIVE_SHORT_BYTES) score *= EXTRACTIVE_SHORT_FACTOR;
+    if (s->len > EXTRACTIVE_LONG_BYTES) score *= EXTRACTIVE_LONG_FACTOR;
+    s->score = score;
+  }
+}
+
+/* Whether sentence `next` is worth quoting after sentence `first`: it holds a
+ * question term that first lacks, or it is the sentence right after first in
+ * the same passage (and so likely continues it). A sentence that only repeats
+ * what first already matched adds length, not answer. */
+static int extractive_adds_to(const struct xs_list *list, size_t first, size_t next) {
+  const struct xs_sentence *a = &list->items[first], *b = &list->items[next];
+  size_t i, j;
+  if (next == first + 1 && a->passage == b->passage) return 1;
+  for (i = 0; i < b->match_count; i++) {
+    size_t term = list->matches[b->match_first + i];
+    int shared = 0;
+    for (j = 0; j < a->match_count && !shared; j++)
+      shared = list->matches[a->match_first + j] == term;
+    if (!shared) return 1;
+  }
+  return 0;
+}
+
+/* ---- the answer --------------------------------------------------------------- */
+
+/* Length of the run of sentence-final marks (. ! ? and their full-width forms,
+ * the ellipsis) that ends s, so the citation can go in front of it. */
+static size_t extractive_end_marks_len(const char *s, size_t len) {
+  static const char *const marks[] = {".", "!", "?", "\xe3\x80\x82", "\xef\xbc\x81",
+                                      "\xef\xbc\x9f", "\xe2\x80\xa6"};
+  size_t total = 0, i;
+  int matched = 1;
+  while (matched) {
+    matched = 0;
+    for (i = 0; i < sizeof marks / sizeof marks[0]; i++) {
+      size_t m = strlen(marks[i]);
+      if (len - total >= m && memcmp(s + len - total - m, marks[i], m) == 0) {
+        total += m;
+        matched = 1;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+/* Appends s with whitespace runs collapsed to one space. */
+static ragd_err extractive_append_collapsed(struct buf *out, const char *s, size_t len) {
+  size_t i = 0;
+  ragd_err rc = RAGD_OK;
+  while (i < len && !rc) {
+    size_t run = i;
+    if (extractive_is_space((unsigned char)s[i])) {
+      while (i < len && extractive_is_space((unsigned char)s[i])) i++;
+      rc = buf_append_char(out, ' ');
+      continue;
+    }
+    while (i < len && !extractive_is_space((unsigned char)s[i])) i++;
+    rc = buf_append(out, s + run, i - run);
+  }
+  return rc;
+}
+
+/* Appends one sentence as "text [n]." (citation before the final marks). */
+static ragd_err extractive_append_sentence(struct buf *out, const char *s, size_t len,
+                                           int index) {
+  size_t marks;
+  ragd_err rc;
+  /* A list bullet left in front of the sentence is not part of the answer. */
+  if (len > 2 && (s[0] == '-' || s[0] == '*') && s[1] == ' ') {
+    s += 2;
+    len -= 2;
+  } else if (len > 4 && memcmp(s, "\xe2\x80\xa2 ", 4) == 0) {
+    s += 4;
+    len -= 4;
+  }
+  marks = extractive_end_marks_len(s, len);
+  rc = extractive_append_collapsed(out, s, len - marks);
+  if (rc) return rc;
+  rc = buf_appendf(out, " [%d]", index);
+  if (rc) return rc;
+  return buf_append(out, s + len - marks, marks);
+}
+
+/* Composes the answer into out; *found is 0 when the not-found text was used. */
+static ragd_err extractive_compose(const struct extractive *x, const struct llm_request *req,
+                                   struct buf *out, int *found /* OUT */) {
+  struct xq_set terms;
+  struct xs_list list;
+  struct xtok_ctx tc;
+  const char *question = req->question;
+  size_t question_len = strlen(req->question), i, chosen_count = 0;
+  size_t chosen[EXTRACTIVE_SENTENCES_MAX];
+  size_t chosen_max = x->sentences_max;
+  ragd_err rc;
+
+  memset(&terms, 0, sizeof terms);
+  memset(&list, 0, sizeof list);
+  *found = 0;
+  if (chosen_max > EXTRACTIVE_SENTENCES_MAX) chosen_max = EXTRACTIVE_SENTENCES_MAX;
+
+  tc.terms = &terms;
+  tc.sentences = NULL;
+  tc.stamp = 0;
+  tc.rc = RAGD_OK;
+  rc = text_tokenize(question, question_len, extractive_on_term, &tc);
+  if (tc.rc) rc = tc.rc;
+  if (rc) goto out;
+
+  for (i = 0; i < req->passage_count && terms.count; i++) {
+    const char *text = req->passages[i].text;
+    size_t text_len, bad;
+    if (!text) continue;
+    text_len = strlen(text);
+    if (text_utf8_validate(text, text_len, &bad)) {
+      log_warn("extractive: passage [%d] is not valid UTF-8 at byte %zu; skipped",
+               req->passages[i].index, bad);
+      continue;
+    }
+    rc = extractive_read_passage(text, text_len, i, &terms, &list);
+    if (rc) goto out;
+  }
+
+  extractive_score(&terms, &list, extractive_asks_quantity(question, question_len));
+
+  while (chosen_count < chosen_max) {
+    size_t best = SIZE_MAX;
+    for (i = 0; i < list.count; i++) {
+      const struct xs_sentence *s = &list.items[i];
+      size_t k;
+      int taken = 0;
+      if (s->score <= 0.0) continue;
+      if (best != SIZE_MAX && s->score <= list.items[best].score) continue;
+      for (k = 0; k < chosen_count; k++) {
+        const struct xs_sentence *c = &list.items[chosen[k]];
+        /* Overlapping chunks repeat sentences; quote each text once. */
+        if (chosen[k] == i ||
+            (c->len == s->len && memcmp(req->passages[c->passage].text + c->start,
+                                        req->passages[s->passage].text + s->start, s->len) == 0))
+          taken = 1;
+      }
+      if (taken) continue;
+      if (chosen_count && (s->score < x->second_ratio * list.items[chosen[0]].score ||
+                           !extractive_adds_to(&list, chosen[0], i)))
+        continue;
+      best = i;
+    }
+    if (best == SIZE_MAX) break;
+    chosen[chosen_count++] = best;
+  }
+
+  if (!chosen_count) {
+    int korean = text_hangul_ratio(question, question_len) > EXTRACTIVE_KOREAN_RATIO;
+    rc = buf_append_str(out, korean ? extractive_not_found_ko : extractive_not_found_en);
+    goto out;
+  }
+  for (i = 0; i < chosen_count; i++) {
+    const struct xs_sentence *s = &list.items[chosen[i]];
+    const struct llm_passage *p = &req->passages[s->passage];
+    if (i) {
+      rc = buf_append_char(out, ' ');
+      if (rc) goto out;
+    }
+    rc = extractive_append_sentence(out, p->text + s->start, s->len, p->index);
+    if (rc) goto out;
+  }
+  *found = 1;
+out:
+  xq_set_dispose(&terms);
+  xs_list_dispose(&list);
+  return rc;
+}
+
+static long extractive_prompt_tokens(const struct llm_request *req) {
+  size_t total = text_estimate_tokens(req->question, strlen(req->question)), i;
+  for (i = 0; i < req->passage_count; i++) {
+    const struct llm_passage *p = &req->passages[i];
+    if (p->title) total += text_estimate_tokens(p->title, strlen(p->title));
+    if (p->text) total += text_estimate_tokens(p->text, strlen(p->text));
+  }
+  return (long)total;
+}
+
+/* Length of the next delta at s: leading spaces and one word, cut to at most
+ * EXTRACTIVE_DELTA_BYTES_MAX bytes on a character boundary. */
+static size_t extractive_next_piece(const char *s, size_t len) {
+  size_t n = 0, cut;
+  while (n < len && s[n] == ' ') n++;
+  while (n < len && s[n] != ' ') n++;
+  if (n <= EXTRACTIVE_DELTA_BYTES_MAX) return n;
+  cut = text_utf8_prefix(s, len, EXTRACTIVE_DELTA_BYTES_MAX);
+  return cut ? cut : n;
+}
+
+/* ---- ops ---------------------------------------------------------------------- */
+
+static ragd_err extractive_create(const struct llm_config *cfg, void **ctx) {
+  struct extractive *x;
+  (void)cfg; /* base_url, api_key and model mean nothing offline */
+  if (!ctx) return RAGD_EINVAL;
+  x = calloc(1, sizeof *x);
+  if (!x) return RAGD_ENOMEM;
+  x->sentences_max = EXTRACTIVE_SENTENCES_MAX;
+  x->second_ratio = EXTRACTIVE_SECOND_RATIO;
+  *ctx = x;
+  return RAGD_OK;
+}
+
+static void extractive_destroy(void *ctx) { free(ctx); }
+
+static ragd_err extractive_start(void *ctx, const struct llm_request *req,
+                                 const struct llm_sink *sink) {
+  const struct extractive *x = ctx;
+  struct buf answer;
+  size_t pos = 0, bad, question_len;
+  long used_tokens = 0;
+  const char *finish_reason = "stop";
+  int found = 0;
+  ragd_err rc;
+
+  buf_init(&answer, 0);
+  if (!x || !req || !req->question || !sink || !sink->on_delta || !sink->on_finish ||
+      (req->passage_count && !req->passages)) {
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  question_len = strlen(req->question);
+  rc = text_utf8_validate(req->question, question_len, &bad);
+  if (rc) goto out;
+  rc = extractive_compose(x, req, &answer, &found);
+  if (rc) goto out;
+  log_debug("extractive: %zu passages, %s", req->passage_count,
+            found ? "answered" : "nothing relevant");
+
+  /* From here on the sink owns the outcome: start returns RAGD_OK. */
+  while (pos < answer.len) {
+    size_t n = extractive_next_piece(answer.data + pos, answer.len - pos);
+    if (sink->is_cancelled && sink->is_cancelled(sink->ctx)) {
+      sink->on_finish(sink->ctx, RAGD_ECANCELLED, NULL, "cancelled",
+                      "the client cancelled the request");
+      goto out;
+    }
+    if (req->max_tokens > 0) {
+      long piece_tokens = (long)text_estimate_tokens(answer.data + pos, n);
+      if (used_tokens + piece_tokens > req->max_tokens) {
+        finish_reason = "length";
+        break;
+      }
+      used_tokens += piece_tokens;
+    }
+    sink->on_delta(sink->ctx, answer.data + pos, n);
+    pos += n;
+  }
+  if (sink->on_usage)
+    sink->on_usage(sink->ctx, extractive_prompt_tokens(req),
+                   (long)text_estimate_tokens(answer.data, pos));
+  sink->on_finish(sink->ctx, RAGD_OK, finish_reason, NULL, NULL);
+out:
+  buf_dispose(&answer);
+  return rc;
+}
+
+const struct llm_ops llm_extractive_ops = {
+    .version = LLM_OPS_VERSION,
+    .name = "extractive",
+    .create = extractive_create,
+    .destroy = extractive_destroy,
+    .start = extractive_start,
+};

@@ -1,0 +1,1205 @@
+/* sqlite.c - the embedded store: one SQLite database DIR/ragd.db.
+ *
+ * WAL journal (readers never wait for the writer, and a crash loses at most
+ * the last transaction), foreign keys on (deleting a document cascades to its
+ * chunks, their vectors; a conversation to its messages), schema version in
+ * PRAGMA user_version.
+ *
+ * BM25 runs on an FTS5 table, chunk_fts, over (title, heading_path, text) of
+ * every chunk. It is an external-content table reading from the view
+ * chunk_fts_source, so the text is stored once (in chunks) and the index can be
+ * rebuilt with INSERT INTO chunk_fts(chunk_fts) VALUES('rebuild') when the
+ * tokenizer's rules change. The price of external content is that rows must be
+ * removed from the index with the 'delete' command and the exact values that
+ * were indexed; sq_doc_clear_chunks does that before the chunks go.
+ *
+ * Threads: one connection, every op holds s->lock for its whole duration.
+ * That is plenty for an embedded store whose writes are ingest jobs and chat
+ * turns; a reader pool can come later behind the same ops. Other processes
+ * (ragd ingest while the server runs) are handled by WAL and busy_timeout.
+ *
+ * Every statement is prepared once at open and reset (with its bindings
+ * cleared) right after each use, so no read transaction stays open between
+ * calls and borrowed strings bound with SQLITE_STATIC are never kept. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "store/store.h"
+#include "store/store_int.h"
+#include "util/buf.h"
+#include "util/clock.h"
+#include "util/crypto.h"
+#include "util/log.h"
+
+#define SQ_SCHEMA_VERSION 1
+#define SQ_BUSY_TIMEOUT_MS 5000
+#define SQ_EXTERNAL_ID_MAX 256
+#define SQ_CONVERSATION_ID_MAX 256
+#define SQ_LIST_LIMIT_MAX 1000
+/* A pasted e-mail can yield thousands of terms; the first this many distinct
+ * ones (in query order) carry the question and keep the OR expression cheap. */
+#define SQ_QUERY_TERMS_MAX 1024
+
+/* Column weights of bm25(): a hit in the title counts double, one in the
+ * heading path half again as much as one in the body. */
+#define SQ_BM25_WEIGHTS "2.0, 1.5, 1.0"
+
+/* Version 1. Every statement is idempotent so that a half-finished migration
+ * by a crashed process (impossible inside a transaction, but cheap to allow)
+ * can simply run again. */
+static const char sq_schema_v1[] =
+    "CREATE TABLE IF NOT EXISTS documents ("
+    " id INTEGER PRIMARY KEY,"
+    " external_id TEXT NOT NULL UNIQUE,"
+    " title TEXT NOT NULL DEFAULT '',"
+    " url TEXT NOT NULL DEFAULT '',"
+    " metadata_json TEXT NOT NULL DEFAULT '{}',"
+    " format TEXT NOT NULL,"
+    " content TEXT NOT NULL,"
+    " content_hash TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS chunks ("
+    " id INTEGER PRIMARY KEY,"
+    " document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,"
+    " ordinal INTEGER NOT NULL,"
+    " heading_path TEXT NOT NULL DEFAULT '',"
+    " text TEXT NOT NULL,"
+    " token_count INTEGER NOT NULL,"
+    " UNIQUE (document_id, ordinal));"
+    "CREATE TABLE IF NOT EXISTS vectors ("
+    " chunk_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,"
+    " model TEXT NOT NULL,"
+    " dimensions INTEGER NOT NULL,"
+    " data BLOB NOT NULL,"
+    " PRIMARY KEY (chunk_id, model));"
+    "CREATE TABLE IF NOT EXISTS conversations ("
+    " id TEXT PRIMARY KEY,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS messages ("
+    " id INTEGER PRIMARY KEY,"
+    " conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,"
+    " role TEXT NOT NULL,"
+    " content TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);"
+    "CREATE VIEW IF NOT EXISTS chunk_fts_source AS"
+    " SELECT c.id AS id, c.document_id AS document_id, d.title AS title,"
+    " c.heading_path AS heading_path, c.text AS text"
+    " FROM chunks c JOIN documents d ON d.id = c.document_id;"
+    "CREATE VIRTUAL TABLE IF NOT EXISTS chunk_fts USING fts5("
+    " title, heading_path, text,"
+    " content='chunk_fts_source', content_rowid='id',"
+    " tokenize='" STORE_FTS_TOKENIZER_NAME "');";
+
+enum sq_stmt_id {
+  SQ_BEGIN,
+  SQ_COMMIT,
+  SQ_ROLLBACK,
+  SQ_DOC_LOOKUP,
+  SQ_DOC_INSERT,
+  SQ_DOC_UPDATE,
+  SQ_DOC_DELETE,
+  SQ_DOC_ID,
+  SQ_DOC_GET,
+  SQ_DOC_LIST,
+  SQ_FTS_DELETE_DOC,
+  SQ_CHUNKS_DELETE_DOC,
+  SQ_CHUNK_INSERT,
+  SQ_FTS_INSERT,
+  SQ_SEARCH,
+  SQ_CONV_TOUCH,
+  SQ_MSG_INSERT,
+  SQ_MSG_LIST,
+  SQ_STATS,
+  SQ_PING,
+  SQ_STMT_COUNT
+};
+
+/* The document columns every reader of store_doc selects first, in this
+ * order (see sq_read_doc). */
+#define SQ_DOC_COLUMNS                                                           \
+  "d.external_id, d.title, d.url, d.metadata_json, d.format, d.content_hash,"   \
+  " d.created_at, d.updated_at,"                                                \
+  " (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
+
+static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
+    [SQ_BEGIN] = "BEGIN IMMEDIATE",
+    [SQ_COMMIT] = "COMMIT",
+    [SQ_ROLLBACK] = "ROLLBACK",
+    /* ?1 external_id, ?2.. the new values: column 2 says "nothing changed". */
+    [SQ_DOC_LOOKUP] = "SELECT id, created_at,"
+                      " content_hash = ?2 AND title = ?3 AND url = ?4"
+                      " AND metadata_json = ?5 AND format = ?6,"
+                      " (SELECT count(*) FROM chunks c WHERE c.document_id = documents.id)"
+                      " FROM documents WHERE external_id = ?1",
+    [SQ_DOC_INSERT] = "INSERT INTO documents(external_id, title, url, metadata_json, format,"
+                      " content, content_hash, created_at, updated_at)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+    [SQ_DOC_UPDATE] = "UPDATE documents SET title = ?2, url = ?3, metadata_json = ?4,"
+                      " format = ?5, content = ?6, content_hash = ?7, updated_at = ?8"
+                      " WHERE id = ?1",
+    [SQ_DOC_DELETE] = "DELETE FROM documents WHERE id = ?1",
+    [SQ_DOC_ID] = "SELECT id FROM documents WHERE external_id = ?1",
+    [SQ_DOC_GET] = "SELECT " SQ_DOC_COLUMNS ", d.content FROM documents d"
+                   " WHERE d.external_id = ?1",
+    [SQ_DOC_LIST] = "SELECT " SQ_DOC_COLUMNS " FROM documents d"
+                    " WHERE d.external_id > ?1 ORDER BY d.external_id LIMIT ?2",
+    [SQ_FTS_DELETE_DOC] = "INSERT INTO chunk_fts(chunk_fts, rowid, title, heading_path, text)"
+                          " SELECT 'delete', id, title, heading_path, text"
+                          " FROM chunk_fts_source WHERE document_id = ?1",
+    [SQ_CHUNKS_DELETE_DOC] = "DELETE FROM chunks WHERE document_id = ?1",
+    [SQ_CHUNK_INSERT] = "INSERT INTO chunks(document_id, ordinal, heading_path, text, token_count)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [SQ_FTS_INSERT] = "INSERT INTO chunk_fts(rowid, title, heading_path, text)"
+                      " VALUES (?1, ?2, ?3, ?4)",
+    [SQ_SEARCH] = "SELECT d.external_id, d.title, d.url, c.heading_path, c.text, c.ordinal, f.score"
+                  " FROM (SELECT rowid AS chunk_rowid,"
+                  " -bm25(chunk_fts, " SQ_BM25_WEIGHTS ") AS score"
+                  " FROM chunk_fts WHERE chunk_fts MATCH ?1"
+                  " ORDER BY score DESC, rowid LIMIT ?2) AS f"
+                  " JOIN chunks c ON c.id = f.chunk_rowid"
+                  " JOIN documents d ON d.id = c.document_id"
+                  " ORDER BY f.score DESC, c.id",
+    [SQ_CONV_TOUCH] = "INSERT INTO conversations(id, created_at, updated_at) VALUES (?1, ?2, ?2)"
+                      " ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
+    [SQ_MSG_INSERT] = "INSERT INTO messages(conversation_id, role, content, created_at)"
+                      " VALUES (?1, ?2, ?3, ?4)",
+    [SQ_MSG_LIST] = "SELECT role, content, created_at FROM"
+                    " (SELECT id, role, content, created_at FROM messages"
+                    " WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2)"
+                    " ORDER BY id",
+    [SQ_STATS] = "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)",
+    [SQ_PING] = "SELECT 1",
+};
+
+struct sq_store {
+  sqlite3 *db;
+  pthread_mutex_t lock;
+  sqlite3_stmt *stmts[SQ_STMT_COUNT];
+};
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static ragd_err sq_map(int src) {
+  switch (src & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_DONE:
+  case SQLITE_ROW:
+    return RAGD_OK;
+  case SQLITE_NOMEM:
+    return RAGD_ENOMEM;
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return RAGD_ETIMEOUT;
+  case SQLITE_IOERR:
+  case SQLITE_FULL:
+  case SQLITE_CANTOPEN:
+  case SQLITE_READONLY:
+  case SQLITE_PERM:
+    return RAGD_EIO;
+  case SQLITE_TOOBIG:
+    return RAGD_ETOOBIG;
+  default:
+    return RAGD_ESTORE;
+  }
+}
+
+/* Logs what failed (never the data) and maps the SQLite code. */
+static ragd_err sq_fail(struct sq_store *s, int src, const char *what) {
+  log_error("store: %s: %s (%s)", what, sqlite3_errmsg(s->db), sqlite3_errstr(src));
+  return sq_map(src);
+}
+
+static void sq_release(sqlite3_stmt *st) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+/* Binds borrowed text; the statement is reset before the call returns. */
+static int sq_bind_text(sqlite3_stmt *st, int idx, const char *p, size_t len) {
+  return sqlite3_bind_text64(st, idx, p ? p : "", p ? (sqlite3_uint64)len : 0, SQLITE_STATIC,
+                             SQLITE_UTF8);
+}
+
+static int sq_bind_str(sqlite3_stmt *st, int idx, const char *p) {
+  return sq_bind_text(st, idx, p, p ? strlen(p) : 0);
+}
+
+static sqlite3_int64 sq_clamp_i64(size_t n) {
+  return (uint64_t)n > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)n;
+}
+
+/* Runs a statement that returns no rows (after bind_rc, the first binding
+ * error if any), then resets it. */
+static ragd_err sq_run(struct sq_store *s, sqlite3_stmt *st, int bind_rc, const char *what) {
+  int src = bind_rc;
+  ragd_err rc = RAGD_OK;
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if (src != SQLITE_DONE && src != SQLITE_ROW) rc = sq_fail(s, src, what);
+  sq_release(st);
+  return rc;
+}
+
+static ragd_err sq_begin(struct sq_store *s) {
+  return sq_run(s, s->stmts[SQ_BEGIN], SQLITE_OK, "begin");
+}
+
+static ragd_err sq_commit(struct sq_store *s) {
+  return sq_run(s, s->stmts[SQ_COMMIT], SQLITE_OK, "commit");
+}
+
+/* Rolls back when a transaction is still open (an error may already have
+ * ended it). */
+static void sq_rollback(struct sq_store *s) {
+  if (sqlite3_get_autocommit(s->db)) return;
+  (void)sq_run(s, s->stmts[SQ_ROLLBACK], SQLITE_OK, "rollback");
+}
+
+/* Copies a text column into a new NUL-terminated string; NULL becomes "". */
+static ragd_err sq_col_dup(sqlite3_stmt *st, int col, char **out, size_t *len) {
+  const unsigned char *p = sqlite3_column_text(st, col);
+  int n = sqlite3_column_bytes(st, col);
+  char *copy;
+  if (!p && sqlite3_column_type(st, col) != SQLITE_NULL) return RAGD_ENOMEM;
+  if (n < 0) n = 0;
+  copy = malloc((size_t)n + 1);
+  if (!copy) return RAGD_ENOMEM;
+  if (n > 0) memcpy(copy, p, (size_t)n);
+  copy[n] = '\0';
+  *out = copy;
+  if (len) *len = (size_t)n;
+  return RAGD_OK;
+}
+
+static int sq_utf8_ok(const char *p, size_t len) {
+  size_t bad = 0;
+  return text_utf8_validate(p, len, &bad) == RAGD_OK;
+}
+
+static ragd_err sq_check_id(const char *id, size_t max) {
+  size_t len;
+  if (!id) return RAGD_EINVAL;
+  len = strlen(id);
+  if (len == 0 || len > max) return RAGD_EINVAL;
+  return sq_utf8_ok(id, len) ? RAGD_OK : RAGD_EUTF8;
+}
+
+static ragd_err sq_check_str(const char *p) {
+  return sq_utf8_ok(p, strlen(p)) ? RAGD_OK : RAGD_EUTF8;
+}
+
+/* ---- cursors ---------------------------------------------------------------- */
+
+/* A cursor is the hex of the last external id of a page: opaque to users,
+ * safe in a URL, and decodable without a lookup. */
+static char *sq_cursor_encode(const char *external_id) {
+  static const char digits[] = "0123456789abcdef";
+  size_t n = strlen(external_id), i;
+  char *out = malloc(2 * n + 1);
+  if (!out) return NULL;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)external_id[i];
+    out[2 * i] = digits[c >> 4];
+    out[2 * i + 1] = digits[c & 15];
+  }
+  out[2 * n] = '\0';
+  return out;
+}
+
+static int sq_hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static ragd_err sq_cursor_decode(const char *cursor, char **out) {
+  size_t n = strlen(cursor), i;
+  char *id;
+  ragd_err rc;
+  if (n == 0 || n % 2 || n / 2 > SQ_EXTERNAL_ID_MAX) return RAGD_EINVAL;
+  id = malloc(n / 2 + 1);
+  if (!id) return RAGD_ENOMEM;
+  for (i = 0; i < n / 2; i++) {
+    int hi = sq_hex_value(cursor[2 * i]);
+    int lo = sq_hex_value(cursor[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      free(id);
+      return RAGD_EINVAL;
+    }
+    id[i] = (char)(hi << 4 | lo);
+  }
+  id[n / 2] = '\0';
+  rc = sq_check_id(id, SQ_EXTERNAL_ID_MAX);
+  if (rc) {
+    free(id);
+    return RAGD_EINVAL;
+  }
+  *out = id;
+  return RAGD_OK;
+}
+
+/* ---- open / close --------------------------------------------------------------- */
+
+/* mkdir -p. New directories are private to the user: they will hold the
+ * knowledge base and customers' conversations. */
+static ragd_err sq_mkdir_p(const char *dir) {
+  char *path = strdup(dir);
+  struct stat sb;
+  ragd_err rc = RAGD_OK;
+  char *p;
+  if (!path) return RAGD_ENOMEM;
+  for (p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+      rc = RAGD_EIO;
+      goto out;
+    }
+    *p = '/';
+  }
+  if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+    rc = RAGD_EIO;
+    goto out;
+  }
+  if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) rc = RAGD_EIO;
+out:
+  if (rc) log_error("store: cannot create directory %s", dir);
+  free(path);
+  return rc;
+}
+
+static ragd_err sq_exec(struct sq_store *s, const char *sql, const char *what) {
+  char *msg = NULL;
+  int src = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+  if (src == SQLITE_OK) return RAGD_OK;
+  log_error("store: %s: %s", what, msg ? msg : sqlite3_errstr(src));
+  sqlite3_free(msg);
+  return sq_map(src);
+}
+
+static ragd_err sq_user_version(struct sq_store *s, int *version) {
+  sqlite3_stmt *st = NULL;
+  ragd_err rc = RAGD_OK;
+  int src = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    *version = sqlite3_column_int(st, 0);
+  } else {
+    rc = sq_fail(s, src, "read schema version");
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static ragd_err sq_migrate(struct sq_store *s, const char *path) {
+  int version = 0, in_txn = 0;
+  ragd_err rc = sq_user_version(s, &version);
+  if (rc) goto out;
+  if (version == SQ_SCHEMA_VERSION) goto out;
+  if (version > SQ_SCHEMA_VERSION) goto too_new;
+  rc = sq_exec(s, "BEGIN IMMEDIATE", "begin migration");
+  if (rc) goto out;
+  in_txn = 1;
+  /* Another process may have migrated while we waited for the lock. */
+  rc = sq_user_version(s, &version);
+  if (rc) goto out;
+  if (version > SQ_SCHEMA_VERSION) goto too_new;
+  if (version < 1) {
+    rc = sq_exec(s, sq_schema_v1, "create schema v1");
+    if (rc) goto out;
+    rc = sq_exec(s, "PRAGMA user_version = 1", "set schema version");
+    if (rc) goto out;
+  }
+  rc = sq_exec(s, "COMMIT", "commit migration");
+  if (rc) goto out;
+  in_txn = 0;
+  if (version < SQ_SCHEMA_VERSION)
+    log_info("store: %s migrated to schema %d", path, SQ_SCHEMA_VERSION);
+  goto out;
+too_new:
+  log_error("store: %s has schema %d, newer than this ragd (%d)", path, version,
+            SQ_SCHEMA_VERSION);
+  rc = RAGD_ECONFIG;
+out:
+  if (in_txn && !sqlite3_get_autocommit(s->db)) sq_exec(s, "ROLLBACK", "rollback migration");
+  return rc;
+}
+
+static void sq_close(void *ctx) {
+  struct sq_store *s = ctx;
+  size_t i;
+  int src;
+  if (!s) return;
+  for (i = 0; i < SQ_STMT_COUNT; i++) sqlite3_finalize(s->stmts[i]);
+  if (s->db) {
+    /* Lets SQLite refresh its planner statistics when it thinks it helps. */
+    sqlite3_exec(s->db, "PRAGMA optimize", NULL, NULL, NULL);
+    src = sqlite3_close(s->db);
+    if (src != SQLITE_OK) log_error("store: close: %s", sqlite3_errstr(src));
+  }
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+static ragd_err sq_open(const char *location, void **ctx) {
+  struct sq_store *s = NULL;
+  struct buf path;
+  ragd_err rc;
+  int src;
+  size_t i;
+
+  buf_init(&path, 0);
+  if (!location || !*location || !ctx) return RAGD_EINVAL;
+  rc = sq_mkdir_p(location);
+  if (rc) goto out;
+  rc = buf_append_str(&path, location);
+  if (!rc && location[strlen(location) - 1] != '/') rc = buf_append_char(&path, '/');
+  if (!rc) rc = buf_append_str(&path, "ragd.db");
+  if (rc) goto out;
+
+  s = calloc(1, sizeof *s);
+  if (!s) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  if (pthread_mutex_init(&s->lock, NULL) != 0) {
+    free(s);
+    s = NULL;
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  /* NOMUTEX: s->lock already serializes every use of the connection. */
+  src = sqlite3_open_v2(path.data, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (src != SQLITE_OK) {
+    log_error("store: cannot open %s: %s", path.data,
+              s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(src));
+    rc = sq_map(src);
+    goto out;
+  }
+  sqlite3_extended_result_codes(s->db, 1);
+  sqlite3_busy_timeout(s->db, SQ_BUSY_TIMEOUT_MS);
+  /* No writes to FTS5 shadow tables or other footguns through SQL. */
+  sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+  rc = sq_exec(s, "PRAGMA journal_mode = WAL", "enable WAL");
+  if (!rc) rc = sq_exec(s, "PRAGMA synchronous = NORMAL", "set synchronous");
+  if (!rc) rc = sq_exec(s, "PRAGMA foreign_keys = ON", "enable foreign keys");
+  if (rc) goto out;
+  src = store_fts_register_tokenizer(s->db);
+  if (src != SQLITE_OK) {
+    rc = sq_fail(s, src, "register FTS5 tokenizer");
+    goto out;
+  }
+  rc = sq_migrate(s, path.data);
+  if (rc) goto out;
+  for (i = 0; i < SQ_STMT_COUNT; i++) {
+    src = sqlite3_prepare_v3(s->db, sq_stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                             &s->stmts[i], NULL);
+    if (src != SQLITE_OK) {
+      rc = sq_fail(s, src, "prepare statement");
+      goto out;
+    }
+  }
+  *ctx = s;
+  s = NULL;
+out:
+  sq_close(s);
+  buf_dispose(&path);
+  return rc;
+}
+
+/* ---- documents ------------------------------------------------------------------ */
+
+/* The canonical names of store.h; aliases (md) are the caller's to resolve. */
+static int sq_format_known(const char *format) {
+  return strcmp(format, "text") == 0 || strcmp(format, "markdown") == 0 ||
+         strcmp(format, "html") == 0;
+}
+
+/* store_doc_in with defaults filled in and everything but the chunks checked. */
+struct sq_doc_fields {
+  const char *external_id;
+  const char *title;
+  const char *url;
+  const char *metadata_json;
+  const char *format;
+  const char *content;
+  size_t content_len;
+  const struct text_chunk *chunks;
+  size_t chunk_count;
+};
+
+static ragd_err sq_doc_fields_init(const struct store_doc_in *doc, struct sq_doc_fields *f) {
+  ragd_err rc = sq_check_id(doc->external_id, SQ_EXTERNAL_ID_MAX);
+  if (rc) return rc;
+  if (!doc->format || !sq_format_known(doc->format)) return RAGD_EINVAL;
+  if (!doc->content && doc->content_len) return RAGD_EINVAL;
+  if (doc->chunks && doc->chunks->count && !doc->chunks->items) return RAGD_EINVAL;
+  f->external_id = doc->external_id;
+  f->title = doc->title ? doc->title : "";
+  f->url = doc->url ? doc->url : "";
+  f->metadata_json = doc->metadata_json ? doc->metadata_json : "{}";
+  f->format = doc->format;
+  f->content = doc->content ? doc->content : "";
+  f->content_len = doc->content_len;
+  f->chunks = doc->chunks ? doc->chunks->items : NULL;
+  f->chunk_count = doc->chunks ? doc->chunks->count : 0;
+  rc = sq_check_str(f->title);
+  if (!rc) rc = sq_check_str(f->url);
+  if (!rc) rc = sq_check_str(f->metadata_json);
+  if (!rc && !sq_utf8_ok(f->content, f->content_len)) rc = RAGD_EUTF8;
+  return rc;
+}
+
+struct sq_existing {
+  int found;
+  int unchanged;
+  int64_t id;
+  int64_t created_at;
+  size_t chunk_count;
+};
+
+static ragd_err sq_doc_lookup(struct sq_store *s, const struct sq_doc_fields *f,
+                              const char *hash, struct sq_existing *ex) {
+  sqlite3_stmt *st = s->stmts[SQ_DOC_LOOKUP];
+  ragd_err rc = RAGD_OK;
+  int src;
+  memset(ex, 0, sizeof *ex);
+  src = sq_bind_str(st, 1, f->external_id);
+  if (!src) src = sq_bind_str(st, 2, hash);
+  if (!src) src = sq_bind_str(st, 3, f->title);
+  if (!src) src = sq_bind_str(st, 4, f->url);
+  if (!src) src = sq_bind_str(st, 5, f->metadata_json);
+  if (!src) src = sq_bind_str(st, 6, f->format);
+  if (!src) src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    ex->found = 1;
+    ex->id = sqlite3_column_int64(st, 0);
+    ex->created_at = sqlite3_column_int64(st, 1);
+    ex->unchanged = sqlite3_column_int(st, 2) == 1;
+    ex->chunk_count = (size_t)sqlite3_column_int64(st, 3);
+  } else if (src != SQLITE_DONE) {
+    rc = sq_fail(s, src, "look up document");
+  }
+  sq_release(st);
+  return rc;
+}
+
+/* Removes a document's chunks from the index, then from chunks (their vectors
+ * go by cascade). The index must go first: the 'delete' command needs the
+ * values that were indexed. */
+static ragd_err sq_doc_clear_chunks(struct sq_store *s, int64_t doc_id) {
+  sqlite3_stmt *st = s->stmts[SQ_FTS_DELETE_DOC];
+  ragd_err rc = sq_run(s, st, sqlite3_bind_int64(st, 1, doc_id), "unindex chunks");
+  if (rc) return rc;
+  st = s->stmts[SQ_CHUNKS_DELETE_DOC];
+  return sq_run(s, st, sqlite3_bind_int64(st, 1, doc_id), "delete chunks");
+}
+
+/* Binds ?2..?8 shared by SQ_DOC_INSERT and SQ_DOC_UPDATE. */
+static int sq_bind_doc(sqlite3_stmt *st, const struct sq_doc_fields *f, const char *hash,
+                       int64_t now) {
+  int src = sq_bind_str(st, 2, f->title);
+  if (!src) src = sq_bind_str(st, 3, f->url);
+  if (!src) src = sq_bind_str(st, 4, f->metadata_json);
+  if (!src) src = sq_bind_str(st, 5, f->format);
+  if (!src) src = sq_bind_text(st, 6, f->content, f->content_len);
+  if (!src) src = sq_bind_str(st, 7, hash);
+  if (!src) src = sqlite3_bind_int64(st, 8, now);
+  return src;
+}
+
+static ragd_err sq_doc_write(struct sq_store *s, const struct sq_existing *ex,
+                             const struct sq_doc_fields *f, const char *hash, int64_t now,
+                             int64_t *doc_id) {
+  sqlite3_stmt *st;
+  ragd_err rc;
+  int src;
+  if (ex->found) {
+    st = s->stmts[SQ_DOC_UPDATE];
+    src = sqlite3_bind_int64(st, 1, ex->id);
+    if (!src) src = sq_bind_doc(st, f, hash, now);
+    rc = sq_run(s, st, src, "update document");
+    if (!rc) *doc_id = ex->id;
+    return rc;
+  }
+  st = s->stmts[SQ_DOC_INSERT];
+  src = sq_bind_str(st, 1, f->external_id);
+  if (!src) src = sq_bind_doc(st, f, hash, now);
+  rc = sq_run(s, st, src, "insert document");
+  if (!rc) *doc_id = sqlite3_last_insert_rowid(s->db);
+  return rc;
+}
+
+/* Inserts one chunk and its index entry. A chunk that is not usable fails the
+ * whole put (the caller rolls back). */
+static ragd_err sq_chunk_insert(struct sq_store *s, int64_t doc_id, size_t ordinal,
+                                const struct text_chunk *c, const char *title) {
+  const char *heading = c->heading_path ? c->heading_path : "";
+  sqlite3_stmt *st;
+  sqlite3_int64 chunk_id;
+  ragd_err rc;
+  int src;
+  if (!c->text) return RAGD_EINVAL;
+  if (!sq_utf8_ok(heading, strlen(heading)) || !sq_utf8_ok(c->text, c->text_len))
+    return RAGD_EUTF8;
+  st = s->stmts[SQ_CHUNK_INSERT];
+  src = sqlite3_bind_int64(st, 1, doc_id);
+  if (!src) src = sqlite3_bind_int64(st, 2, sq_clamp_i64(ordinal));
+  if (!src) src = sq_bind_str(st, 3, heading);
+  if (!src) src = sq_bind_text(st, 4, c->text, c->text_len);
+  if (!src) src = sqlite3_bind_int64(st, 5, sq_clamp_i64(c->token_count));
+  rc = sq_run(s, st, src, "insert chunk");
+  if (rc) return rc;
+  chunk_id = sqlite3_last_insert_rowid(s->db);
+  st = s->stmts[SQ_FTS_INSERT];
+  src = sqlite3_bind_int64(st, 1, chunk_id);
+  if (!src) src = sq_bind_str(st, 2, title);
+  if (!src) src = sq_bind_str(st, 3, heading);
+  if (!src) src = sq_bind_text(st, 4, c->text, c->text_len);
+  return sq_run(s, st, src, "index chunk");
+}
+
+static ragd_err sq_put_document(void *ctx, const struct store_doc_in *doc,
+                                struct store_put_result *out) {
+  struct sq_store *s = ctx;
+  struct sq_doc_fields f;
+  struct sq_existing ex;
+  enum store_put_status status = STORE_PUT_CREATED;
+  size_t chunk_count = 0, i;
+  char hash[65];
+  int64_t doc_id = 0;
+  int in_txn = 0;
+  ragd_err rc;
+
+  if (!s || !doc || !out) return RAGD_EINVAL;
+  rc = sq_doc_fields_init(doc, &f);
+  if (rc) return rc;
+  crypto_sha256_hex(f.content, f.content_len, hash);
+
+  pthread_mutex_lock(&s->lock);
+  /* Re-ingesting an unchanged knowledge base is the common case: answer it
+   * without taking the write lock. */
+  rc = sq_doc_lookup(s, &f, hash, &ex);
+  if (rc) goto out;
+  if (ex.found && ex.unchanged) goto unchanged;
+
+  rc = sq_begin(s);
+  if (rc) goto out;
+  in_txn = 1;
+  /* Again under the write lock: another process may have written meanwhile. */
+  rc = sq_doc_lookup(s, &f, hash, &ex);
+  if (rc) goto out;
+  if (ex.found && ex.unchanged) goto unchanged;
+  if (ex.found) {
+    rc = sq_doc_clear_chunks(s, ex.id);
+    if (rc) goto out;
+  }
+  rc = sq_doc_write(s, &ex, &f, hash, clock_wall_s(), &doc_id);
+  if (rc) goto out;
+  for (i = 0; i < f.chunk_count; i++) {
+    rc = sq_chunk_insert(s, doc_id, i, &f.chunks[i], f.title);
+    if (rc) goto out;
+  }
+  rc = sq_commit(s);
+  if (rc) goto out;
+  in_txn = 0;
+  status = ex.found ? STORE_PUT_UPDATED : STORE_PUT_CREATED;
+  chunk_count = f.chunk_count;
+  goto out;
+unchanged:
+  status = STORE_PUT_UNCHANGED;
+  chunk_count = ex.chunk_count;
+out:
+  if (in_txn) sq_rollback(s);
+  pthread_mutex_unlock(&s->lock);
+  if (!rc) {
+    out->status = status;
+    out->chunk_count = chunk_count;
+  }
+  return rc;
+}
+
+/* Reads the SQ_DOC_COLUMNS of the current row. On error d holds what was
+ * read so far (store_doc_dispose frees it). */
+static ragd_err sq_read_doc(sqlite3_stmt *st, struct store_doc *d) {
+  ragd_err rc = sq_col_dup(st, 0, &d->external_id, NULL);
+  if (!rc) rc = sq_col_dup(st, 1, &d->title, NULL);
+  if (!rc) rc = sq_col_dup(st, 2, &d->url, NULL);
+  if (!rc) rc = sq_col_dup(st, 3, &d->metadata_json, NULL);
+  if (!rc) rc = sq_col_dup(st, 4, &d->format, NULL);
+  if (!rc) rc = sq_col_dup(st, 5, &d->content_hash, NULL);
+  d->created_at = sqlite3_column_int64(st, 6);
+  d->updated_at = sqlite3_column_int64(st, 7);
+  d->chunk_count = (size_t)sqlite3_column_int64(st, 8);
+  return rc;
+}
+
+static ragd_err sq_get_document(void *ctx, const char *external_id, struct store_doc *out) {
+  struct sq_store *s = ctx;
+  struct store_doc d;
+  sqlite3_stmt *st;
+  ragd_err rc;
+  int src;
+
+  if (!s || !out) return RAGD_EINVAL;
+  rc = sq_check_id(external_id, SQ_EXTERNAL_ID_MAX);
+  if (rc == RAGD_EINVAL && external_id) return RAGD_ENOTFOUND; /* too long or empty */
+  if (rc) return rc;
+  memset(&d, 0, sizeof d);
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_DOC_GET];
+  src = sq_bind_str(st, 1, external_id);
+  if (!src) src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    rc = sq_read_doc(st, &d);
+    if (!rc) rc = sq_col_dup(st, 9, &d.content, &d.content_len);
+  } else if (src == SQLITE_DONE) {
+    rc = RAGD_ENOTFOUND;
+  } else {
+    rc = sq_fail(s, src, "get document");
+  }
+  sq_release(st);
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    store_doc_dispose(&d);
+    return rc;
+  }
+  *out = d;
+  return RAGD_OK;
+}
+
+static ragd_err sq_list_documents(void *ctx, const char *cursor, size_t limit,
+                                  struct store_doc_list *out) {
+  struct sq_store *s = ctx;
+  struct store_doc_list list = {0};
+  char *after = NULL;
+  sqlite3_stmt *st = NULL;
+  int locked = 0, src;
+  ragd_err rc;
+
+  if (!s || !out || limit < 1 || limit > SQ_LIST_LIMIT_MAX) return RAGD_EINVAL;
+  if (cursor) {
+    rc = sq_cursor_decode(cursor, &after);
+    if (rc) return rc;
+  }
+  list.items = calloc(limit, sizeof *list.items);
+  if (!list.items) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  pthread_mutex_lock(&s->lock);
+  locked = 1;
+  st = s->stmts[SQ_DOC_LIST];
+  /* "" sorts before every external id (they are never empty). One row more
+   * than the page tells whether another page follows. */
+  src = sq_bind_str(st, 1, after ? after : "");
+  if (!src) src = sqlite3_bind_int64(st, 2, (sqlite3_int64)limit + 1);
+  for (;;) {
+    if (src) break;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    if (list.count == limit) {
+      list.next_cursor = sq_cursor_encode(list.items[limit - 1].external_id);
+      rc = list.next_cursor ? RAGD_OK : RAGD_ENOMEM;
+      src = SQLITE_DONE;
+      goto out;
+    }
+    list.count++;
+    rc = sq_read_doc(st, &list.items[list.count - 1]);
+    if (rc) goto out;
+    src = SQLITE_OK;
+  }
+  rc = src == SQLITE_DONE ? RAGD_OK : sq_fail(s, src, "list documents");
+out:
+  if (st) sq_release(st);
+  if (locked) pthread_mutex_unlock(&s->lock);
+  free(after);
+  if (rc) {
+    store_doc_list_dispose(&list);
+    return rc;
+  }
+  *out = list;
+  return RAGD_OK;
+}
+
+static ragd_err sq_delete_document(void *ctx, const char *external_id) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  int64_t doc_id = 0;
+  int in_txn = 0, src;
+  ragd_err rc;
+
+  if (!s) return RAGD_EINVAL;
+  rc = sq_check_id(external_id, SQ_EXTERNAL_ID_MAX);
+  if (rc == RAGD_EINVAL && external_id) return RAGD_ENOTFOUND;
+  if (rc) return rc;
+  pthread_mutex_lock(&s->lock);
+  rc = sq_begin(s);
+  if (rc) goto out;
+  in_txn = 1;
+  st = s->stmts[SQ_DOC_ID];
+  src = sq_bind_str(st, 1, external_id);
+  if (!src) src = sqlite3_step(st);
+  if (src == SQLITE_ROW) doc_id = sqlite3_column_int64(st, 0);
+  else if (src == SQLITE_DONE) rc = RAGD_ENOTFOUND;
+  else rc = sq_fail(s, src, "look up document");
+  sq_release(st);
+  if (rc) goto out;
+  rc = sq_doc_clear_chunks(s, doc_id);
+  if (rc) goto out;
+  st = s->stmts[SQ_DOC_DELETE];
+  rc = sq_run(s, st, sqlite3_bind_int64(st, 1, doc_id), "delete document");
+  if (rc) goto out;
+  rc = sq_commit(s);
+  if (rc) goto out;
+  in_txn = 0;
+out:
+  if (in_txn) sq_rollback(s);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+/* ---- search ------------------------------------------------------------------------ */
+
+/* One query term: its normalized bytes live in a shared pool (ptr is set
+ * once the pool stops growing); [src_start, src_end) is where it came from in
+ * the query; pos is its order of appearance. */
+struct sq_term {
+  size_t off;
+  size_t len;
+  size_t pos;
+  size_t src_start;
+  size_t src_end;
+  const char *ptr;
+};
+
+struct sq_terms {
+  struct buf pool;
+  struct sq_term *items;
+  size_t count;
+  size_t cap;
+  ragd_err rc;
+};
+
+static int sq_collect_term(void *ctx, const char *term, size_t term_len, size_t start,
+                           size_t end) {
+  struct sq_terms *t = ctx;
+  if (term_len == 0 || end <= start) return 0;
+  if (t->count == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 32;
+    struct sq_term *grown = realloc(t->items, cap * sizeof *grown);
+    if (!grown) {
+      t->rc = RAGD_ENOMEM;
+      return 1;
+    }
+    t->items = grown;
+    t->cap = cap;
+  }
+  t->items[t->count].off = t->pool.len;
+  t->items[t->count].len = term_len;
+  t->items[t->count].pos = t->count;
+  t->items[t->count].src_start = start;
+  t->items[t->count].src_end = end;
+  t->items[t->count].ptr = NULL;
+  t->rc = buf_append(&t->pool, term, term_len);
+  if (t->rc) return 1;
+  t->count++;
+  return 0;
+}
+
+/* By bytes, then by first appearance. */
+static int sq_term_cmp_text(const void *a, const void *b) {
+  const struct sq_term *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->ptr, y->ptr, n);
+  if (c) return c;
+  if (x->len != y->len) return x->len < y->len ? -1 : 1;
+  return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int sq_term_cmp_pos(const void *a, const void *b) {
+  const struct sq_term *x = a, *y = b;
+  return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Turns a user's query into an FTS5 expression that can only mean "any of
+ * these terms": every distinct term of text_tokenize, double-quoted (a quote
+ * inside doubled), joined by OR. Nothing of the user's text is read as FTS5
+ * syntax: NEAR, AND, *, ^, column filters and parentheses all become plain
+ * quoted strings or vanish as punctuation. *nterms may be 0, and then expr is
+ * empty.
+ *
+ * Terms are deduplicated by their normalized form, but what goes between the
+ * quotes is the term's original span of the query: FTS5 runs every quoted
+ * string through the tokenizer again, and the original bytes are guaranteed
+ * to come out exactly as they do for indexed text, while a normalized term
+ * need not (NFKC may introduce separators, e.g. U+2044 in the form of ½). */
+static ragd_err sq_match_expr(const char *query, struct buf *expr, size_t *nterms) {
+  struct sq_terms t;
+  size_t len = strlen(query), i, j, kept = 0;
+  ragd_err rc;
+
+  memset(&t, 0, sizeof t);
+  buf_init(&t.pool, 0);
+  *nterms = 0;
+  if (!sq_utf8_ok(query, len)) return RAGD_EUTF8;
+  rc = text_tokenize(query, len, sq_collect_term, &t);
+  if (rc == RAGD_ECANCELLED && t.rc) rc = t.rc;
+  if (rc) goto out;
+  for (i = 0; i < t.count; i++) t.items[i].ptr = t.pool.data + t.items[i].off;
+  if (t.count > 1) {
+    qsort(t.items, t.count, sizeof *t.items, sq_term_cmp_text);
+    for (i = 0; i < t.count; i++) {
+      if (kept && t.items[kept - 1].len == t.items[i].len &&
+          memcmp(t.items[kept - 1].ptr, t.items[i].ptr, t.items[i].len) == 0)
+        continue;
+      t.items[kept++] = t.items[i];
+    }
+    qsort(t.items, kept, sizeof *t.items, sq_term_cmp_pos);
+  } else {
+    kept = t.count;
+  }
+  if (kept > SQ_QUERY_TERMS_MAX) kept = SQ_QUERY_TERMS_MAX;
+  for (i = 0; i < kept && !rc; i++) {
+    const struct sq_term *term = &t.items[i];
+    if (i) rc = buf_append_str(expr, " OR ");
+    if (!rc) rc = buf_append_char(expr, '"');
+    for (j = term->src_start; j < term->src_end && j < len && !rc; j++) {
+      if (query[j] == '"') rc = buf_append_char(expr, '"');
+      if (!rc) rc = buf_append_char(expr, query[j]);
+    }
+    if (!rc) rc = buf_append_char(expr, '"');
+  }
+  if (!rc) *nterms = kept;
+out:
+  free(t.items);
+  buf_dispose(&t.pool);
+  return rc;
+}
+
+/* Appends one zeroed hit to l, growing it; the new hit is l->items[l->count-1]
+ * so store_hit_list_dispose frees whatever gets filled in. */
+static ragd_err sq_hit_push(struct store_hit_list *l, size_t *cap) {
+  if (l->count == *cap) {
+    size_t grown_cap = *cap ? *cap * 2 : 16;
+    struct store_hit *grown = realloc(l->items, grown_cap * sizeof *grown);
+    if (!grown) return RAGD_ENOMEM;
+    l->items = grown;
+    *cap = grown_cap;
+  }
+  memset(&l->items[l->count], 0, sizeof l->items[0]);
+  l->count++;
+  return RAGD_OK;
+}
+
+static ragd_err sq_read_hit(sqlite3_stmt *st, struct store_hit *h) {
+  struct buf id;
+  ragd_err rc = sq_col_dup(st, 0, &h->document_id, NULL);
+  if (!rc) rc = sq_col_dup(st, 1, &h->title, NULL);
+  if (!rc) rc = sq_col_dup(st, 2, &h->url, NULL);
+  if (!rc) rc = sq_col_dup(st, 3, &h->heading_path, NULL);
+  if (!rc) rc = sq_col_dup(st, 4, &h->text, NULL);
+  if (rc) return rc;
+  h->ordinal = (size_t)sqlite3_column_int64(st, 5);
+  h->score = sqlite3_column_double(st, 6);
+  buf_init(&id, 0);
+  rc = buf_appendf(&id, "%s#%zu", h->document_id, h->ordinal);
+  if (rc) return rc;
+  h->chunk_id = buf_take(&id, NULL);
+  return h->chunk_id ? RAGD_OK : RAGD_ENOMEM;
+}
+
+static ragd_err sq_search_bm25(void *ctx, const char *query, size_t k,
+                               struct store_hit_list *out) {
+  struct sq_store *s = ctx;
+  struct store_hit_list hits = {0};
+  struct buf expr;
+  sqlite3_stmt *st = NULL;
+  size_t nterms = 0, cap = 0;
+  int locked = 0, src;
+  ragd_err rc;
+
+  if (!s || !query || !out) return RAGD_EINVAL;
+  buf_init(&expr, 0);
+  rc = sq_match_expr(query, &expr, &nterms);
+  if (rc || nterms == 0 || k == 0) goto out;
+  pthread_mutex_lock(&s->lock);
+  locked = 1;
+  st = s->stmts[SQ_SEARCH];
+  src = sq_bind_text(st, 1, expr.data, expr.len);
+  if (!src) src = sqlite3_bind_int64(st, 2, sq_clamp_i64(k));
+  for (;;) {
+    if (src) break;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    rc = sq_hit_push(&hits, &cap);
+    if (!rc) rc = sq_read_hit(st, &hits.items[hits.count - 1]);
+    if (rc) goto out;
+    src = SQLITE_OK;
+  }
+  if (src != SQLITE_DONE) rc = sq_fail(s, src, "search");
+out:
+  if (st) sq_release(st);
+  if (locked) pthread_mutex_unlock(&s->lock);
+  buf_dispose(&expr);
+  if (rc) {
+    store_hit_list_dispose(&hits);
+    return rc;
+  }
+  *out = hits;
+  return RAGD_OK;
+}
+
+/* ---- conversations ------------------------------------------------------------------ */
+
+static ragd_err sq_append_message(void *ctx, const char *conversation_id, const char *role,
+                                  const char *content) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  int64_t now = clock_wall_s();
+  int in_txn = 0, src;
+  ragd_err rc;
+
+  if (!s || !role || !content) return RAGD_EINVAL;
+  rc = sq_check_id(conversation_id, SQ_CONVERSATION_ID_MAX);
+  if (rc) return rc;
+  if (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0) return RAGD_EINVAL;
+  rc = sq_check_str(content);
+  if (rc) return rc;
+  pthread_mutex_lock(&s->lock);
+  rc = sq_begin(s);
+  if (rc) goto out;
+  in_txn = 1;
+  st = s->stmts[SQ_CONV_TOUCH];
+  src = sq_bind_str(st, 1, conversation_id);
+  if (!src) src = sqlite3_bind_int64(st, 2, now);
+  rc = sq_run(s, st, src, "touch conversation");
+  if (rc) goto out;
+  st = s->stmts[SQ_MSG_INSERT];
+  src = sq_bind_str(st, 1, conversation_id);
+  if (!src) src = sq_bind_str(st, 2, role);
+  if (!src) src = sq_bind_str(st, 3, content);
+  if (!src) src = sqlite3_bind_int64(st, 4, now);
+  rc = sq_run(s, st, src, "insert message");
+  if (rc) goto out;
+  rc = sq_commit(s);
+  if (rc) goto out;
+  in_txn = 0;
+out:
+  if (in_txn) sq_rollback(s);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_list_messages(void *ctx, const char *conversation_id, size_t limit,
+                                 struct store_message_list *out) {
+  struct sq_store *s = ctx;
+  struct store_message_list list = {0};
+  sqlite3_stmt *st = NULL;
+  size_t cap = 0;
+  int locked = 0, src;
+  ragd_err rc = RAGD_OK;
+
+  if (!s || !conversation_id || !out) return RAGD_EINVAL;
+  if (limit == 0) goto out;
+  pthread_mutex_lock(&s->lock);
+  locked = 1;
+  st = s->stmts[SQ_MSG_LIST];
+  src = sq_bind_str(st, 1, conversation_id);
+  if (!src) src = sqlite3_bind_int64(st, 2, sq_clamp_i64(limit));
+  for (;;) {
+    struct store_message *m;
+    if (src) break;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    if (list.count == cap) {
+      size_t grown_cap = cap ? cap * 2 : 16;
+      struct store_message *grown = realloc(list.items, grown_cap * sizeof *grown);
+      if (!grown) {
+        rc = RAGD_ENOMEM;
+        goto out;
+      }
+      list.items = grown;
+      cap = grown_cap;
+    }
+    m = &list.items[list.count++];
+    memset(m, 0, sizeof *m);
+    rc = sq_col_dup(st, 0, &m->role, NULL);
+    if (!rc) rc = sq_col_dup(st, 1, &m->content, NULL);
+    if (rc) goto out;
+    m->created_at = sqlite3_column_int64(st, 2);
+    src = SQLITE_OK;
+  }
+  if (src != SQLITE_DONE) rc = sq_fail(s, src, "list messages");
+out:
+  if (st) sq_release(st);
+  if (locked) pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    store_message_list_dispose(&list);
+    return rc;
+  }
+  *out = list;
+  return RAGD_OK;
+}
+
+/* ---- health ---------------------------------------------------------------------------- */
+
+static ragd_err sq_stats(void *ctx, struct store_stats *out) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || !out) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_STATS];
+  src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    out->documents = (size_t)sqlite3_column_int64(st, 0);
+    out->chunks = (size_t)sqlite3_column_int64(st, 1);
+  } else {
+    rc = sq_fail(s, src, "stats");
+  }
+  sq_release(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_ping(void *ctx) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_PING];
+  src = sqlite3_step(st);
+  if (src != SQLITE_ROW) rc = sq_fail(s, src, "ping");
+  sq_release(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+const struct store_ops store_sqlite_ops = {
+    .version = STORE_OPS_VERSION,
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .put_document = sq_put_document,
+    .get_document = sq_get_document,
+    .list_documents = sq_list_documents,
+    .delete_document = sq_delete_document,
+    .search_bm25 = sq_search_bm25,
+    .append_message = sq_append_message,
+    .list_messages = sq_list_messages,
+    .stats = sq_stats,
+    .ping = sq_ping,
+};

@@ -1,0 +1,101 @@
+/* store.c - picking a store by name, and releasing store results. */
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Stores ragd knows, by the scheme that names them in a spec. */
+static const struct store_ops *const store_backends[] = {
+    &store_sqlite_ops,
+};
+
+/* Schemes that name a store this build does not have: refusing them beats
+ * creating a directory called "postgres:..." by mistake. */
+static const char *const store_unsupported_schemes[] = {"postgres:", "postgresql:"};
+
+static int store_has_prefix(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+ragd_err store_open(const char *spec, struct store *out) {
+  const struct store_ops *ops = &store_sqlite_ops; /* a plain path means sqlite */
+  const char *location = spec;
+  void *ctx = NULL;
+  ragd_err rc;
+  size_t i;
+
+  if (!spec || !out) return RAGD_EINVAL;
+  for (i = 0; i < sizeof store_unsupported_schemes / sizeof store_unsupported_schemes[0]; i++) {
+    if (store_has_prefix(spec, store_unsupported_schemes[i])) return RAGD_EUNSUPPORTED;
+  }
+  for (i = 0; i < sizeof store_backends / sizeof store_backends[0]; i++) {
+    size_t name_len = strlen(store_backends[i]->name);
+    if (strncmp(spec, store_backends[i]->name, name_len) == 0 && spec[name_len] == ':') {
+      ops = store_backends[i];
+      location = spec + name_len + 1;
+      break;
+    }
+  }
+  if (!*location) return RAGD_EINVAL;
+  if (ops->version != STORE_OPS_VERSION) return RAGD_EUNSUPPORTED;
+  rc = ops->open(location, &ctx);
+  if (rc) return rc;
+  out->ops = ops;
+  out->ctx = ctx;
+  return RAGD_OK;
+}
+
+void store_close(struct store *st) {
+  if (!st) return;
+  if (st->ops && st->ctx) st->ops->close(st->ctx);
+  st->ops = NULL;
+  st->ctx = NULL;
+}
+
+void store_doc_dispose(struct store_doc *d) {
+  if (!d) return;
+  free(d->external_id);
+  free(d->title);
+  free(d->url);
+  free(d->metadata_json);
+  free(d->format);
+  free(d->content_hash);
+  free(d->content);
+  memset(d, 0, sizeof *d);
+}
+
+void store_doc_list_dispose(struct store_doc_list *l) {
+  size_t i;
+  if (!l) return;
+  for (i = 0; i < l->count; i++) store_doc_dispose(&l->items[i]);
+  free(l->items);
+  free(l->next_cursor);
+  memset(l, 0, sizeof *l);
+}
+
+void store_hit_list_dispose(struct store_hit_list *l) {
+  size_t i;
+  if (!l) return;
+  for (i = 0; i < l->count; i++) {
+    struct store_hit *h = &l->items[i];
+    free(h->chunk_id);
+    free(h->document_id);
+    free(h->title);
+    free(h->url);
+    free(h->heading_path);
+    free(h->text);
+  }
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
+void store_message_list_dispose(struct store_message_list *l) {
+  size_t i;
+  if (!l) return;
+  for (i = 0; i < l->count; i++) {
+    free(l->items[i].role);
+    free(l->items[i].content);
+  }
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}

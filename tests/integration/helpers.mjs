@@ -1,0 +1,203 @@
+// Shared helpers for the integration tests: start the real ragd binary on a
+// free loopback port with a temporary data folder, talk HTTP to it, parse its
+// Server-Sent Events, and run the fake OpenAI upstream.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+
+export const RAGD_BIN = process.env.RAGD_BIN;
+export const SOURCE_DIR = process.env.RAGD_SOURCE_DIR;
+if (!RAGD_BIN || !SOURCE_DIR) throw new Error('run through ctest: RAGD_BIN and RAGD_SOURCE_DIR must be set');
+
+// The environment ragd sees: the test's own RAGD_* variables removed (ragd
+// refuses unknown ones), plus what the test asks for.
+export function ragdEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('RAGD_')) env[k] = v;
+  return { ...env, RAGD_LOG_LEVEL: 'warn', ...extra };
+}
+
+export function tempDir(prefix = 'ragd-test-') {
+  return mkdtempSync(path.join(tmpdir(), prefix));
+}
+
+// Runs a ragd command to completion; resolves {code, stdout, stderr}.
+export function runRagd(args, { env = {}, input } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(RAGD_BIN, args, { env: ragdEnv(env) });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    if (input !== undefined) child.stdin.end(input);
+    else child.stdin.end();
+  });
+}
+
+// Starts `ragd serve` on 127.0.0.1:0 and waits for its READY line.
+export async function startServer({ env = {}, data } = {}) {
+  const dataDir = data ?? tempDir();
+  const child = spawn(RAGD_BIN, ['serve', '--listen', '127.0.0.1:0', '--data', dataDir], {
+    env: ragdEnv(env),
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const lines = createInterface({ input: child.stdout });
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`ragd did not start: ${stderr}`)), 20000);
+    child.on('exit', (code) => reject(new Error(`ragd exited with ${code}: ${stderr}`)));
+    lines.on('line', (line) => {
+      const m = /^READY (\d+)$/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+  });
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    base,
+    port,
+    dataDir,
+    child,
+    stderr: () => stderr,
+    async stop({ keepData = false } = {}) {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+      if (!keepData && !data) rmSync(dataDir, { recursive: true, force: true });
+      return child.exitCode;
+    },
+  };
+}
+
+export async function postJson(base, route, body, headers = {}) {
+  const res = await fetch(base + route, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+// A strict parser of the WHATWG event-stream format, fed decoded text.
+export function parseSse(text) {
+  const events = [];
+  const comments = [];
+  let retry;
+  let ev = { event: '', data: [], id: undefined };
+  const lines = text.split(/\r\n|\r|\n/);
+  // A stream that ends without a blank line leaves a partial event: dropped.
+  lines.pop();
+  for (const line of lines) {
+    if (line === '') {
+      if (ev.data.length) events.push({ event: ev.event || 'message', id: ev.id, data: ev.data.join('\n') });
+      ev = { event: '', data: [], id: undefined };
+      continue;
+    }
+    if (line.startsWith(':')) {
+      comments.push(line.slice(1).trim());
+      continue;
+    }
+    const i = line.indexOf(':');
+    const field = i < 0 ? line : line.slice(0, i);
+    let value = i < 0 ? '' : line.slice(i + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') ev.event = value;
+    else if (field === 'data') ev.data.push(value);
+    else if (field === 'id') ev.id = value;
+    else if (field === 'retry') retry = Number(value);
+  }
+  return { events, comments, retry };
+}
+
+// POSTs to /v1/chat and reads the whole event stream.
+export async function chatStream(base, body, headers = {}) {
+  const res = await fetch(base + '/v1/chat', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  const raw = Buffer.from(await res.arrayBuffer());
+  const text = raw.toString('utf8');
+  return { status: res.status, headers: res.headers, raw, text, ...parseSse(text) };
+}
+
+// Starts the fake OpenAI-compatible upstream under tests/fakes.
+export async function startFakeOpenAI(args = []) {
+  const script = path.join(SOURCE_DIR, 'tests', 'fakes', 'fake_openai.mjs');
+  const child = spawn(process.execPath, [script, '--port', '0', ...args]);
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const lines = createInterface({ input: child.stdout });
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`fake did not start: ${stderr}`)), 10000);
+    child.on('exit', (code) => reject(new Error(`fake exited with ${code}: ${stderr}`)));
+    lines.on('line', (line) => {
+      const m = /^LISTENING (\d+)$/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+  });
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    base,
+    url: `${base}/v1`,
+    async configure(cfg) {
+      const r = await fetch(base + '/__admin/config', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(cfg),
+      });
+      if (!r.ok) throw new Error(`fake config failed: ${r.status}`);
+    },
+    async log() {
+      return (await fetch(base + '/__admin/log')).json();
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+    },
+  };
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Ingests the bundled sample knowledge base over HTTP, one request per file.
+import { readdirSync, readFileSync } from 'node:fs';
+export async function ingestSampleKb(base) {
+  const ids = [];
+  for (const lang of ['en', 'ko']) {
+    const dir = path.join(SOURCE_DIR, 'examples', 'kb', lang);
+    for (const name of readdirSync(dir).sort()) {
+      if (!name.endsWith('.md')) continue;
+      const id = `${lang}/${name}`;
+      const r = await postJson(base, '/v1/documents', {
+        id,
+        text: readFileSync(path.join(dir, name), 'utf8'),
+        format: 'markdown',
+        url: `https://help.hanbit-market.example/${id.replace(/\.md$/, '')}`,
+      });
+      if (r.status !== 200) throw new Error(`ingest ${id}: ${r.status} ${r.text}`);
+      ids.push(id);
+    }
+  }
+  return ids;
+}

@@ -1,0 +1,685 @@
+/* test_store.c - the SQLite store through its public interface. */
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store/store.h"
+#include "util/buf.h"
+#include "util/crypto.h"
+
+/* ---- fixtures -------------------------------------------------------------------- */
+
+struct fixture {
+  char dir[64];
+  char data_dir[96]; /* a not-yet-existing subfolder: open must create it */
+  struct store st;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static int setup(void **state) {
+  struct fixture *fx = calloc(1, sizeof *fx);
+  if (!fx) return -1;
+  snprintf(fx->dir, sizeof fx->dir, "/tmp/ragd-store-XXXXXX");
+  if (!mkdtemp(fx->dir)) {
+    free(fx);
+    return -1;
+  }
+  snprintf(fx->data_dir, sizeof fx->data_dir, "%s/data/nested", fx->dir);
+  if (store_open(fx->data_dir, &fx->st) != RAGD_OK) {
+    nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    free(fx);
+    return -1;
+  }
+  *state = fx;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fixture *fx = *state;
+  store_close(&fx->st);
+  nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+  free(fx);
+  return 0;
+}
+
+/* A document with borrowed chunk texts; heading_path "" unless given. */
+struct doc_builder {
+  struct text_chunk items[8];
+  struct text_chunk_list list;
+  struct store_doc_in in;
+};
+
+static void doc_build(struct doc_builder *b, const char *external_id, const char *title,
+                      const char *content, const char *const *texts, size_t n) {
+  size_t i;
+  memset(b, 0, sizeof *b);
+  assert_true(n <= 8);
+  for (i = 0; i < n; i++) {
+    b->items[i].heading_path = (char *)"";
+    b->items[i].text = (char *)texts[i];
+    b->items[i].text_len = texts[i] ? strlen(texts[i]) : 0;
+    b->items[i].token_count = b->items[i].text_len / 4 + 1;
+  }
+  b->list.items = b->items;
+  b->list.count = n;
+  b->in.external_id = external_id;
+  b->in.title = title;
+  b->in.url = "https://help.example.com/x";
+  b->in.metadata_json = "{}";
+  b->in.format = "text";
+  b->in.content = content;
+  b->in.content_len = strlen(content);
+  b->in.chunks = &b->list;
+}
+
+static ragd_err put_simple(struct store *st, const char *id, const char *title, const char *text,
+                           enum store_put_status *status) {
+  struct doc_builder b;
+  struct store_put_result res;
+  const char *texts[1] = {text};
+  ragd_err rc;
+  doc_build(&b, id, title, text, texts, 1);
+  rc = st->ops->put_document(st->ctx, &b.in, &res);
+  if (!rc && status) *status = res.status;
+  return rc;
+}
+
+/* Number of hits for query, asserting the call succeeds. */
+static size_t hit_count(struct store *st, const char *query) {
+  struct store_hit_list hits;
+  size_t n;
+  assert_int_equal(st->ops->search_bm25(st->ctx, query, 50, &hits), RAGD_OK);
+  n = hits.count;
+  store_hit_list_dispose(&hits);
+  return n;
+}
+
+/* Whether any hit of query has this chunk id. */
+static int finds_chunk(struct store *st, const char *query, const char *chunk_id) {
+  struct store_hit_list hits;
+  size_t i;
+  int found = 0;
+  assert_int_equal(st->ops->search_bm25(st->ctx, query, 50, &hits), RAGD_OK);
+  for (i = 0; i < hits.count; i++)
+    if (strcmp(hits.items[i].chunk_id, chunk_id) == 0) found = 1;
+  store_hit_list_dispose(&hits);
+  return found;
+}
+
+/* ---- store_open ------------------------------------------------------------------------ */
+
+static void test_open_specs(void **state) {
+  struct fixture *fx = *state;
+  struct store st = {0};
+  struct buf spec;
+
+  assert_int_equal(store_open("postgres://localhost/ragd", &st), RAGD_EUNSUPPORTED);
+  assert_null(st.ops);
+  assert_int_equal(store_open("", &st), RAGD_EINVAL);
+  assert_int_equal(store_open("sqlite:", &st), RAGD_EINVAL);
+  assert_int_equal(store_open(NULL, &st), RAGD_EINVAL);
+  store_close(&st); /* zeroed: a no-op */
+  store_close(NULL);
+
+  buf_init(&spec, 0);
+  assert_int_equal(buf_appendf(&spec, "sqlite:%s/other", fx->dir), RAGD_OK);
+  assert_int_equal(store_open(spec.data, &st), RAGD_OK);
+  assert_string_equal(st.ops->name, "sqlite");
+  assert_int_equal(st.ops->ping(st.ctx), RAGD_OK);
+  store_close(&st);
+  assert_null(st.ops);
+  assert_null(st.ctx);
+  buf_dispose(&spec);
+}
+
+static void test_reopen_keeps_data(void **state) {
+  struct fixture *fx = *state;
+  struct store_doc d;
+  struct store_stats stats;
+
+  assert_int_equal(put_simple(&fx->st, "faq-1", "Shipping", "Parcels leave within two days.",
+                              NULL),
+                   RAGD_OK);
+  store_close(&fx->st);
+  assert_int_equal(store_open(fx->data_dir, &fx->st), RAGD_OK);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "faq-1", &d), RAGD_OK);
+  assert_string_equal(d.title, "Shipping");
+  store_doc_dispose(&d);
+  assert_int_equal(fx->st.ops->stats(fx->st.ctx, &stats), RAGD_OK);
+  assert_int_equal(stats.documents, 1);
+  assert_int_equal(stats.chunks, 1);
+  assert_int_equal(hit_count(&fx->st, "parcels"), 1);
+}
+
+/* ---- documents --------------------------------------------------------------------------- */
+
+static void test_put_get_round_trip(void **state) {
+  struct fixture *fx = *state;
+  struct doc_builder b;
+  struct store_put_result res;
+  struct store_doc d;
+  const char *content = "# Refunds\n\nRefunds are paid back to the card.\n\nAsk support.";
+  const char *texts[2] = {"Refunds are paid back to the card.", "Ask support."};
+  char hash[65];
+
+  doc_build(&b, "policy/refunds", "Refunds", content, texts, 2);
+  b.in.metadata_json = "{\"lang\":\"en\"}";
+  b.in.format = "markdown";
+  b.items[0].heading_path = (char *)"Refunds";
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_CREATED);
+  assert_int_equal(res.chunk_count, 2);
+
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "policy/refunds", &d), RAGD_OK);
+  assert_string_equal(d.external_id, "policy/refunds");
+  assert_string_equal(d.title, "Refunds");
+  assert_string_equal(d.url, "https://help.example.com/x");
+  assert_string_equal(d.metadata_json, "{\"lang\":\"en\"}");
+  assert_string_equal(d.format, "markdown");
+  assert_int_equal(d.content_len, strlen(content));
+  assert_memory_equal(d.content, content, strlen(content));
+  crypto_sha256_hex(content, strlen(content), hash);
+  assert_string_equal(d.content_hash, hash);
+  assert_int_equal(d.chunk_count, 2);
+  assert_true(d.created_at > 0);
+  assert_int_equal(d.created_at, d.updated_at);
+  store_doc_dispose(&d);
+
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "nope", &d), RAGD_ENOTFOUND);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "", &d), RAGD_ENOTFOUND);
+}
+
+static void test_hit_fields(void **state) {
+  struct fixture *fx = *state;
+  struct doc_builder b;
+  struct store_put_result res;
+  struct store_hit_list hits;
+  const char *texts[3] = {"Opening hours are nine to five.", "Warranty lasts two years.",
+                          "Warranty claims need the receipt."};
+
+  doc_build(&b, "kb-7", "Warranty", "whole text", texts, 3);
+  b.items[1].heading_path = (char *)"Terms > Warranty";
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+
+  assert_int_equal(fx->st.ops->search_bm25(fx->st.ctx, "Warranty: how many years?", 10, &hits),
+                   RAGD_OK);
+  /* The title matches every chunk; only chunk 1 says "years". */
+  assert_int_equal(hits.count, 3);
+  assert_string_equal(hits.items[0].chunk_id, "kb-7#1");
+  assert_string_equal(hits.items[0].document_id, "kb-7");
+  assert_string_equal(hits.items[0].title, "Warranty");
+  assert_string_equal(hits.items[0].url, "https://help.example.com/x");
+  assert_string_equal(hits.items[0].heading_path, "Terms > Warranty");
+  assert_string_equal(hits.items[0].text, "Warranty lasts two years.");
+  assert_int_equal(hits.items[0].ordinal, 1);
+  assert_true(hits.items[0].score > 0.0);
+  assert_true(hits.items[0].score >= hits.items[1].score);
+  assert_true(hits.items[1].score >= hits.items[2].score);
+  assert_true(hits.items[2].score > 0.0);
+  store_hit_list_dispose(&hits);
+
+  /* k bounds the hits; k = 0 is zero hits, not an error. */
+  assert_int_equal(fx->st.ops->search_bm25(fx->st.ctx, "warranty", 1, &hits), RAGD_OK);
+  assert_int_equal(hits.count, 1);
+  store_hit_list_dispose(&hits);
+  assert_int_equal(fx->st.ops->search_bm25(fx->st.ctx, "warranty", 0, &hits), RAGD_OK);
+  assert_int_equal(hits.count, 0);
+  store_hit_list_dispose(&hits);
+}
+
+static void test_reput_unchanged(void **state) {
+  struct fixture *fx = *state;
+  struct doc_builder b;
+  struct store_put_result res;
+  struct store_doc before, after;
+  const char *texts[2] = {"Alpha chunk.", "Beta chunk."};
+
+  doc_build(&b, "d1", "Title", "Alpha chunk. Beta chunk.", texts, 2);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_CREATED);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "d1", &before), RAGD_OK);
+
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_UNCHANGED);
+  assert_int_equal(res.chunk_count, 2);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "d1", &after), RAGD_OK);
+  assert_int_equal(after.updated_at, before.updated_at);
+  assert_int_equal(after.chunk_count, 2);
+  store_doc_dispose(&before);
+  store_doc_dispose(&after);
+
+  /* Same content, new title: a real change. */
+  b.in.title = "New title";
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_UPDATED);
+  assert_int_equal(hit_count(&fx->st, "title"), 2); /* both chunks carry the title */
+  b.in.metadata_json = "{\"v\":2}";
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_UPDATED);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_UNCHANGED);
+}
+
+static void test_reput_changed(void **state) {
+  struct fixture *fx = *state;
+  struct doc_builder b;
+  struct store_put_result res;
+  struct store_doc before, after;
+  struct store_stats stats;
+  const char *v1[2] = {"Old pineapple policy.", "Shared sentence about kiwis."};
+  const char *v2[3] = {"New mango policy.", "Shared sentence about kiwis.", "Extra papaya."};
+
+  doc_build(&b, "fruit", "Fruit", "v1 content", v1, 2);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "fruit", &before), RAGD_OK);
+  assert_int_equal(put_simple(&fx->st, "other", "Other", "Pineapple elsewhere.", NULL), RAGD_OK);
+  assert_int_equal(hit_count(&fx->st, "pineapple"), 2);
+
+  doc_build(&b, "fruit", "Fruit", "v2 content", v2, 3);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_UPDATED);
+  assert_int_equal(res.chunk_count, 3);
+
+  assert_false(finds_chunk(&fx->st, "pineapple", "fruit#0"));
+  assert_true(finds_chunk(&fx->st, "pineapple", "other#0"));
+  assert_true(finds_chunk(&fx->st, "mango", "fruit#0"));
+  assert_true(finds_chunk(&fx->st, "papaya", "fruit#2"));
+  assert_int_equal(hit_count(&fx->st, "kiwis"), 1);
+
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "fruit", &after), RAGD_OK);
+  assert_int_equal(after.created_at, before.created_at);
+  assert_true(after.updated_at >= before.updated_at);
+  assert_memory_equal(after.content, "v2 content", after.content_len);
+  assert_int_equal(after.chunk_count, 3);
+  store_doc_dispose(&before);
+  store_doc_dispose(&after);
+  assert_int_equal(fx->st.ops->stats(fx->st.ctx, &stats), RAGD_OK);
+  assert_int_equal(stats.documents, 2);
+  assert_int_equal(stats.chunks, 4);
+
+  /* Replacing with zero chunks empties the document's part of the index. */
+  doc_build(&b, "fruit", "Fruit", "", NULL, 0);
+  b.in.chunks = NULL;
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_UPDATED);
+  assert_int_equal(res.chunk_count, 0);
+  assert_int_equal(hit_count(&fx->st, "mango papaya kiwis"), 0);
+}
+
+static void test_delete(void **state) {
+  struct fixture *fx = *state;
+  struct store_doc d;
+  struct store_stats stats;
+
+  assert_int_equal(put_simple(&fx->st, "a", "Alpha", "Quokka facts.", NULL), RAGD_OK);
+  assert_int_equal(put_simple(&fx->st, "b", "Beta", "Quokka habitat.", NULL), RAGD_OK);
+  assert_int_equal(hit_count(&fx->st, "quokka"), 2);
+
+  assert_int_equal(fx->st.ops->delete_document(fx->st.ctx, "a"), RAGD_OK);
+  assert_int_equal(hit_count(&fx->st, "quokka"), 1);
+  assert_false(finds_chunk(&fx->st, "quokka", "a#0"));
+  assert_int_equal(hit_count(&fx->st, "alpha facts"), 0);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "a", &d), RAGD_ENOTFOUND);
+  assert_int_equal(fx->st.ops->delete_document(fx->st.ctx, "a"), RAGD_ENOTFOUND);
+  assert_int_equal(fx->st.ops->delete_document(fx->st.ctx, "never"), RAGD_ENOTFOUND);
+  assert_int_equal(fx->st.ops->stats(fx->st.ctx, &stats), RAGD_OK);
+  assert_int_equal(stats.documents, 1);
+  assert_int_equal(stats.chunks, 1);
+
+  /* The id is free again. */
+  assert_int_equal(put_simple(&fx->st, "a", "Alpha", "Quokka again.", NULL), RAGD_OK);
+  assert_int_equal(hit_count(&fx->st, "quokka"), 2);
+}
+
+static void test_list_pagination(void **state) {
+  struct fixture *fx = *state;
+  const char *ids[5] = {"doc-c", "doc-a", "doc-e", "doc-b", "doc-d"};
+  const char *sorted[5] = {"doc-a", "doc-b", "doc-c", "doc-d", "doc-e"};
+  struct store_doc_list page;
+  char *cursor = NULL;
+  size_t seen = 0, pages = 0, i;
+
+  for (i = 0; i < 5; i++)
+    assert_int_equal(put_simple(&fx->st, ids[i], "T", "Some text here.", NULL), RAGD_OK);
+
+  do {
+    assert_int_equal(fx->st.ops->list_documents(fx->st.ctx, cursor, 2, &page), RAGD_OK);
+    free(cursor);
+    cursor = NULL;
+    pages++;
+    assert_true(page.count >= 1 && page.count <= 2);
+    for (i = 0; i < page.count; i++) {
+      assert_true(seen < 5);
+      assert_string_equal(page.items[i].external_id, sorted[seen]);
+      assert_null(page.items[i].content);
+      assert_int_equal(page.items[i].chunk_count, 1);
+      assert_string_equal(page.items[i].format, "text");
+      seen++;
+    }
+    if (page.next_cursor) cursor = strdup(page.next_cursor);
+    store_doc_list_dispose(&page);
+  } while (cursor);
+  assert_int_equal(seen, 5);
+  assert_int_equal(pages, 3);
+
+  /* A page that ends exactly at the last document has no next cursor. */
+  assert_int_equal(fx->st.ops->list_documents(fx->st.ctx, NULL, 5, &page), RAGD_OK);
+  assert_int_equal(page.count, 5);
+  assert_null(page.next_cursor);
+  store_doc_list_dispose(&page);
+
+  assert_int_equal(fx->st.ops->list_documents(fx->st.ctx, NULL, 0, &page), RAGD_EINVAL);
+  assert_int_equal(fx->st.ops->list_documents(fx->st.ctx, NULL, 1001, &page), RAGD_EINVAL);
+  assert_int_equal(fx->st.ops->list_documents(fx->st.ctx, "zz", 2, &page), RAGD_EINVAL);
+  assert_int_equal(fx->st.ops->list_documents(fx->st.ctx, "abc", 2, &page), RAGD_EINVAL);
+  assert_int_equal(fx->st.ops->list_documents(fx->st.ctx, "", 2, &page), RAGD_EINVAL);
+}
+
+static void test_list_empty(void **state) {
+  struct fixture *fx = *state;
+  struct store_doc_list page;
+  assert_int_equal(fx->st.ops->list_documents(fx->st.ctx, NULL, 10, &page), RAGD_OK);
+  assert_int_equal(page.count, 0);
+  assert_null(page.next_cursor);
+  store_doc_list_dispose(&page);
+}
+
+/* ---- search ----------------------------------------------------------------------------- */
+
+static void test_korean_search(void **state) {
+  struct fixture *fx = *state;
+  struct store_hit_list hits;
+
+  assert_int_equal(put_simple(&fx->st, "refund-ko", "자주 묻는 질문",
+                              "환불은 영업일 기준 3일 이내에 처리됩니다", NULL),
+                   RAGD_OK);
+  assert_int_equal(put_simple(&fx->st, "ship-ko", "배송 안내", "배송은 주문 후 2일 걸립니다",
+                              NULL),
+                   RAGD_OK);
+  assert_int_equal(fx->st.ops->search_bm25(fx->st.ctx, "환불 언제 돼요?", 5, &hits), RAGD_OK);
+  assert_true(hits.count >= 1);
+  assert_string_equal(hits.items[0].chunk_id, "refund-ko#0");
+  assert_string_equal(hits.items[0].text, "환불은 영업일 기준 3일 이내에 처리됩니다");
+  store_hit_list_dispose(&hits);
+
+  /* Full-width and case variants meet the same normalized terms. */
+  assert_int_equal(put_simple(&fx->st, "en", "Card", "REFUND to the Card", NULL), RAGD_OK);
+  assert_true(finds_chunk(&fx->st, "ｒｅｆｕｎｄ", "en#0"));
+}
+
+/* Codes, decimals and compatibility characters: text_tokenize keeps some as
+ * one term, and FTS5 re-tokenizes every quoted query term, so both sides must
+ * agree. */
+static void test_special_terms(void **state) {
+  struct fixture *fx = *state;
+  assert_int_equal(put_simple(&fx->st, "codes", "Errors",
+                              "Error HB-2024-000123 after v1.2; fee 3.5% of 1,000 won; "
+                              "use \xc2\xbd cup; Café",
+                              NULL),
+                   RAGD_OK);
+  assert_true(finds_chunk(&fx->st, "what is HB-2024-000123?", "codes#0"));
+  assert_true(finds_chunk(&fx->st, "fee 3.5", "codes#0"));
+  assert_true(finds_chunk(&fx->st, "1,000", "codes#0"));
+  assert_true(finds_chunk(&fx->st, "\xc2\xbd", "codes#0")); /* ½ */
+  assert_true(finds_chunk(&fx->st, "CAFÉ", "codes#0"));
+  assert_true(finds_chunk(&fx->st, "cafe\xcc\x81", "codes#0")); /* e + combining acute */
+  assert_int_equal(hit_count(&fx->st, "HB-2024-999999"), 0);
+}
+
+static void test_hostile_queries(void **state) {
+  struct fixture *fx = *state;
+  static const char *const queries[] = {
+      "\"",        "\"\"",       "\"refund",        "NEAR(",         "NEAR(refund card, 2)",
+      "*",         "refund*",    "-",               "-refund",       "OR",
+      "AND NOT",   "refund AND", "NOT refund",      "(((refund",     "refund)))",
+      ")(",        "",           "   ",             "?!.,;:",        "{refund card}",
+      "title:x",   "^refund",    "refund + card",   "'; DROP TABLE documents; --",
+      "\\\"\\",    "🙂🙂",       "a\"b\"c",         "refund OR OR OR",
+  };
+  size_t i;
+  struct store_hit_list hits;
+  struct store_stats stats;
+
+  assert_int_equal(put_simple(&fx->st, "x", "Refund", "Refund to the card or cash.", NULL),
+                   RAGD_OK);
+  for (i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+    ragd_err rc = fx->st.ops->search_bm25(fx->st.ctx, queries[i], 10, &hits);
+    if (rc != RAGD_OK) fail_msg("query %zu (%s) failed: %s", i, queries[i], ragd_errname(rc));
+    store_hit_list_dispose(&hits);
+  }
+  /* Words that are FTS5 operators are searched as words. */
+  assert_true(finds_chunk(&fx->st, "OR", "x#0"));
+  assert_true(finds_chunk(&fx->st, "NEAR(refund", "x#0"));
+  assert_int_equal(hit_count(&fx->st, "?!.,;:"), 0);
+  assert_int_equal(fx->st.ops->stats(fx->st.ctx, &stats), RAGD_OK);
+  assert_int_equal(stats.documents, 1);
+
+  /* Invalid UTF-8 is refused, not searched. */
+  assert_int_equal(fx->st.ops->search_bm25(fx->st.ctx, "\xff\xfe", 10, &hits), RAGD_EUTF8);
+}
+
+static void test_long_query(void **state) {
+  struct fixture *fx = *state;
+  struct buf q;
+  size_t i;
+
+  assert_int_equal(put_simple(&fx->st, "x", "Zebra", "Zebra crossing rules.", NULL), RAGD_OK);
+  buf_init(&q, 0);
+  /* Many distinct terms, many repeats: deduplicated, capped, still answered. */
+  for (i = 0; i < 3000; i++) assert_int_equal(buf_appendf(&q, "w%zu zebra ", i % 2000), RAGD_OK);
+  assert_int_equal(hit_count(&fx->st, q.data), 1);
+  buf_dispose(&q);
+}
+
+/* ---- atomicity -------------------------------------------------------------------------- */
+
+static void assert_v1_intact(struct store *st) {
+  struct store_doc d;
+  struct store_stats stats;
+  assert_int_equal(st->ops->get_document(st->ctx, "atom", &d), RAGD_OK);
+  assert_string_equal(d.title, "Version one");
+  assert_memory_equal(d.content, "v1", 2);
+  assert_int_equal(d.chunk_count, 2);
+  store_doc_dispose(&d);
+  assert_true(finds_chunk(st, "walrus", "atom#0"));
+  assert_true(finds_chunk(st, "narwhal", "atom#1"));
+  assert_int_equal(hit_count(st, "octopus"), 0);
+  assert_int_equal(hit_count(st, "squid two"), 0);
+  assert_int_equal(st->ops->stats(st->ctx, &stats), RAGD_OK);
+  assert_int_equal(stats.documents, 1);
+  assert_int_equal(stats.chunks, 2);
+}
+
+static void test_failed_put_keeps_previous(void **state) {
+  struct fixture *fx = *state;
+  struct doc_builder b;
+  struct store_put_result res = {STORE_PUT_CREATED, 99};
+  const char *v1[2] = {"Walrus chapter.", "Narwhal chapter."};
+  const char *v2_null[3] = {"Octopus chapter.", "Squid chapter.", NULL};
+  const char *v2_bad_utf8[3] = {"Octopus chapter.", "Squid \xc3\x28 chapter.", "Crab."};
+
+  doc_build(&b, "atom", "Version one", "v1", v1, 2);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+
+  /* Fails at the third chunk, after the old chunks were deleted and two new
+   * ones written: all of it must roll back. */
+  doc_build(&b, "atom", "Version two", "v2", v2_null, 3);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EINVAL);
+  assert_int_equal(res.chunk_count, 2); /* out untouched on error */
+  assert_v1_intact(&fx->st);
+
+  doc_build(&b, "atom", "Version two", "v2", v2_bad_utf8, 3);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EUTF8);
+  assert_v1_intact(&fx->st);
+
+  /* Required fields and bad values are refused before anything is written. */
+  doc_build(&b, "atom", "Version two", "v2", v1, 2);
+  b.in.external_id = NULL;
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EINVAL);
+  b.in.external_id = "";
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EINVAL);
+  b.in.external_id = "atom";
+  b.in.format = NULL;
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EINVAL);
+  b.in.format = "pdf";
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EINVAL);
+  b.in.format = "text";
+  b.in.content = NULL;
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EINVAL);
+  b.in.content = "\xff";
+  b.in.content_len = 1;
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EUTF8);
+  assert_v1_intact(&fx->st);
+
+  /* And the store still works afterwards. */
+  doc_build(&b, "atom", "Version two", "v2", v2_bad_utf8, 1);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(res.status, STORE_PUT_UPDATED);
+  assert_int_equal(hit_count(&fx->st, "walrus"), 0);
+  assert_int_equal(hit_count(&fx->st, "octopus"), 1);
+}
+
+static void test_external_id_limits(void **state) {
+  struct fixture *fx = *state;
+  char id[258];
+  memset(id, 'k', sizeof id - 1);
+  id[256] = '\0';
+  assert_int_equal(put_simple(&fx->st, id, "T", "Long id.", NULL), RAGD_OK);
+  id[256] = 'k';
+  id[257] = '\0';
+  assert_int_equal(put_simple(&fx->st, id, "T", "Too long id.", NULL), RAGD_EINVAL);
+  assert_int_equal(put_simple(&fx->st, "bad\xff", "T", "x", NULL), RAGD_EUTF8);
+}
+
+/* ---- conversations ------------------------------------------------------------------------ */
+
+static void test_messages(void **state) {
+  struct fixture *fx = *state;
+  struct store_message_list list;
+  char text[32];
+  int i;
+
+  for (i = 0; i < 5; i++) {
+    snprintf(text, sizeof text, "message %d", i);
+    assert_int_equal(fx->st.ops->append_message(fx->st.ctx, "conv-1", i % 2 ? "assistant" : "user",
+                                                text),
+                     RAGD_OK);
+  }
+  assert_int_equal(fx->st.ops->append_message(fx->st.ctx, "conv-2", "user", "other"), RAGD_OK);
+
+  assert_int_equal(fx->st.ops->list_messages(fx->st.ctx, "conv-1", 10, &list), RAGD_OK);
+  assert_int_equal(list.count, 5);
+  for (i = 0; i < 5; i++) {
+    snprintf(text, sizeof text, "message %d", i);
+    assert_string_equal(list.items[i].content, text);
+    assert_string_equal(list.items[i].role, i % 2 ? "assistant" : "user");
+    assert_true(list.items[i].created_at > 0);
+  }
+  store_message_list_dispose(&list);
+
+  /* The most recent three, oldest first. */
+  assert_int_equal(fx->st.ops->list_messages(fx->st.ctx, "conv-1", 3, &list), RAGD_OK);
+  assert_int_equal(list.count, 3);
+  assert_string_equal(list.items[0].content, "message 2");
+  assert_string_equal(list.items[2].content, "message 4");
+  store_message_list_dispose(&list);
+
+  assert_int_equal(fx->st.ops->list_messages(fx->st.ctx, "unknown", 10, &list), RAGD_OK);
+  assert_int_equal(list.count, 0);
+  store_message_list_dispose(&list);
+  assert_int_equal(fx->st.ops->list_messages(fx->st.ctx, "conv-1", 0, &list), RAGD_OK);
+  assert_int_equal(list.count, 0);
+  store_message_list_dispose(&list);
+
+  assert_int_equal(fx->st.ops->append_message(fx->st.ctx, "conv-1", "system", "x"), RAGD_EINVAL);
+  assert_int_equal(fx->st.ops->append_message(fx->st.ctx, "", "user", "x"), RAGD_EINVAL);
+  assert_int_equal(fx->st.ops->append_message(fx->st.ctx, "conv-1", "user", NULL), RAGD_EINVAL);
+  assert_int_equal(fx->st.ops->append_message(fx->st.ctx, "conv-1", "user", "\xc0\x80"),
+                   RAGD_EUTF8);
+  assert_int_equal(fx->st.ops->list_messages(fx->st.ctx, "conv-1", 100, &list), RAGD_OK);
+  assert_int_equal(list.count, 5);
+  store_message_list_dispose(&list);
+}
+
+/* ---- threads -------------------------------------------------------------------------------- */
+
+struct worker_arg {
+  struct store *st;
+  int index;
+  ragd_err rc;
+};
+
+static void *worker(void *p) {
+  struct worker_arg *a = p;
+  char id[32], text[64];
+  struct store_hit_list hits;
+  int i;
+  a->rc = RAGD_OK;
+  for (i = 0; i < 20 && !a->rc; i++) {
+    snprintf(id, sizeof id, "t%d-%d", a->index, i);
+    snprintf(text, sizeof text, "Thread %d writes lemur number %d.", a->index, i);
+    a->rc = put_simple(a->st, id, "Lemurs", text, NULL);
+    if (!a->rc) a->rc = a->st->ops->search_bm25(a->st->ctx, "lemur", 5, &hits);
+    if (!a->rc) store_hit_list_dispose(&hits);
+    if (!a->rc) a->rc = a->st->ops->append_message(a->st->ctx, id, "user", text);
+  }
+  return NULL;
+}
+
+static void test_threads(void **state) {
+  struct fixture *fx = *state;
+  pthread_t threads[4];
+  struct worker_arg args[4];
+  struct store_stats stats;
+  int i;
+  for (i = 0; i < 4; i++) {
+    args[i].st = &fx->st;
+    args[i].index = i;
+    assert_int_equal(pthread_create(&threads[i], NULL, worker, &args[i]), 0);
+  }
+  for (i = 0; i < 4; i++) {
+    pthread_join(threads[i], NULL);
+    assert_int_equal(args[i].rc, RAGD_OK);
+  }
+  assert_int_equal(fx->st.ops->stats(fx->st.ctx, &stats), RAGD_OK);
+  assert_int_equal(stats.documents, 80);
+  assert_int_equal(stats.chunks, 80);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_open_specs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_put_get_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_hit_fields, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reput_unchanged, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reput_changed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_list_pagination, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_list_empty, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_korean_search, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_special_terms, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_hostile_queries, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_long_query, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failed_put_keeps_previous, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_external_id_limits, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
