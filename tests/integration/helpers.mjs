@@ -72,6 +72,9 @@ export async function startServer({ env = {}, data } = {}) {
         await once(child, 'exit');
       }
       if (!keepData && !data) rmSync(dataDir, { recursive: true, force: true });
+      // A clean stop: exit status 0 and no sanitizer report (leaks included).
+      if (child.exitCode !== 0 || /Sanitizer|runtime error:/.test(stderr))
+        throw new Error(`ragd did not stop cleanly (exit ${child.exitCode}, signal ${child.signalCode}):\n${stderr}`);
       return child.exitCode;
     },
   };
