@@ -29,6 +29,7 @@ static void close_bracket(struct rag_citations *c) {
   int nums[8];
   size_t count = 0;
   size_t i = 0;
+  if (c->pending_len == 0) return;
   while (i < c->pending_len) {
     long n = 0;
     size_t digits = 0;
@@ -44,6 +45,7 @@ static void close_bracket(struct rag_citations *c) {
     if (i < c->pending_len) {
       if (c->pending[i] != ',') return;
       i++;
+      if (i == c->pending_len) return; /* "[1,]" lists nothing after the comma */
     }
   }
   for (size_t k = 0; k < count; k++) add_number(c, nums[k]);
