@@ -24,7 +24,7 @@ build: $(BUILD)/Makefile
 # Installs what is missing, builds, ingests the sample knowledge base and
 # serves it on $(LISTEN) with the offline defaults.
 run: deps build
-	./$(BUILD)/ragd ingest --data $(DATA) examples/kb
+	./$(BUILD)/ragd ingest --data $(DATA) examples/kb/en examples/kb/ko
 	./$(BUILD)/ragd serve --data $(DATA) --listen $(LISTEN)
 
 # Installs what is missing, builds and runs every test.

@@ -88,7 +88,7 @@ int cli_serve(int argc, char **argv) {
          engine.llm.model ? engine.llm.model : "");
   printf("listening on http://%s:%d  (Ctrl-C to stop)\n\n", cfg.listen_host, http_server_port(srv));
   printf("Try it:\n  curl -N http://%s:%d/v1/chat -H 'Content-Type: application/json' \\\n"
-         "    -d '{\"message\": \"환불은 언제 처리되나요?\"}'\n\n",
+         "    -d '{\"message\": \"비밀번호를 잊어버렸어요. 어떻게 재설정하나요?\"}'\n\n",
          cfg.listen_host, http_server_port(srv));
   /* Machine-readable line for scripts and tests. */
   printf("READY %d\n", http_server_port(srv));

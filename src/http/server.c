@@ -630,11 +630,11 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   rc = workq_new(opts->workers, &srv->workers);
   if (rc) goto fail;
   srv->daemon = MHD_start_daemon(
-      flags, (uint16_t)opts->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-      MHD_OPTION_CONNECTION_LIMIT, opts->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-      MHD_OPTION_EXTERNAL_LOGGER, log_mhd, NULL, MHD_OPTION_END);
+      flags, (uint16_t)opts->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+      log_mhd, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+      on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)(64 * 1024), MHD_OPTION_END);
   if (!srv->daemon) {
     log_error("cannot listen on %s:%d (in use, or not an address of this machine)", opts->host,
               opts->port);
