@@ -111,6 +111,4 @@ out:
   return rc;
 }
 
-ragd_err rag_search(struct rag_engine *e, const char *query, size_t k, struct store_hit_list *out) {
-  return e->store.ops->search_bm25(e->store.ctx, query, k, out);
-}
+

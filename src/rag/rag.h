@@ -52,7 +52,27 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
 
 /* ---- search ---- */
 
-/* BM25 top k for query. Thread-safe. */
+enum rag_search_mode { RAG_SEARCH_HYBRID = 0, RAG_SEARCH_KEYWORD = 1, RAG_SEARCH_VECTOR = 2 };
+
+/* "hybrid", "keyword", "vector" -> the mode; -1 when unknown. */
+int rag_search_mode_parse(const char *name);
+const char *rag_search_mode_name(enum rag_search_mode mode);
+
+struct rag_search_opts {
+  const char *query;
+  size_t k;
+  enum rag_search_mode mode;
+  /* A JSON object of metadata equalities, e.g. {"lang":"ko"}; NULL or "{}"
+   * for none. Applied before the top k is cut. */
+  const char *filters_json;
+};
+
+/* The top k passages for o->query, best first. Modes other than keyword
+ * return RAGD_EUNSUPPORTED until a vector index exists. Thread-safe. */
+ragd_err rag_search_ex(struct rag_engine *e, const struct rag_search_opts *o,
+                       struct store_hit_list *out /* OUT */);
+
+/* rag_search_ex with the default mode and no filters. */
 ragd_err rag_search(struct rag_engine *e, const char *query, size_t k,
                     struct store_hit_list *out /* OUT */);
 
