@@ -26,6 +26,7 @@ struct chat {
   struct buf text;
   long prompt_tokens, completion_tokens;
   int has_usage;
+  int degraded; /* the extractive last resort answered after a failure */
   json_t *done; /* finish_reason, cited_sources, invalid_citations */
   char *error_code;
   char *error_message;
@@ -184,6 +185,26 @@ static void ev_error(void *ctx, const char *code, const char *message) {
   chat_finish(c);
 }
 
+/* The generator failed before its first token and the next one in the
+ * failover chain answers instead. */
+static void ev_notice(void *ctx, const char *provider, const char *model, int degraded,
+                      const char *code, const char *message) {
+  struct chat *c = ctx;
+  if (degraded) c->degraded = 1;
+  if (c->streaming) {
+    json_t *o = json_object();
+    json_object_set_new(o, "provider", json_string(provider));
+    json_object_set_new(o, "model", json_string(model));
+    json_object_set_new(o, "degraded", json_boolean(degraded));
+    json_object_set_new(o, "reason", json_string(code));
+    json_object_set_new(o, "message", json_string(message));
+    chat_send(c, "notice", o);
+  } else if (model) {
+    free(c->model);
+    c->model = strdup(model);
+  }
+}
+
 static void reply_collected(struct http_request *r, struct chat *c) {
   json_t *o;
   if (c->error_code) {
@@ -198,7 +219,7 @@ static void reply_collected(struct http_request *r, struct chat *c) {
   json_object_set_new(o, "response_id", json_string(c->response_id));
   json_object_set_new(o, "conversation_id", json_string(c->conversation_id ? c->conversation_id : ""));
   json_object_set_new(o, "model", json_string(c->model ? c->model : ""));
-  json_object_set_new(o, "degraded", json_false());
+  json_object_set_new(o, "degraded", json_boolean(c->degraded));
   json_object_set_new(o, "answer", json_stringn(c->text.data ? c->text.data : "", c->text.len));
   json_object_set_new(o, "sources", c->sources ? json_incref(c->sources) : json_array());
   if (c->has_usage) {
@@ -257,7 +278,9 @@ static void handle_chat(struct http_request *r, void *arg) {
   q.top_k = (size_t)top_k;
   q.conversation_id = conversation_id;
   q.request_id = http_request_id(r);
+  memset(&ev, 0, sizeof ev);
   ev.ctx = c;
+  ev.on_notice = ev_notice;
   ev.on_meta = ev_meta;
   ev.on_sources = ev_sources;
   ev.on_delta = ev_delta;

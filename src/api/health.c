@@ -16,11 +16,22 @@ void api_readyz_handle(struct http_request *r, void *arg) {
   struct api_app *app = arg;
   struct rag_engine *e = app->engine;
   int store_ok = e->store.ops && e->store.ops->ping(e->store.ctx) == RAGD_OK;
-  int gen_ok = e->llm.ops != NULL;
+  int gen_ok = e->gen_count > 0;
   json_t *o = json_object();
+  json_t *chain = json_array();
   json_object_set_new(o, "status", json_string(store_ok && gen_ok ? "ready" : "not_ready"));
   json_object_set_new(o, "store", json_string(store_ok ? "ok" : "unavailable"));
-  json_object_set_new(o, "generator", json_string(gen_ok ? e->llm.ops->name : "none"));
-  if (gen_ok && e->llm.model) json_object_set_new(o, "model", json_string(e->llm.model));
+  json_object_set_new(o, "generator", json_string(gen_ok ? e->gens[0].llm.ops->name : "none"));
+  if (gen_ok && e->gens[0].llm.model)
+    json_object_set_new(o, "model", json_string(e->gens[0].llm.model));
+  /* the failover order, so an operator sees what answers when a provider fails */
+  for (size_t i = 0; i < e->gen_count; i++) {
+    json_t *g = json_object();
+    json_object_set_new(g, "name", json_string(e->gens[i].name));
+    json_object_set_new(g, "provider", json_string(e->gens[i].llm.ops->name));
+    json_object_set_new(g, "model", json_string(e->gens[i].llm.model ? e->gens[i].llm.model : ""));
+    json_array_append_new(chain, g);
+  }
+  json_object_set_new(o, "chain", chain);
   http_reply_json(r, store_ok && gen_ok ? 200 : 503, o);
 }

@@ -84,8 +84,12 @@ int cli_serve(int argc, char **argv) {
   engine.store.ops->stats(engine.store.ctx, &stats);
   printf("ragd %s serving %zu documents (%zu chunks) from %s\n", RAGD_VERSION, stats.documents,
          stats.chunks, cfg.data_dir);
-  printf("generator: %s%s%s\n", engine.llm.ops->name, engine.llm.model ? ", model " : "",
-         engine.llm.model ? engine.llm.model : "");
+  printf("generators, in failover order:");
+  for (size_t i = 0; i < engine.gen_count; i++)
+    printf("%s %s (%s%s%s)", i ? "," : "", engine.gens[i].name, engine.gens[i].llm.ops->name,
+           engine.gens[i].llm.model && engine.gens[i].llm.model[0] ? ", model " : "",
+           engine.gens[i].llm.model ? engine.gens[i].llm.model : "");
+  printf("\n");
   printf("listening on http://%s:%d  (Ctrl-C to stop)\n\n", cfg.listen_host, http_server_port(srv));
   printf("Try it:\n  curl -N http://%s:%d/v1/chat -H 'Content-Type: application/json' \\\n"
          "    -d '{\"message\": \"비밀번호를 잊어버렸어요. 어떻게 재설정하나요?\"}'\n\n",

@@ -25,13 +25,24 @@ struct rag_answer {
   struct rag_events ev;
   char *question;
   char conversation_id[80];
+  char request_id[136];
   struct store_hit_list hits;
   struct llm_passage *passages;
   struct store_message_list history;
   struct rag_prompt prompt;
   struct buf text; /* the whole answer, saved as the assistant's turn */
   struct rag_citations cites;
+  /* generation: gens[gen_index] of gens[0..gen_count) is answering */
+  const struct rag_generator *gens;
+  struct rag_generator no_hits; /* the extractive generator alone */
+  size_t gen_count;
+  size_t gen_index;
+  int delivered; /* a delta reached the client: no failover after this */
+  struct llm_request req;
+  struct llm_sink sink;
 };
+
+static void start_generation(struct rag_answer *a);
 
 static void answer_unref(struct rag_answer *a) {
   int last;
@@ -52,6 +63,7 @@ static void answer_unref(struct rag_answer *a) {
 
 static void sink_delta(void *ctx, const char *text, size_t len) {
   struct rag_answer *a = ctx;
+  a->delivered = 1;
   rag_citations_feed(&a->cites, text, len);
   /* The saved copy is capped; the client still gets every byte. */
   if (a->text.max == 0 || a->text.len + len <= a->text.max) buf_append(&a->text, text, len);
@@ -68,9 +80,29 @@ static int sink_cancelled(void *ctx) {
   return atomic_load(&a->cancelled);
 }
 
+/* Moves to the next generator after a failure before the first token.
+ * Returns 0 when there is none (or the client is gone). */
+static int fail_over(struct rag_answer *a, const char *code, const char *message) {
+  const struct rag_generator *next;
+  if (a->delivered || atomic_load(&a->cancelled) || a->gen_index + 1 >= a->gen_count) return 0;
+  a->gen_index++;
+  next = &a->gens[a->gen_index];
+  log_warn("generator %s failed (%s: %s); %s takes over", a->gens[a->gen_index - 1].name, code,
+           message ? message : "", next->name);
+  if (a->ev.on_notice)
+    a->ev.on_notice(a->ev.ctx, next->llm.ops->name, next->llm.model ? next->llm.model : next->llm.ops->name,
+                    strcmp(next->llm.ops->name, "extractive") == 0, code, message ? message : "");
+  return 1;
+}
+
 static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const char *error_code,
                         const char *error_message) {
   struct rag_answer *a = ctx;
+  if (rc != RAGD_OK && rc != RAGD_ECANCELLED &&
+      fail_over(a, error_code ? error_code : "upstream_unavailable", error_message)) {
+    start_generation(a); /* the generation's reference carries over */
+    return;
+  }
   if (rc == RAGD_OK) {
     int *cited = calloc(a->cites.count + 1, sizeof *cited);
     int *invalid = calloc(a->cites.count + 1, sizeof *invalid);
@@ -119,9 +151,6 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
                           const struct rag_events *ev, struct rag_answer **out,
                           const char **code) {
   struct rag_answer *a = calloc(1, sizeof *a);
-  struct llm_request req;
-  struct llm_sink sink;
-  const struct llm *gen;
   ragd_err rc;
   *code = "internal_error";
   if (!a) return RAGD_ENOMEM;
@@ -131,6 +160,7 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
   a->ev = *ev;
   buf_init(&a->text, ANSWER_TEXT_MAX);
   rag_citations_init(&a->cites);
+  if (q->request_id) snprintf(a->request_id, sizeof a->request_id, "%s", q->request_id);
   a->question = strdup(q->message);
   if (!a->question) {
     rc = RAGD_ENOMEM;
@@ -184,35 +214,57 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
   }
   /* Nothing retrieved: the extractive generator says so honestly instead of
    * letting a model answer from nowhere. */
-  gen = (a->hits.count == 0 || !e->llm.ops) ? &e->extractive : &e->llm;
-  if (ev->on_meta) ev->on_meta(ev->ctx, a->conversation_id, gen->model ? gen->model : gen->ops->name);
+  if (a->hits.count == 0 || e->gen_count == 0) {
+    a->no_hits.name = "EXTRACTIVE";
+    a->no_hits.llm = e->extractive;
+    a->gens = &a->no_hits;
+    a->gen_count = 1;
+  } else {
+    a->gens = e->gens;
+    a->gen_count = e->gen_count;
+  }
+  {
+    const struct llm *first = &a->gens[0].llm;
+    if (ev->on_meta) ev->on_meta(ev->ctx, a->conversation_id, first->model ? first->model : first->ops->name);
+  }
   if (ev->on_sources) ev->on_sources(ev->ctx, &a->hits);
 
-  memset(&req, 0, sizeof req);
-  req.messages = a->prompt.messages;
-  req.message_count = a->prompt.count;
-  req.question = a->question;
-  req.passages = a->passages;
-  req.passage_count = a->hits.count;
-  req.max_tokens = e->cfg->llm_max_tokens;
-  req.temperature = -1;
-  req.request_id = q->request_id;
-  sink.ctx = a;
-  sink.on_delta = sink_delta;
-  sink.on_usage = sink_usage;
-  sink.is_cancelled = sink_cancelled;
-  sink.on_finish = sink_finish;
+  memset(&a->req, 0, sizeof a->req);
+  a->req.messages = a->prompt.messages;
+  a->req.message_count = a->prompt.count;
+  a->req.question = a->question;
+  a->req.passages = a->passages;
+  a->req.passage_count = a->hits.count;
+  a->req.max_tokens = e->cfg->llm_max_tokens;
+  a->req.temperature = -1;
+  a->req.request_id = a->request_id[0] ? a->request_id : NULL;
+  a->sink.ctx = a;
+  a->sink.on_delta = sink_delta;
+  a->sink.on_usage = sink_usage;
+  a->sink.is_cancelled = sink_cancelled;
+  a->sink.on_finish = sink_finish;
   a->refs = 2; /* the caller's handle and the generation */
   *out = a;
-  rc = gen->ops->start(gen->ctx, &req, &sink);
-  if (rc) {
-    /* Events already began (meta, sources): finish them with an error. */
-    sink_finish(a, rc, NULL, "upstream_unavailable", ragd_strerror(rc));
-  }
+  start_generation(a);
   return RAGD_OK;
 fail:
   answer_unref(a);
   return rc;
+}
+
+/* Starts gens[gen_index], moving down the chain while a start fails at once.
+ * After a successful start a may already be freed: touch nothing. */
+static void start_generation(struct rag_answer *a) {
+  for (;;) {
+    const struct llm *gen = &a->gens[a->gen_index].llm;
+    ragd_err rc = gen->ops->start(gen->ctx, &a->req, &a->sink);
+    if (rc == RAGD_OK) return;
+    if (!fail_over(a, "upstream_unavailable", ragd_strerror(rc))) {
+      a->ev.on_error(a->ev.ctx, "upstream_unavailable", ragd_strerror(rc));
+      answer_unref(a);
+      return;
+    }
+  }
 }
 
 void rag_answer_cancel(struct rag_answer *a) {

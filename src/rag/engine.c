@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 
 #include "rag/rag.h"
@@ -21,25 +22,44 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
     goto fail;
   }
   if (!with_llm) return RAGD_OK;
-  lc.provider = cfg->llm_provider;
-  lc.base_url = cfg->llm_base_url;
-  lc.api_key = cfg->llm_api_key;
-  /* The offline generator has no model; it reports its own name. */
-  lc.model = strcmp(cfg->llm_provider, "extractive") == 0 ? "" : cfg->llm_model;
-  lc.connect_timeout_ms = cfg->llm_connect_timeout_ms;
-  lc.total_timeout_ms = cfg->llm_timeout_ms;
-  lc.idle_timeout_ms = cfg->llm_idle_timeout_ms;
-  if (strcmp(cfg->llm_provider, "extractive") != 0) {
-    rc = llm_runtime_init();
-    if (rc) {
-      if (err) buf_appendf(err, "cannot start the upstream thread: %s", ragd_strerror(rc));
+  out->gens = calloc(cfg->llm_chain_count + 1, sizeof *out->gens);
+  if (!out->gens) {
+    rc = RAGD_ENOMEM;
+    goto fail;
+  }
+  for (size_t i = 0; i <= cfg->llm_chain_count; i++) {
+    const struct config_llm_entry *ce = i < cfg->llm_chain_count ? &cfg->llm_chain[i] : NULL;
+    struct rag_generator *g = &out->gens[out->gen_count];
+    if (!ce && strcmp(cfg->llm_last_resort, "extractive") != 0) break;
+    memset(&lc, 0, sizeof lc);
+    lc.provider = ce ? ce->provider : "extractive";
+    lc.base_url = ce ? ce->base_url : "";
+    lc.api_key = ce ? ce->api_key : "";
+    /* The offline generator has no model; it reports its own name. */
+    lc.model = ce && strcmp(ce->provider, "extractive") != 0 ? ce->model : "";
+    lc.connect_timeout_ms = cfg->llm_connect_timeout_ms;
+    lc.total_timeout_ms = cfg->llm_timeout_ms;
+    lc.idle_timeout_ms = cfg->llm_idle_timeout_ms;
+    if (strcmp(lc.provider, "extractive") != 0) {
+      rc = llm_runtime_init();
+      if (rc) {
+        if (err) buf_appendf(err, "cannot start the upstream thread: %s", ragd_strerror(rc));
+        goto fail;
+      }
+    }
+    g->name = strdup(ce ? ce->name : "LAST_RESORT");
+    if (!g->name) {
+      rc = RAGD_ENOMEM;
       goto fail;
     }
-  }
-  rc = llm_create(&lc, &out->llm);
-  if (rc) {
-    if (err) buf_appendf(err, "cannot create the %s generator: %s", cfg->llm_provider, ragd_strerror(rc));
-    goto fail;
+    out->gen_count++;
+    rc = llm_create(&lc, &g->llm);
+    if (rc) {
+      if (err)
+        buf_appendf(err, "cannot create the %s generator %s: %s", lc.provider, g->name,
+                    ragd_strerror(rc));
+      goto fail;
+    }
   }
   return RAGD_OK;
 fail:
@@ -48,7 +68,13 @@ fail:
 }
 
 void rag_engine_close(struct rag_engine *e) {
-  llm_destroy(&e->llm);
+  for (size_t i = 0; i < e->gen_count; i++) {
+    llm_destroy(&e->gens[i].llm);
+    free(e->gens[i].name);
+  }
+  free(e->gens);
+  e->gens = NULL;
+  e->gen_count = 0;
   llm_destroy(&e->extractive);
   store_close(&e->store);
 }

@@ -14,15 +14,26 @@
 #include "util/config.h"
 #include "util/err.h"
 
+/* One entry of the failover chain. */
+struct rag_generator {
+  char *name; /* the chain entry's name ("DEFAULT" for RAGD_LLM_*; "LAST_RESORT") */
+  struct llm llm;
+};
+
 struct rag_engine {
   const struct ragd_config *cfg; /* borrowed; outlives the engine */
   struct store store;
-  struct llm llm;        /* the configured generator */
+  /* Generators in failover order. A generator that fails before its first
+   * token hands the question to the next. With RAGD_LLM_LAST_RESORT=extractive
+   * the last entry is the extractive generator, and an answer from it after
+   * another generator failed is marked degraded. */
+  struct rag_generator *gens;
+  size_t gen_count;
   struct llm extractive; /* answers when nothing was retrieved */
 };
 
 /* Opens the store in cfg->data_dir and creates the generators. with_llm = 0
- * skips the configured generator (ingest/search commands). */
+ * skips the configured generators (ingest/search commands). */
 ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag_engine *out,
                          struct buf *err);
 void rag_engine_close(struct rag_engine *e);
@@ -100,6 +111,13 @@ struct rag_events {
   void (*on_done)(void *ctx, const char *finish_reason, const int *cited, size_t cited_count,
                   const int *invalid, size_t invalid_count);
   void (*on_error)(void *ctx, const char *code, const char *message);
+  /* Optional (may be NULL). The generator that was answering failed before
+   * its first token and the next one in the chain takes over: provider and
+   * model name the new one, degraded is nonzero when it is the extractive
+   * last resort, code/message say why the previous one failed. Fires between
+   * on_sources and the first on_delta, any number of times. */
+  void (*on_notice)(void *ctx, const char *provider, const char *model, int degraded,
+                    const char *code, const char *message);
 };
 
 struct rag_answer;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_MAX_CONNECTIONS", max_connections, 16, 1000000, "16384", "open HTTP connections allowed"),
     LONG_VAR("RAGD_HISTORY_TURNS", history_turns, 0, 100, "6", "earlier messages of a conversation sent to the model"),
     STR_VAR("RAGD_LOG_LEVEL", log_level, "info", "debug | info | warn | error | off"),
+    STR_VAR("RAGD_LLM_CHAIN", llm_chain_spec, "", "failover order of named generators, e.g. primary,backup; each NAME is set by RAGD_LLM_NAME_PROVIDER, _BASE_URL, _API_KEY, _MODEL"),
+    STR_VAR("RAGD_LLM_LAST_RESORT", llm_last_resort, "extractive", "extractive | none: answer from the passages when every generator failed"),
 };
 
 #define CONFIG_VAR_COUNT (sizeof config_vars / sizeof config_vars[0])
@@ -106,6 +109,16 @@ void config_dispose(struct ragd_config *c) {
   }
   free(c->listen_host);
   c->listen_host = NULL;
+  for (size_t i = 0; i < c->llm_chain_count; i++) {
+    free(c->llm_chain[i].name);
+    free(c->llm_chain[i].provider);
+    free(c->llm_chain[i].base_url);
+    free(c->llm_chain[i].api_key);
+    free(c->llm_chain[i].model);
+  }
+  free(c->llm_chain);
+  c->llm_chain = NULL;
+  c->llm_chain_count = 0;
 }
 
 ragd_err config_set(struct ragd_config *c, const char *var, const char *value, struct buf *err) {
@@ -115,7 +128,37 @@ ragd_err config_set(struct ragd_config *c, const char *var, const char *value, s
   return RAGD_ECONFIG;
 }
 
+static const char *const chain_fields[] = {"_PROVIDER", "_BASE_URL", "_API_KEY", "_MODEL"};
+
+/* Nonzero when name is RAGD_LLM_<NAME>_<FIELD> for a NAME listed in spec. */
+static int is_chain_variable(const char *name, const char *spec) {
+  const char *rest;
+  size_t rest_len;
+  if (!spec || !spec[0] || strncmp(name, "RAGD_LLM_", 9) != 0) return 0;
+  rest = name + 9;
+  rest_len = strlen(rest);
+  for (size_t f = 0; f < sizeof chain_fields / sizeof chain_fields[0]; f++) {
+    size_t flen = strlen(chain_fields[f]);
+    size_t nlen;
+    const char *p = spec;
+    if (rest_len <= flen || strcmp(rest + rest_len - flen, chain_fields[f]) != 0) continue;
+    nlen = rest_len - flen;
+    /* compare with each comma-separated entry, case-insensitively */
+    while (*p) {
+      const char *start, *end;
+      while (*p == ' ' || *p == ',') p++;
+      start = p;
+      while (*p && *p != ',') p++;
+      end = p;
+      while (end > start && end[-1] == ' ') end--;
+      if ((size_t)(end - start) == nlen && strncasecmp(start, rest, nlen) == 0) return 1;
+    }
+  }
+  return 0;
+}
+
 ragd_err config_load_env(struct ragd_config *c, struct buf *err) {
+  const char *spec = getenv("RAGD_LLM_CHAIN");
   for (char **e = environ; e && *e; e++) {
     const char *eq = strchr(*e, '=');
     char name[128];
@@ -129,6 +172,7 @@ ragd_err config_load_env(struct ragd_config *c, struct buf *err) {
     }
     memcpy(name, *e, n);
     name[n] = '\0';
+    if (is_chain_variable(name, spec)) continue; /* read by config_finish */
     rc = config_set(c, name, eq + 1, err);
     if (rc) {
       if (err && strstr(err->data ? err->data : "", "unknown setting")) {
@@ -142,6 +186,92 @@ ragd_err config_load_env(struct ragd_config *c, struct buf *err) {
     }
   }
   return RAGD_OK;
+}
+
+static int provider_known(const char *p) {
+  return !strcmp(p, "openai") || !strcmp(p, "anthropic") || !strcmp(p, "gemini") ||
+         !strcmp(p, "extractive");
+}
+
+static char *dup_or_empty(const char *s) { return strdup(s ? s : ""); }
+
+/* Adds one chain entry; NULL strings become "". */
+static ragd_err chain_add(struct ragd_config *c, const char *name, const char *provider,
+                          const char *base_url, const char *api_key, const char *model) {
+  struct config_llm_entry *p = realloc(c->llm_chain, (c->llm_chain_count + 1) * sizeof *p);
+  struct config_llm_entry *e;
+  if (!p) return RAGD_ENOMEM;
+  c->llm_chain = p;
+  e = &p[c->llm_chain_count];
+  e->name = dup_or_empty(name);
+  e->provider = dup_or_empty(provider);
+  e->base_url = dup_or_empty(base_url);
+  e->api_key = dup_or_empty(api_key);
+  e->model = dup_or_empty(model);
+  c->llm_chain_count++;
+  if (!e->name || !e->provider || !e->base_url || !e->api_key || !e->model) return RAGD_ENOMEM;
+  return RAGD_OK;
+}
+
+static ragd_err check_base_url(const char *var, const char *url, struct buf *err) {
+  if (url[0] == '\0' || strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0)
+    return RAGD_OK;
+  set_error(err, "%s: expected an http:// or https:// URL, got \"%s\"", var, url);
+  return RAGD_ECONFIG;
+}
+
+/* Builds c->llm_chain from RAGD_LLM_CHAIN and its RAGD_LLM_<NAME>_* variables. */
+static ragd_err build_chain(struct ragd_config *c, struct buf *err) {
+  const char *p = c->llm_chain_spec;
+  ragd_err rc;
+  while (*p) {
+    char name[33], var[96];
+    const char *start, *end, *provider, *base_url, *model;
+    size_t n;
+    while (*p == ' ' || *p == ',') p++;
+    if (!*p) break;
+    start = p;
+    while (*p && *p != ',') p++;
+    end = p;
+    while (end > start && end[-1] == ' ') end--;
+    n = (size_t)(end - start);
+    if (n == 0 || n >= sizeof name) goto bad_name;
+    for (size_t i = 0; i < n; i++) {
+      char ch = start[i];
+      if (ch >= 'a' && ch <= 'z') ch = (char)(ch - 'a' + 'A');
+      if (!((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))) goto bad_name;
+      name[i] = ch;
+    }
+    name[n] = '\0';
+    snprintf(var, sizeof var, "RAGD_LLM_%s_PROVIDER", name);
+    provider = getenv(var);
+    if (!provider || !provider_known(provider)) {
+      set_error(err, "%s: expected openai, anthropic, gemini or extractive for chain entry %s, got \"%s\"",
+                var, name, provider ? provider : "(unset)");
+      return RAGD_ECONFIG;
+    }
+    snprintf(var, sizeof var, "RAGD_LLM_%s_BASE_URL", name);
+    base_url = getenv(var);
+    rc = check_base_url(var, base_url ? base_url : "", err);
+    if (rc) return rc;
+    if (!strcmp(provider, "openai") && (!base_url || !base_url[0])) {
+      set_error(err, "%s: required for the openai entry %s", var, name);
+      return RAGD_ECONFIG;
+    }
+    snprintf(var, sizeof var, "RAGD_LLM_%s_API_KEY", name);
+    {
+      const char *key = getenv(var);
+      snprintf(var, sizeof var, "RAGD_LLM_%s_MODEL", name);
+      model = getenv(var);
+      rc = chain_add(c, name, provider, base_url, key, model && model[0] ? model : c->llm_model);
+    }
+    if (rc) return rc;
+  }
+  return RAGD_OK;
+bad_name:
+  set_error(err, "RAGD_LLM_CHAIN: names are 1-32 letters or digits separated by commas, got \"%s\"",
+            c->llm_chain_spec);
+  return RAGD_ECONFIG;
 }
 
 static ragd_err parse_listen(struct ragd_config *c, struct buf *err) {
@@ -171,9 +301,13 @@ ragd_err config_finish(struct ragd_config *c, struct buf *err) {
     c->llm_provider = strdup(c->llm_base_url[0] ? "openai" : "extractive");
     if (!c->llm_provider) return RAGD_ENOMEM;
   }
-  if (strcmp(c->llm_provider, "extractive") != 0 && strcmp(c->llm_provider, "openai") != 0) {
-    set_error(err, "RAGD_LLM_PROVIDER: expected extractive or openai, got \"%s\"",
+  if (!provider_known(c->llm_provider)) {
+    set_error(err, "RAGD_LLM_PROVIDER: expected extractive, openai, anthropic or gemini, got \"%s\"",
               c->llm_provider);
+    return RAGD_ECONFIG;
+  }
+  if (strcmp(c->llm_last_resort, "extractive") != 0 && strcmp(c->llm_last_resort, "none") != 0) {
+    set_error(err, "RAGD_LLM_LAST_RESORT: expected extractive or none, got \"%s\"", c->llm_last_resort);
     return RAGD_ECONFIG;
   }
   if (strcmp(c->llm_provider, "openai") == 0) {
@@ -186,6 +320,17 @@ ragd_err config_finish(struct ragd_config *c, struct buf *err) {
                 c->llm_base_url);
       return RAGD_ECONFIG;
     }
+  }
+  if (c->llm_chain_spec[0]) {
+    rc = build_chain(c, err);
+    if (rc) return rc;
+  } else if (strcmp(c->llm_provider, "extractive") != 0) {
+    rc = chain_add(c, "DEFAULT", c->llm_provider, c->llm_base_url, c->llm_api_key, c->llm_model);
+    if (rc) return rc;
+  }
+  if (c->llm_chain_count == 0 && strcmp(c->llm_last_resort, "none") == 0) {
+    set_error(err, "RAGD_LLM_LAST_RESORT: none leaves no generator; configure RAGD_LLM_BASE_URL or RAGD_LLM_CHAIN");
+    return RAGD_ECONFIG;
   }
   if (log_level_parse(c->log_level) < 0) {
     set_error(err, "RAGD_LOG_LEVEL: expected debug, info, warn, error or off, got \"%s\"",

@@ -13,6 +13,15 @@
 #include "util/buf.h"
 #include "util/err.h"
 
+/* One generator of the failover chain (RAGD_LLM_CHAIN). */
+struct config_llm_entry {
+  char *name;     /* as listed in RAGD_LLM_CHAIN, upper-cased */
+  char *provider; /* RAGD_LLM_<NAME>_PROVIDER: openai | anthropic | gemini | extractive */
+  char *base_url; /* RAGD_LLM_<NAME>_BASE_URL */
+  char *api_key;  /* RAGD_LLM_<NAME>_API_KEY */
+  char *model;    /* RAGD_LLM_<NAME>_MODEL */
+};
+
 struct ragd_config {
   char *data_dir;       /* RAGD_DATA, default "data" */
   char *listen;         /* RAGD_LISTEN, default "127.0.0.1:8080" */
@@ -38,6 +47,13 @@ struct ragd_config {
   long max_connections;        /* RAGD_MAX_CONNECTIONS, default 16384 */
   long history_turns;          /* RAGD_HISTORY_TURNS, default 6 */
   char *log_level;             /* RAGD_LOG_LEVEL, default "info" */
+  char *llm_chain_spec;        /* RAGD_LLM_CHAIN, e.g. "primary,backup"; "" none */
+  char *llm_last_resort;       /* RAGD_LLM_LAST_RESORT: extractive | none */
+  /* The generators to try, in order, built by config_finish: the entries of
+   * RAGD_LLM_CHAIN, or the single RAGD_LLM_* generator; the extractive last
+   * resort is not in this list (see llm_last_resort). */
+  struct config_llm_entry *llm_chain;
+  size_t llm_chain_count;
 };
 
 void config_init(struct ragd_config *c);

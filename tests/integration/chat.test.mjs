@@ -140,23 +140,35 @@ test('openai generator: deltas relay the upstream text byte for byte', async (t)
   assert.deepEqual(evs.at(-1).json.cited_sources, [1]);
   assert.deepEqual(evs.at(-1).json.invalid_citations, [9]);
 
-  // An upstream failure after the stream began ends it with an error event.
+  // The provider fails before its first token: the extractive last resort
+  // answers from the passages, and a notice says so.
   await fake.configure({ reset: true, status: 500 });
-  evs = checkContract(await chatStream(srv.base, { message: 'refund', top_k: 2 }));
-  assert.deepEqual(names(evs), ['meta', 'sources', 'error']);
-  assert.equal(evs.at(-1).json.error.code, 'upstream_unavailable');
+  evs = checkContract(await chatStream(srv.base, { message: 'How long do refunds take?', top_k: 2 }));
+  assert.deepEqual(names(evs), ['meta', 'sources', 'notice', 'text_delta+', 'usage', 'done']);
+  const notice = evs[2].json;
+  assert.equal(notice.provider, 'extractive');
+  assert.equal(notice.degraded, true);
+  assert.equal(notice.reason, 'upstream_unavailable');
+  assert.ok(citedNumbers(answerText(evs)).length >= 1, 'the fallback answer cites its passages');
+  // Non-stream: the same fallback, marked degraded.
+  const p = await postJson(srv.base, '/v1/chat', { message: 'How long do refunds take?', stream: false });
+  assert.equal(p.status, 200, p.text);
+  assert.equal(p.json.degraded, true);
+  assert.equal(p.json.model, 'extractive');
+
+  // A failure after the first token is never silently restarted: error event.
   await fake.configure({ reset: true, mode: 'close-after:3' });
   evs = checkContract(await chatStream(srv.base, { message: 'refund', top_k: 2 }));
+  assert.equal(names(evs).at(-1), 'error');
+  assert.ok(!names(evs).includes('notice'));
   assert.equal(evs.at(-1).json.error.code, 'upstream_closed');
+  // Garbage before any text: nothing reached the client yet, so the answer
+  // fails over (the notice carries the protocol error).
   await fake.configure({ reset: true, mode: 'garbage' });
   evs = checkContract(await chatStream(srv.base, { message: 'refund', top_k: 2 }));
-  assert.equal(evs.at(-1).json.error.code, 'upstream_protocol');
-
-  // Non-stream with an upstream failure: a problem+json.
-  await fake.configure({ reset: true, status: 503 });
-  const p = await postJson(srv.base, '/v1/chat', { message: 'refund', stream: false });
-  assert.equal(p.status, 502);
-  assert.equal(p.json.code, 'upstream_unavailable');
+  assert.equal(evs[2].event, 'notice');
+  assert.equal(evs[2].json.reason, 'upstream_protocol');
+  assert.equal(evs.at(-1).event, 'done');
 
   // Nothing retrieved: the model is not asked at all.
   await fake.configure({ reset: true });
@@ -165,6 +177,42 @@ test('openai generator: deltas relay the upstream text byte for byte', async (t)
   assert.match(answerText(evs), /could not find/);
   assert.deepEqual(await fake.log(), []);
   assert.equal(srv.child.exitCode, null);
+});
+
+test('failover chain: primary down, backup answers; with no last resort the error reaches the client', async (t) => {
+  const primary = await startFakeOpenAI(['--status', '503']);
+  t.after(() => primary.stop());
+  const backup = await startFakeOpenAI(['--text', 'Backup says hello [1].']);
+  t.after(() => backup.stop());
+  const srv = await startServer({
+    env: {
+      RAGD_LLM_CHAIN: 'primary,backup',
+      RAGD_LLM_PRIMARY_PROVIDER: 'openai',
+      RAGD_LLM_PRIMARY_BASE_URL: primary.url,
+      RAGD_LLM_PRIMARY_MODEL: 'model-a',
+      RAGD_LLM_BACKUP_PROVIDER: 'openai',
+      RAGD_LLM_BACKUP_BASE_URL: backup.url,
+      RAGD_LLM_BACKUP_MODEL: 'model-b',
+      RAGD_LLM_LAST_RESORT: 'none',
+    },
+  });
+  t.after(() => srv.stop());
+  await ingestSampleKb(srv.base);
+  const ready = await (await fetch(srv.base + '/readyz')).json();
+  assert.deepEqual(ready.chain.map((g) => g.name), ['PRIMARY', 'BACKUP']);
+  let evs = checkContract(await chatStream(srv.base, { message: 'refund', top_k: 2 }));
+  assert.deepEqual(names(evs), ['meta', 'sources', 'notice', 'text_delta+', 'usage', 'done']);
+  assert.equal(evs[0].json.model, 'model-a');
+  assert.equal(evs[2].json.model, 'model-b');
+  assert.equal(evs[2].json.degraded, false);
+  assert.equal(answerText(evs), 'Backup says hello [1].');
+  assert.equal((await primary.log()).length, 1);
+  assert.equal((await backup.log()).length, 1);
+  // Both down and no last resort: an error event, not a silent stop.
+  await backup.configure({ reset: true, status: 500 });
+  evs = checkContract(await chatStream(srv.base, { message: 'refund', top_k: 2 }));
+  assert.deepEqual(names(evs), ['meta', 'sources', 'notice', 'error']);
+  assert.equal(evs.at(-1).json.error.code, 'upstream_unavailable');
 });
 
 test('a client that disconnects mid-answer cancels the upstream request', async (t) => {
