@@ -39,39 +39,51 @@ export function runRagd(args, { env = {}, input } = {}) {
   });
 }
 
-// Starts `ragd serve` on 127.0.0.1:0 and waits for its READY line.
-export async function startServer({ env = {}, data } = {}) {
-  const dataDir = data ?? tempDir();
-  const child = spawn(RAGD_BIN, ['serve', '--listen', '127.0.0.1:0', '--data', dataDir], {
-    env: ragdEnv(env),
-  });
+// Waits until a child process prints a line matching re on stdout and
+// resolves the first capture group as a number (a port). Collects stderr into
+// the returned getter for error messages.
+export function waitForPort(child, re, what, timeoutMs = 20000) {
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
   const lines = createInterface({ input: child.stdout });
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`ragd did not start: ${stderr}`)), 20000);
-    child.on('exit', (code) => reject(new Error(`ragd exited with ${code}: ${stderr}`)));
+  const port = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start: ${stderr}`)), timeoutMs);
+    child.on('exit', (code) => reject(new Error(`${what} exited with ${code}: ${stderr}`)));
     lines.on('line', (line) => {
-      const m = /^READY (\d+)$/.exec(line);
+      const m = re.exec(line);
       if (m) {
         clearTimeout(timer);
         resolve(Number(m[1]));
       }
     });
   });
+  return { port, stderr: () => stderr };
+}
+
+// Starts `ragd serve` on 127.0.0.1:0 and waits for its READY line.
+export async function startServer({ env = {}, data } = {}) {
+  const dataDir = data ?? tempDir();
+  const child = spawn(RAGD_BIN, ['serve', '--listen', '127.0.0.1:0', '--data', dataDir], {
+    env: ragdEnv(env),
+  });
+  const waiting = waitForPort(child, /^READY (\d+)$/, 'ragd');
+  const port = await waiting.port;
+  const stderrOf = waiting.stderr;
   const base = `http://127.0.0.1:${port}`;
   return {
     base,
     port,
     dataDir,
     child,
-    stderr: () => stderr,
+    stderr: stderrOf,
     async stop({ keepData = false } = {}) {
+      let stderr;
       if (child.exitCode === null) {
         child.kill('SIGTERM');
         await once(child, 'exit');
       }
       if (!keepData && !data) rmSync(dataDir, { recursive: true, force: true });
+      stderr = stderrOf();
       // A clean stop: exit status 0 and no sanitizer report (leaks included).
       if (child.exitCode !== 0 || /Sanitizer|runtime error:/.test(stderr))
         throw new Error(`ragd did not stop cleanly (exit ${child.exitCode}, signal ${child.signalCode}):\n${stderr}`);
@@ -143,20 +155,7 @@ export async function chatStream(base, body, headers = {}) {
 export async function startFakeOpenAI(args = []) {
   const script = path.join(SOURCE_DIR, 'tests', 'fakes', 'fake_openai.mjs');
   const child = spawn(process.execPath, [script, '--port', '0', ...args]);
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-  const lines = createInterface({ input: child.stdout });
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`fake did not start: ${stderr}`)), 10000);
-    child.on('exit', (code) => reject(new Error(`fake exited with ${code}: ${stderr}`)));
-    lines.on('line', (line) => {
-      const m = /^LISTENING (\d+)$/.exec(line);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-  });
+  const port = await waitForPort(child, /^LISTENING (\d+)$/, 'fake upstream', 10000).port;
   const base = `http://127.0.0.1:${port}`;
   return {
     base,
