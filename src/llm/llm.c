@@ -10,6 +10,8 @@
 static const struct llm_ops *const llm_providers[] = {
     &llm_extractive_ops,
     &llm_openai_ops,
+    &llm_anthropic_ops,
+    &llm_gemini_ops,
 };
 
 static const struct llm_ops *llm_find_ops(const char *name) {

@@ -2,8 +2,16 @@
  * into a stream of text deltas.
  *
  * A generator is an ops table plus context, made by name from configuration
- * (llm_create): "extractive" (offline, built from the passages themselves) or
- * "openai" (any OpenAI-compatible /chat/completions endpoint, streamed).
+ * (llm_create): "extractive" (offline, built from the passages themselves),
+ * "openai" (any OpenAI-compatible /chat/completions endpoint, streamed),
+ * "anthropic" (the Messages API, streamed) or "gemini" (Google's
+ * streamGenerateContent with alt=sse).
+ *
+ * Network generators share one resilience policy (see struct llm_config):
+ * timeouts for connect, first token, idle gaps and the whole answer; retries
+ * with exponential backoff and full jitter on connect errors, HTTP 429 and
+ * 5xx, honouring Retry-After, but only while no text has reached the sink;
+ * and a circuit breaker per endpoint shared by every request.
  *
  * Network generators run on one shared upstream thread (a curl multi loop)
  * started by llm_runtime_init. Their sink callbacks fire on that thread. The
@@ -54,24 +62,60 @@ struct llm_request {
  *   with finish_reason ("stop", "length", "content_filter", ...), or an error
  *   with a stable error_code ("upstream_unavailable", "upstream_error",
  *   "upstream_timeout", "upstream_closed", "upstream_protocol", "cancelled")
- *   and a message for humans. After on_finish the sink is never touched. */
+ *   and a message for humans. After on_finish the sink is never touched.
+ *   The codes are stable: before the first delta, "upstream_unavailable" means
+ *   the endpoint could not be used (connect error, 429/5xx after the retries,
+ *   or an open circuit breaker: the message then says so) and a failover to
+ *   another generator is sensible. After the first delta: the upstream closed
+ *   the stream early -> "upstream_closed"; no byte for the idle timeout ->
+ *   "upstream_timeout"; malformed data -> "upstream_protocol"; an error event
+ *   from the provider -> "upstream_error". A first token that does not come
+ *   within first_token_timeout_ms -> "upstream_timeout" (no delta was sent).
+ * - on_retry (optional, may be NULL): a failed attempt is about to be retried
+ *   after delay_ms; attempt is the number of the attempt that will follow
+ *   (2 for the first retry); reason is e.g. "HTTP 429" or "connect error: ..."
+ *   (borrowed for the call). Fires on the upstream thread, only before the
+ *   first on_delta, never after on_finish. */
 struct llm_sink {
   void *ctx;
   void (*on_delta)(void *ctx, const char *text, size_t len);
   void (*on_usage)(void *ctx, long prompt_tokens, long completion_tokens);
   int (*is_cancelled)(void *ctx);
+  void (*on_retry)(void *ctx, int attempt, long delay_ms, const char *reason);
   void (*on_finish)(void *ctx, ragd_err rc, const char *finish_reason, const char *error_code,
                     const char *error_message);
 };
 
+/* Zero in any numeric field means its default, so a zeroed struct plus
+ * provider/base_url/model is a complete configuration. */
 struct llm_config {
-  const char *provider; /* "extractive" | "openai" */
-  const char *base_url; /* e.g. "https://api.openai.com/v1" (no trailing /chat/completions) */
+  const char *provider; /* "extractive" | "openai" | "anthropic" | "gemini" */
+  /* openai: e.g. "https://api.openai.com/v1" (no trailing /chat/completions);
+   * anthropic: e.g. "https://api.anthropic.com/v1" (we append /messages);
+   * gemini: e.g. "https://generativelanguage.googleapis.com/v1beta" (we append
+   * /models/{model}:streamGenerateContent?alt=sse) */
+  const char *base_url;
   const char *api_key;  /* may be NULL or "" for local servers */
   const char *model;
   long connect_timeout_ms; /* 0: 10000 */
-  long total_timeout_ms;   /* 0: 120000 */
+  long total_timeout_ms;   /* 0: 120000; the whole answer, retries included */
   long idle_timeout_ms;    /* 0: 60000; no byte from upstream for this long aborts */
+  /* Added for resilience; append new fields below. */
+  const char *name;        /* label in breaker snapshots (a chain entry name); NULL: provider */
+  long first_token_timeout_ms; /* 0: 30000; < 0: none. Time from an attempt's start to
+                                  its first text delta */
+  long retries;            /* 0 or < 0: none (RAGD_LLM_RETRIES defaults to 2). Retries
+                              after the first attempt */
+  long retry_budget_ms;    /* 0: 10000. No retry starts later than this after the first attempt */
+  long retry_base_ms;      /* 0: 250. Backoff before retry n is uniform in
+                              [0, min(retry_max_delay_ms, retry_base_ms * 2^n)] */
+  long retry_max_delay_ms; /* 0: 4000 (a longer Retry-After is still honoured) */
+  long breaker_min_requests; /* 0: 5; < 0: no breaker. Requests (retries included in
+                                their request) in the window before it may open */
+  long breaker_failure_pct;  /* 0: 50. Opens when at least this share of them failed */
+  long breaker_window_ms;    /* 0: 60000 */
+  long breaker_cooldown_ms;  /* 0: 5000. Open this long before one half-open probe */
+  const char *api_version;   /* anthropic-version header; NULL or "": "2023-06-01" */
 };
 
 struct llm_ops {
@@ -102,6 +146,29 @@ void llm_runtime_shutdown(void);
  * thread, async-signal-unsafe. */
 void llm_wakeup(void);
 
+/* ---- circuit breakers -------------------------------------------------- */
+
+enum llm_breaker_status { LLM_BREAKER_CLOSED = 0, LLM_BREAKER_OPEN, LLM_BREAKER_HALF_OPEN };
+
+/* One breaker as seen at snapshot time. A breaker exists while a generator
+ * (or a transfer in flight) for its endpoint does; generators with the same
+ * provider, URL and API key share one. */
+struct llm_breaker_state {
+  char name[64];      /* llm_config.name, or the provider name */
+  char endpoint[256]; /* the request URL (no key) */
+  enum llm_breaker_status status; /* HALF_OPEN also once the cool-down is over */
+  long window_requests; /* attempts counted in the current window */
+  long window_failures;
+  long opened_total;    /* times it opened since it was created */
+  long retry_in_ms;     /* open: time left until a probe may go; else 0 */
+};
+
+/* Copies the state of up to max breakers into out (out may be NULL when max
+ * is 0) and returns how many exist, which may be more than max. Any thread. */
+size_t llm_breakers_snapshot(struct llm_breaker_state *out /* OUT */, size_t max);
+/* "closed", "open" or "half_open". */
+const char *llm_breaker_status_name(enum llm_breaker_status status);
+
 /* Creates the generator cfg->provider names. */
 ragd_err llm_create(const struct llm_config *cfg, struct llm *out /* OUT */);
 /* Destroys and zeroes g; accepts a zeroed struct. */
@@ -109,5 +176,7 @@ void llm_destroy(struct llm *g);
 
 extern const struct llm_ops llm_extractive_ops;
 extern const struct llm_ops llm_openai_ops;
+extern const struct llm_ops llm_anthropic_ops;
+extern const struct llm_ops llm_gemini_ops;
 
 #endif

@@ -22,11 +22,14 @@ enum llm_upstream_outcome {
   LLM_UPSTREAM_CANCELLED,      /* is_cancelled returned nonzero */
   LLM_UPSTREAM_STOPPED,        /* on_body returned nonzero */
   LLM_UPSTREAM_FAILED,         /* any other transport error, e.g. closed mid-body */
-  LLM_UPSTREAM_SHUTDOWN        /* llm_runtime_shutdown aborted it */
+  LLM_UPSTREAM_SHUTDOWN,       /* llm_runtime_shutdown aborted it */
+  LLM_UPSTREAM_FIRST_TOKEN_TIMEOUT, /* not committed within first_token_timeout_ms */
+  LLM_UPSTREAM_BREAKER_OPEN    /* the endpoint's circuit breaker is open: nothing was sent */
 };
 
 struct llm_upstream_result {
   enum llm_upstream_outcome outcome;
+  int attempts;     /* attempts made (0 when the breaker refused the first) */
   long http_status; /* 0 when no response status line arrived */
   const char *message; /* human-readable transport detail; borrowed for the call */
 };
@@ -38,13 +41,39 @@ struct llm_upstream_result {
  * - is_cancelled: polled whenever the loop wakes (at least every few hundred
  *   ms, and promptly after llm_wakeup). Nonzero removes the transfer from the
  *   multi handle at once, which closes its connection. May be NULL.
+ * - is_committed: polled after each on_body; once it returns nonzero (the
+ *   consumer has delivered output it cannot take back) the transfer is never
+ *   retried and the first-token deadline no longer applies. May be NULL
+ *   (then the transfer commits at its first body byte of a 2xx response).
+ * - on_retry: the attempt failed in a retryable way and will be repeated
+ *   after delay_ms; the consumer resets whatever it kept of that attempt
+ *   (error body, parser state). attempt numbers the next attempt (2 = the
+ *   first retry). May be NULL.
  * - on_complete: fires exactly once, last; ctx is not used afterwards, so
  *   on_complete may free it. Required. */
 struct llm_upstream_callbacks {
   int (*on_body)(void *ctx, long http_status, const char *bytes, size_t len);
   int (*is_cancelled)(void *ctx);
   void (*on_complete)(void *ctx, const struct llm_upstream_result *res);
+  int (*is_committed)(void *ctx);
+  void (*on_retry)(void *ctx, int attempt, long delay_ms, const char *reason);
 };
+
+/* When a failed attempt is repeated: only before the transfer committed, on
+ * a connect error (refused, unreachable, connect timeout, hung up before the
+ * status line), HTTP 429 or 5xx. The delay before retry n (0-based) is
+ * uniform in [0, min(max_delay_ms, base_delay_ms * 2^n)] ("full jitter"),
+ * raised to the response's Retry-After (seconds or an HTTP date) when it
+ * says longer. A retry that would begin more than budget_ms after the first
+ * attempt, or after the total deadline, is not made. All zero: no retries. */
+struct llm_retry_policy {
+  long max_retries;
+  long budget_ms;
+  long base_delay_ms;
+  long max_delay_ms;
+};
+
+struct llm_breaker;
 
 /* A request to perform. Everything is borrowed for the call to add only; the
  * transfer keeps copies. */
@@ -56,8 +85,18 @@ struct llm_upstream_request {
   const char *body; /* may be NULL */
   size_t body_len;
   long connect_timeout_ms; /* 0: no limit beyond curl's default */
-  long total_timeout_ms;   /* 0: no limit */
+  long total_timeout_ms;   /* 0: no limit; covers every attempt and the delays */
   long idle_timeout_ms;    /* 0: no limit */
+  long first_token_timeout_ms; /* 0: no limit; from an attempt's start until it commits */
+  struct llm_retry_policy retry;
+  /* NULL: none. Consulted before the first attempt (an open breaker ends the
+   * transfer with LLM_UPSTREAM_BREAKER_OPEN without any network traffic; a
+   * breaker that opens meanwhile stops further retries) and told the
+   * request's verdict once, from its last attempt: connect errors, timeouts,
+   * 429, 5xx and transport failures mid-body are failures; other responses
+   * are successes; cancellations and stops by the consumer are neutral. The
+   * transfer holds its own reference. */
+  struct llm_breaker *breaker;
 };
 
 /* Queues a transfer on the upstream thread. Any thread. On RAGD_OK,
