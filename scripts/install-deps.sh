@@ -29,3 +29,18 @@ if [ "${1:-}" = "--test" ] && ! command -v node >/dev/null 2>&1; then
   echo "ragd: installing Node.js for the integration tests"
   DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+
+# The streaming tests drive ragd with independent clients (the openai SDK,
+# eventsource-parser, the ai package) and the chat page with Debian's
+# Chromium through playwright-core: exact versions from package-lock.json.
+if [ "${1:-}" = "--test" ]; then
+  if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed"; then
+    echo "ragd: installing Chromium for the end-to-end test"
+    ${SUDO:-} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends chromium
+  fi
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+    echo "ragd: installing the test clients (npm ci)"
+    npm ci --no-audit --no-fund
+  fi
+fi

@@ -1,9 +1,10 @@
 /* routes.c - the route table: every URL ragd answers. */
 #include "api/api_int.h"
 
-
 const struct http_route api_routes[] = {
     {"POST", "/v1/chat", HTTP_BODY_JSON, api_chat_handle},
+    {"GET", "/v1/chat/stream", HTTP_BODY_NONE, api_chat_stream_get},
+    {"POST", "/v1/chat/completions", HTTP_BODY_OPENAI_JSON, api_chat_completions},
     {"POST", "/v1/search", HTTP_BODY_JSON, api_search_handle},
     {"POST", "/v1/documents", HTTP_BODY_JSON, api_documents_post},
     {"GET", "/v1/documents", HTTP_BODY_NONE, api_documents_list},

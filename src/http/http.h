@@ -24,7 +24,11 @@ struct http_stream;
  * returns. app is http_server_opts.app. */
 typedef void (*http_handler_fn)(struct http_request *req, void *app);
 
-enum http_body { HTTP_BODY_NONE = 0, HTTP_BODY_JSON = 1 };
+/* HTTP_BODY_OPENAI_JSON: as HTTP_BODY_JSON, and every error of the route,
+ * the server's own body checks included, is OpenAI's error object
+ * {"error":{"message","type","param","code"}} instead of problem+json, since
+ * OpenAI clients parse only that. */
+enum http_body { HTTP_BODY_NONE = 0, HTTP_BODY_JSON = 1, HTTP_BODY_OPENAI_JSON = 2 };
 
 struct http_route {
   const char *method; /* "GET", "POST", "DELETE" */
@@ -32,9 +36,9 @@ struct http_route {
    * non-empty rest (the documents route: "/v1/documents/" plus the asterisk);
    * the rest is http_request_path_param. */
   const char *path;
-  enum http_body body; /* HTTP_BODY_JSON: Content-Type must be application/json,
-                          the body valid UTF-8 and a JSON object, checked
-                          before the handler runs */
+  enum http_body body; /* HTTP_BODY_JSON (and _OPENAI_JSON): Content-Type must
+                          be application/json, the body valid UTF-8 and a
+                          JSON object, checked before the handler runs */
   http_handler_fn handler;
 };
 
@@ -86,26 +90,55 @@ void http_reply_problem(struct http_request *r, const char *code, const char *fm
  * then been queued). */
 struct http_stream *http_reply_stream(struct http_request *r, const char *content_type);
 
+/* http_reply_stream with extra response headers: a NULL-terminated list of
+ * name, value pairs (copied), e.g. {"x-vercel-ai-ui-message-stream", "v1",
+ * NULL}. */
+struct http_stream *http_reply_stream_ex(struct http_request *r, const char *content_type,
+                                         const char *const *headers);
+
 /* The HTTP status of a problem code; 500 for unknown codes. */
 int http_problem_status(const char *code);
 /* The title of a problem code. */
 const char *http_problem_title(const char *code);
+/* The OpenAI error "type" for an HTTP status: "invalid_request_error" for
+ * 4xx, "server_error" otherwise. */
+const char *http_openai_error_type(int status);
 
 /* ---- streams ---- */
 
 /* Queues bytes for the client; any thread. RAGD_ECANCELLED once the client has
  * gone, RAGD_ETOOBIG when the client stopped reading and the queue is full (the
- * stream is then cancelled). */
+ * stream is then cancelled; its on_cancel runs on the event thread once the
+ * connection closes, never on the caller's thread). */
 ragd_err http_stream_write(struct http_stream *s, const char *p, size_t n);
 /* Nonzero once the client has gone away. Any thread. */
 int http_stream_cancelled(struct http_stream *s);
-/* Ties an owner object to the stream. on_cancel(arg) runs at most once, on the
- * event thread, when the client goes away before http_stream_end (never after
- * it); arg is still alive then. on_release(arg) runs once when the stream is
- * freed: after http_stream_end and after the connection is done with it. Call
- * before the handler returns. Either callback may be NULL. */
+/* Ties an owner object to the stream. on_cancel(arg) runs at most once when
+ * the stream is cut before http_stream_end: the client hung up (noticed within
+ * milliseconds even while the stream waits, by the watcher thread), stopped
+ * reading for longer than the stall limit, or let the queue fill. It runs on
+ * the event thread, the watcher thread or a writer's thread, never while an
+ * http lock is held, and may race with a concurrent http_stream_end; arg is
+ * still alive then. on_release(arg) runs once when the stream is freed: after
+ * http_stream_end and after the connection is done with it (event or watcher
+ * thread). Call before the handler returns. Either callback may be NULL. */
 void http_stream_set_owner(struct http_stream *s, void *arg, void (*on_cancel)(void *arg),
                            void (*on_release)(void *arg));
+/* Backpressure limits for one stream: at most max_queue_bytes unsent (0: the
+ * default, 4 MiB) and, when stall_ms > 0, a stream with unsent bytes whose
+ * client takes none for stall_ms is cut (on_cancel runs). Any thread. */
+void http_stream_set_limits(struct http_stream *s, size_t max_queue_bytes, long stall_ms);
+
+/* Counters since start-up, for metrics. */
+struct http_stream_stats {
+  size_t open;                 /* streamed responses now open */
+  size_t total;                /* streamed responses started */
+  size_t cancelled_disconnect; /* cut because the client hung up */
+  size_t cancelled_stall;      /* cut because the client stopped reading */
+  size_t cancelled_overflow;   /* cut because the queue reached its limit */
+};
+void http_stream_stats(struct http_stream_stats *out /* OUT */);
+
 /* No more writes: the response ends once the queue drains. Drops the caller's
  * reference; s must not be used afterwards. */
 void http_stream_end(struct http_stream *s);

@@ -43,3 +43,7 @@ const char *http_problem_title(const char *code) {
   int i = find(code);
   return i < 0 ? "Error" : problems[i].title;
 }
+
+const char *http_openai_error_type(int status) {
+  return status >= 400 && status < 500 ? "invalid_request_error" : "server_error";
+}

@@ -9,7 +9,16 @@
  *
  * A streamed response pulls from a per-stream byte queue. When the queue is
  * empty the content reader suspends the connection; the next write (or the
- * end, or a heartbeat) resumes it. Nothing polls. */
+ * end, or a heartbeat) resumes it. Nothing polls.
+ *
+ * libmicrohttpd does not watch the socket of a suspended connection, so a
+ * client that hangs up while its stream waits for upstream tokens would go
+ * unnoticed until the next write. A watcher thread therefore keeps a side
+ * epoll set of every streaming socket, registered for EPOLLRDHUP only: the
+ * peer's FIN or RST wakes it, it cancels the stream (and through on_cancel
+ * the upstream transfer) and resumes the connection so the daemon closes it.
+ * The same thread sends heartbeats and cuts streams whose client stopped
+ * reading (stall_ms). */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -17,7 +26,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "http/http.h"
 #include "text/text.h"
@@ -28,6 +40,8 @@
 
 #define STREAM_QUEUE_MAX (4u * 1024u * 1024u)
 #define STREAM_BLOCK_SIZE (16u * 1024u)
+#define WATCH_TICK_MS 100 /* heartbeats and stall checks */
+#define WATCH_BATCH 256
 
 enum request_state { REQ_READING = 0, REQ_RUNNING, REQ_REPLIED, REQ_DONE };
 
@@ -36,13 +50,33 @@ struct http_server {
   const struct http_server_opts *opts;
   struct workq *workers;
   int port;
-  pthread_t ticker;
-  int ticker_started;
-  pthread_mutex_t mu; /* guards streams and stopping */
-  pthread_cond_t cv;
+  pthread_t watcher;
+  int watcher_started;
+  int watch_fd; /* the side epoll set of streaming sockets; -1 when none */
+  pthread_mutex_t mu; /* guards streams, graveyard, next_serial, stopping */
   int stopping;
-  struct http_stream *streams; /* open streamed responses */
+  uint64_t next_serial;
+  struct http_stream *streams;   /* open streamed responses */
+  struct http_stream *graveyard; /* gone, but maybe named by a pending epoll event */
 };
+
+/* Counters since start-up (see http_stream_stats). */
+static struct {
+  pthread_mutex_t mu;
+  struct http_stream_stats v;
+} stats = {PTHREAD_MUTEX_INITIALIZER, {0}};
+
+static void stats_add(size_t *field, long delta) {
+  pthread_mutex_lock(&stats.mu);
+  *field = (size_t)((long)*field + delta);
+  pthread_mutex_unlock(&stats.mu);
+}
+
+void http_stream_stats(struct http_stream_stats *out) {
+  pthread_mutex_lock(&stats.mu);
+  *out = stats.v;
+  pthread_mutex_unlock(&stats.mu);
+}
 
 struct http_request {
   struct http_server *srv;
@@ -71,7 +105,11 @@ struct http_stream {
   int ended;
   int cancelled;
   int suspended;
+  int watched;        /* registered in srv->watch_fd (guarded by srv->mu) */
+  uint64_t serial;    /* names the stream in epoll events */
   int64_t last_write_ms;
+  int64_t last_progress_ms; /* the client last took bytes, or the queue was empty */
+  int64_t stall_ms;         /* 0: never cut a slow reader on time alone */
   void (*on_cancel)(void *arg);
   void *cancel_arg;
   void (*on_release)(void *arg);
@@ -140,6 +178,32 @@ static void set_response(struct http_request *r, int status, struct MHD_Response
   r->status = status;
 }
 
+/* The OpenAI error object, for routes that promise OpenAI's shape:
+ * {"error":{"message","type","param","code"}}. */
+static struct MHD_Response *openai_error_response(struct http_request *r, const char *code,
+                                                  const char *detail, int status) {
+  json_t *o = json_object();
+  json_t *e = json_object();
+  struct buf out;
+  struct MHD_Response *resp = NULL;
+  const char *msg = detail && detail[0] ? detail : http_problem_title(code);
+  buf_init(&out, 0);
+  if (json_object_set_new(e, "message", json_string(msg)) != 0)
+    json_object_set_new(e, "message", json_string(http_problem_title(code)));
+  json_object_set_new(e, "type", json_string(http_openai_error_type(status)));
+  json_object_set_new(e, "param", json_null());
+  json_object_set_new(e, "code", json_string(code));
+  json_object_set_new(o, "error", e);
+  if (json_append(&out, o) == RAGD_OK && buf_append_char(&out, '\n') == RAGD_OK)
+    resp = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_COPY);
+  json_decref(o);
+  buf_dispose(&out);
+  if (!resp) return NULL;
+  MHD_add_response_header(resp, "Content-Type", "application/json");
+  add_common_headers(r, resp);
+  return resp;
+}
+
 static struct MHD_Response *problem_response(struct http_request *r, const char *code,
                                              const char *detail, int *status) {
   json_t *o = json_object();
@@ -148,6 +212,10 @@ static struct MHD_Response *problem_response(struct http_request *r, const char 
   char type[96];
   buf_init(&out, 0);
   *status = http_problem_status(code);
+  if (r->route && r->route->body == HTTP_BODY_OPENAI_JSON) {
+    json_decref(o);
+    return openai_error_response(r, code, detail, *status);
+  }
   snprintf(type, sizeof type, "/errors/%s", code);
   json_object_set_new(o, "type", json_string(type));
   json_object_set_new(o, "title", json_string(http_problem_title(code)));
@@ -323,7 +391,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     srv->opts->max_body_bytes);
       return queue_stored(r);
     }
-    if (r->route->body == HTTP_BODY_JSON && !request_check_json(r)) return queue_stored(r);
+    if (r->route->body != HTTP_BODY_NONE && !request_check_json(r)) return queue_stored(r);
     r->state = REQ_RUNNING;
     MHD_suspend_connection(conn);
     if (workq_submit(srv->workers, run_handler, r) != RAGD_OK) {
@@ -415,22 +483,40 @@ static void stream_wake(struct http_stream *s) {
   }
 }
 
+/* Marks s cancelled and takes its on_cancel for the caller to run (outside
+ * every lock). Caller holds s->mu. Returns 1 when s was live. */
+static int stream_cancel_locked(struct http_stream *s, void (**fn)(void *), void **arg) {
+  int was_live = !s->cancelled && !s->ended;
+  *fn = NULL;
+  *arg = NULL;
+  if (!s->ended) {
+    *fn = s->on_cancel;
+    *arg = s->cancel_arg;
+  }
+  s->on_cancel = NULL;
+  s->cancelled = 1;
+  stream_wake(s);
+  return was_live;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
   struct http_stream *s = cls;
   ssize_t n = 0;
   (void)pos;
   pthread_mutex_lock(&s->mu);
-  if (s->sent < s->queue.len) {
+  if (s->cancelled) {
+    /* Client gone, too slow, or the server stopping: drop what is queued. */
+    n = MHD_CONTENT_READER_END_WITH_ERROR;
+  } else if (s->sent < s->queue.len) {
     size_t avail = s->queue.len - s->sent;
     n = (ssize_t)(avail < max ? avail : max);
     memcpy(out, s->queue.data + s->sent, (size_t)n);
     s->sent += (size_t)n;
+    s->last_progress_ms = clock_mono_ms();
     if (s->sent == s->queue.len) {
       buf_reset(&s->queue);
       s->sent = 0;
     }
-  } else if (s->cancelled) {
-    n = MHD_CONTENT_READER_END_WITH_ERROR;
   } else if (s->ended) {
     n = MHD_CONTENT_READER_END_OF_STREAM;
   } else {
@@ -441,34 +527,60 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
   return n;
 }
 
+/* The response is destroyed: the connection is closing. Runs on the event
+ * thread, before the daemon closes the socket, so the side epoll entry can
+ * still be removed by its descriptor. */
 static void stream_gone(void *cls) {
   struct http_stream *s = cls;
   struct http_server *srv = s->srv;
   void (*fn)(void *) = NULL;
   void *arg = NULL;
+  int fd = -1;
+  pthread_mutex_lock(&s->mu);
+  if (s->conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci) fd = ci->connect_fd;
+  }
+  pthread_mutex_unlock(&s->mu);
   pthread_mutex_lock(&srv->mu);
   if (s->prev) s->prev->next = s->next;
   else if (srv->streams == s) srv->streams = s->next;
   if (s->next) s->next->prev = s->prev;
   s->prev = s->next = NULL;
+  if (s->watched) {
+    /* A batch of epoll events may still name s: keep it alive until the
+     * watcher has seen that batch (it empties the graveyard). */
+    if (fd >= 0) epoll_ctl(srv->watch_fd, EPOLL_CTL_DEL, fd, NULL);
+    s->watched = 0;
+    s->next = srv->graveyard;
+    srv->graveyard = s;
+    pthread_mutex_lock(&s->mu);
+    s->refs++; /* the graveyard's */
+    pthread_mutex_unlock(&s->mu);
+  }
   pthread_mutex_unlock(&srv->mu);
   pthread_mutex_lock(&s->mu);
   s->conn = NULL;
-  if (!s->ended) {
-    s->cancelled = 1;
-    fn = s->on_cancel;
-    arg = s->cancel_arg;
-    s->on_cancel = NULL;
-  }
+  s->suspended = 0;
+  if (!s->ended && !s->cancelled) stats_add(&stats.v.cancelled_disconnect, 1);
+  stream_cancel_locked(s, &fn, &arg);
   pthread_mutex_unlock(&s->mu);
+  stats_add(&stats.v.open, -1);
   if (fn) fn(arg);
   stream_unref(s);
 }
 
 struct http_stream *http_reply_stream(struct http_request *r, const char *content_type) {
+  return http_reply_stream_ex(r, content_type, NULL);
+}
+
+struct http_stream *http_reply_stream_ex(struct http_request *r, const char *content_type,
+                                         const char *const *headers) {
   struct http_server *srv = r->srv;
   struct http_stream *s = calloc(1, sizeof *s);
   struct MHD_Response *resp;
+  const union MHD_ConnectionInfo *ci;
   if (!s) goto fail;
   pthread_mutex_init(&s->mu, NULL);
   buf_init(&s->queue, STREAM_QUEUE_MAX);
@@ -476,6 +588,7 @@ struct http_stream *http_reply_stream(struct http_request *r, const char *conten
   s->conn = r->conn;
   s->refs = 2; /* the caller's and the response's */
   s->last_write_ms = clock_mono_ms();
+  s->last_progress_ms = s->last_write_ms;
   resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, s,
                                            stream_gone);
   if (!resp) {
@@ -488,17 +601,37 @@ struct http_stream *http_reply_stream(struct http_request *r, const char *conten
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
   }
+  for (size_t i = 0; headers && headers[i] && headers[i + 1]; i += 2)
+    MHD_add_response_header(resp, headers[i], headers[i + 1]);
   add_common_headers(r, resp);
   set_response(r, 200, resp);
+  ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
   pthread_mutex_lock(&srv->mu);
+  s->serial = ++srv->next_serial;
   s->next = srv->streams;
   if (srv->streams) srv->streams->prev = s;
   srv->streams = s;
+  if (ci && srv->watch_fd >= 0) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.u64 = s->serial;
+    if (epoll_ctl(srv->watch_fd, EPOLL_CTL_ADD, ci->connect_fd, &ev) == 0) s->watched = 1;
+  }
   pthread_mutex_unlock(&srv->mu);
+  stats_add(&stats.v.open, 1);
+  stats_add(&stats.v.total, 1);
   return s;
 fail:
   reply_problem(r, "internal_error", "out of memory");
   return NULL;
+}
+
+void http_stream_set_limits(struct http_stream *s, size_t max_queue_bytes, long stall_ms) {
+  pthread_mutex_lock(&s->mu);
+  if (max_queue_bytes) s->queue.max = max_queue_bytes;
+  s->stall_ms = stall_ms > 0 ? stall_ms : 0;
+  pthread_mutex_unlock(&s->mu);
 }
 
 ragd_err http_stream_write(struct http_stream *s, const char *p, size_t n) {
@@ -515,11 +648,15 @@ ragd_err http_stream_write(struct http_stream *s, const char *p, size_t n) {
     s->queue.data[s->queue.len] = '\0';
     s->sent = 0;
   }
+  if (s->queue.len == s->sent) s->last_progress_ms = clock_mono_ms();
   rc = buf_append(&s->queue, p, n);
   if (rc) {
-    /* The client stopped reading: give up on it rather than grow. */
-    s->cancelled = 1;
+    /* The client stopped reading: give up on it rather than grow. (A failed
+     * append has freed the queue.) on_cancel runs when the daemon closes
+     * the connection, which the wake below makes it do now. */
     s->sent = 0;
+    s->cancelled = 1;
+    stats_add(&stats.v.cancelled_overflow, 1);
   }
   s->last_write_ms = clock_mono_ms();
   stream_wake(s);
@@ -555,33 +692,94 @@ void http_stream_end(struct http_stream *s) {
   stream_unref(s);
 }
 
-/* Heartbeats: an idle stream gets a comment every ping_interval_s, which
- * keeps proxies from closing it and lets a vanished client be noticed. */
-static void *ticker_main(void *arg) {
+/* ---- the watcher thread --------------------------------------------------------------- */
+
+struct pending_cancel {
+  struct http_stream *s;
+  void (*fn)(void *);
+  void *arg;
+};
+
+static struct http_stream *stream_by_serial(struct http_server *srv, uint64_t serial) {
+  for (struct http_stream *s = srv->streams; s; s = s->next)
+    if (s->serial == serial) return s;
+  return NULL;
+}
+
+/* Heartbeats and stall cut-offs. Caller holds srv->mu; cancellations to run
+ * outside the lock go into out (at most cap; the rest wait a tick). */
+static size_t watch_tick(struct http_server *srv, int64_t now, struct pending_cancel *out,
+                         size_t cap) {
+  int64_t interval = (int64_t)srv->opts->ping_interval_s * 1000;
+  size_t n = 0;
+  for (struct http_stream *s = srv->streams; s; s = s->next) {
+    pthread_mutex_lock(&s->mu);
+    if (!s->ended && !s->cancelled && s->stall_ms && s->queue.len > s->sent &&
+        now - s->last_progress_ms >= s->stall_ms && n < cap) {
+      log_info("stream %llu: the client read nothing for %lld ms; cutting it",
+               (unsigned long long)s->serial, (long long)(now - s->last_progress_ms));
+      stats_add(&stats.v.cancelled_stall, 1);
+      stream_cancel_locked(s, &out[n].fn, &out[n].arg);
+      s->refs++;
+      out[n++].s = s;
+    } else if (!s->ended && !s->cancelled && now - s->last_write_ms >= interval) {
+      if (s->queue.len == s->sent) s->last_progress_ms = now;
+      if (http_sse_comment(&s->queue, "ping") != RAGD_OK) s->cancelled = 1;
+      s->last_write_ms = now;
+      stream_wake(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+  }
+  return n;
+}
+
+static void run_cancels(struct pending_cancel *pc, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (pc[i].fn) pc[i].fn(pc[i].arg);
+    stream_unref(pc[i].s);
+  }
+}
+
+static void *watcher_main(void *arg) {
   struct http_server *srv = arg;
-  pthread_mutex_lock(&srv->mu);
-  while (!srv->stopping) {
-    struct timespec ts;
+  struct epoll_event events[WATCH_BATCH];
+  struct pending_cancel pc[WATCH_BATCH];
+  int64_t last_tick = clock_mono_ms();
+  for (;;) {
+    int got = epoll_wait(srv->watch_fd, events, WATCH_BATCH, WATCH_TICK_MS);
+    struct http_stream *dead;
+    size_t n = 0;
     int64_t now = clock_mono_ms();
-    int64_t interval = (int64_t)srv->opts->ping_interval_s * 1000;
-    for (struct http_stream *s = srv->streams; s; s = s->next) {
+    pthread_mutex_lock(&srv->mu);
+    if (srv->stopping) {
+      pthread_mutex_unlock(&srv->mu);
+      break;
+    }
+    for (int i = 0; i < got; i++) {
+      struct http_stream *s = stream_by_serial(srv, events[i].data.u64);
+      if (!s) continue;
       pthread_mutex_lock(&s->mu);
-      if (!s->ended && !s->cancelled && now - s->last_write_ms >= interval) {
-        if (http_sse_comment(&s->queue, "ping") != RAGD_OK) s->cancelled = 1;
-        s->last_write_ms = now;
-        stream_wake(s);
-      }
+      if (stream_cancel_locked(s, &pc[n].fn, &pc[n].arg))
+        stats_add(&stats.v.cancelled_disconnect, 1);
+      s->refs++;
+      pc[n++].s = s;
       pthread_mutex_unlock(&s->mu);
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 250 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
+    if (now - last_tick >= WATCH_TICK_MS) {
+      n += watch_tick(srv, now, pc + n, WATCH_BATCH - n);
+      last_tick = now;
     }
-    pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+    dead = srv->graveyard;
+    srv->graveyard = NULL;
+    pthread_mutex_unlock(&srv->mu);
+    run_cancels(pc, n);
+    while (dead) {
+      struct http_stream *next = dead->next;
+      dead->next = NULL;
+      stream_unref(dead);
+      dead = next;
+    }
   }
-  pthread_mutex_unlock(&srv->mu);
   return NULL;
 }
 
@@ -597,6 +795,15 @@ static void log_mhd(void *cls, const char *fmt, va_list ap) {
   log_warn("http: %s", line);
 }
 
+/* Ten thousand open streams need ten thousand descriptors: take the hard
+ * limit, which needs no privilege. */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) log_warn("http: cannot raise the open file limit");
+}
+
 ragd_err http_server_start(const struct http_server_opts *opts, struct http_server **out) {
   struct http_server *srv = calloc(1, sizeof *srv);
   struct sockaddr_storage ss;
@@ -608,8 +815,9 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   ragd_err rc;
   if (!srv) return RAGD_ENOMEM;
   srv->opts = opts;
+  srv->watch_fd = -1;
   pthread_mutex_init(&srv->mu, NULL);
-  pthread_cond_init(&srv->cv, NULL);
+  raise_fd_limit();
   memset(&ss, 0, sizeof ss);
   if (inet_pton(AF_INET, opts->host, &sin->sin_addr) == 1) {
     sin->sin_family = AF_INET;
@@ -627,6 +835,11 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
     rc = RAGD_ECONFIG;
     goto fail;
   }
+  srv->watch_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (srv->watch_fd < 0) {
+    rc = RAGD_EIO;
+    goto fail;
+  }
   rc = workq_new(opts->workers, &srv->workers);
   if (rc) goto fail;
   srv->daemon = MHD_start_daemon(
@@ -634,7 +847,7 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
       log_mhd, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)(64 * 1024), MHD_OPTION_END);
+      (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);
   if (!srv->daemon) {
     log_error("cannot listen on %s:%d (in use, or not an address of this machine)", opts->host,
               opts->port);
@@ -643,7 +856,7 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   }
   info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
   srv->port = info ? (int)info->port : opts->port;
-  if (pthread_create(&srv->ticker, NULL, ticker_main, srv) == 0) srv->ticker_started = 1;
+  if (pthread_create(&srv->watcher, NULL, watcher_main, srv) == 0) srv->watcher_started = 1;
   *out = srv;
   return RAGD_OK;
 fail:
@@ -654,12 +867,12 @@ fail:
 int http_server_port(const struct http_server *s) { return s->port; }
 
 void http_server_stop(struct http_server *srv) {
+  struct http_stream *dead;
   if (!srv) return;
   pthread_mutex_lock(&srv->mu);
   srv->stopping = 1;
-  pthread_cond_broadcast(&srv->cv);
   pthread_mutex_unlock(&srv->mu);
-  if (srv->ticker_started) pthread_join(srv->ticker, NULL);
+  if (srv->watcher_started) pthread_join(srv->watcher, NULL);
   /* Open streams end now: their clients see the connection close. */
   pthread_mutex_lock(&srv->mu);
   for (struct http_stream *s = srv->streams; s; s = s->next) {
@@ -674,7 +887,16 @@ void http_server_stop(struct http_server *srv) {
   workq_free(srv->workers);
   srv->workers = NULL;
   if (srv->daemon) MHD_stop_daemon(srv->daemon);
+  /* The watcher is gone: release what it would have. */
+  dead = srv->graveyard;
+  srv->graveyard = NULL;
+  while (dead) {
+    struct http_stream *next = dead->next;
+    dead->next = NULL;
+    stream_unref(dead);
+    dead = next;
+  }
+  if (srv->watch_fd >= 0) close(srv->watch_fd);
   pthread_mutex_destroy(&srv->mu);
-  pthread_cond_destroy(&srv->cv);
   free(srv);
 }

@@ -46,6 +46,11 @@ struct ragd_config {
   long workers;                /* RAGD_WORKERS, default 4 */
   long max_connections;        /* RAGD_MAX_CONNECTIONS, default 16384 */
   long history_turns;          /* RAGD_HISTORY_TURNS, default 6 */
+  long stream_stall_ms;        /* RAGD_STREAM_STALL_MS, default 30000: cut a stream
+                                  whose client reads nothing for this long */
+  long stream_queue_bytes;     /* RAGD_STREAM_QUEUE_BYTES, default 1 MiB unsent per stream */
+  long resume_retention_s;     /* RAGD_RESUME_RETENTION_S, default 300 */
+  long resume_max_bytes;       /* RAGD_RESUME_MAX_BYTES, default 64 MiB held for resume */
   char *log_level;             /* RAGD_LOG_LEVEL, default "info" */
   char *llm_chain_spec;        /* RAGD_LLM_CHAIN, e.g. "primary,backup"; "" none */
   char *llm_last_resort;       /* RAGD_LLM_LAST_RESORT: extractive | none */
