@@ -15,6 +15,8 @@ static const char usage[] =
     "  ragd ingest [--data DIR] PATH...                add .md .txt .html .json files or folders\n"
     "  ragd search [--data DIR] [--k N] \"question\"     print the best passages with scores\n"
     "  ragd ask    [--data DIR] [--k N] \"question\"     stream an answer, then its sources\n"
+    "  ragd eval   --corpus F --queries F --qrels F    retrieval (and answer) quality on a\n"
+    "              [--mode M] [--json] [--answers F]   BEIR-format test collection\n"
     "  ragd COMMAND --help                             help for one command\n"
     "\n"
     "Quick start:\n"
@@ -112,7 +114,8 @@ int main(int argc, char **argv) {
     const char *name;
     int (*fn)(int, char **);
   } commands[] = {
-      {"serve", cli_serve}, {"ingest", cli_ingest}, {"search", cli_search}, {"ask", cli_ask}};
+      {"serve", cli_serve}, {"ingest", cli_ingest}, {"search", cli_search}, {"ask", cli_ask},
+      {"eval", cli_eval}};
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     print_help();
