@@ -22,6 +22,16 @@ void api_readyz_handle(struct http_request *r, void *app);
 void api_metrics_handle(struct http_request *r, void *app);
 void api_web_handle(struct http_request *r, void *app);
 
+/* The chat page's files, generated from web/ at build time. */
+struct api_web_asset {
+  const char *path; /* "/web/index.html" */
+  const char *content_type;
+  const unsigned char *data;
+  size_t len;
+};
+extern const struct api_web_asset api_web_assets[];
+extern const size_t api_web_asset_count;
+
 /* ---- one answer, encoded by a protocol (chat.c) ---- */
 
 struct chat;

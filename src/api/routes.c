@@ -12,6 +12,8 @@ const struct http_route api_routes[] = {
     {"DELETE", "/v1/documents/*", HTTP_BODY_NONE, api_documents_delete},
     {"GET", "/healthz", HTTP_BODY_NONE, api_healthz_handle},
     {"GET", "/readyz", HTTP_BODY_NONE, api_readyz_handle},
+    {"GET", "/", HTTP_BODY_NONE, api_web_handle},
+    {"GET", "/web/*", HTTP_BODY_NONE, api_web_handle},
 };
 
 const size_t api_route_count = sizeof api_routes / sizeof api_routes[0];
