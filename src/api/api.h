@@ -27,6 +27,10 @@ extern const size_t api_route_count;
 ragd_err api_document_from_json(json_t *obj, struct rag_doc_in *out /* OUT */,
                                 char **metadata_owned /* OUT */, struct buf *err);
 
+/* Registers the process gauges of /metrics (memory, fds, uptime, build
+ * info); call once at start-up so uptime counts from then. Idempotent. */
+void api_metrics_init(void);
+
 /* The status word of a put result: "created", "updated", "unchanged". */
 const char *api_put_status_name(enum store_put_status s);
 

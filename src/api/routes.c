@@ -12,6 +12,7 @@ const struct http_route api_routes[] = {
     {"DELETE", "/v1/documents/*", HTTP_BODY_NONE, api_documents_delete},
     {"GET", "/healthz", HTTP_BODY_NONE, api_healthz_handle},
     {"GET", "/readyz", HTTP_BODY_NONE, api_readyz_handle},
+    {"GET", "/metrics", HTTP_BODY_NONE, api_metrics_handle},
     {"GET", "/", HTTP_BODY_NONE, api_web_handle},
     {"GET", "/web/*", HTTP_BODY_NONE, api_web_handle},
 };

@@ -67,6 +67,7 @@ int cli_serve(int argc, char **argv) {
   app.engine = &engine;
   app.cfg = &cfg;
   app.started_ms = clock_mono_ms();
+  api_metrics_init();
   hopts.host = cfg.listen_host;
   hopts.port = cfg.listen_port;
   hopts.max_body_bytes = (size_t)cfg.max_body_bytes;

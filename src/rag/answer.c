@@ -12,7 +12,9 @@
 #include <string.h>
 
 #include "rag/rag.h"
+#include "util/clock.h"
 #include "util/crypto.h"
+#include "util/metrics.h"
 #include "util/log.h"
 
 #define ANSWER_TEXT_MAX (1024 * 1024)
@@ -40,9 +42,71 @@ struct rag_answer {
   int delivered; /* a delta reached the client: no failover after this */
   struct llm_request req;
   struct llm_sink sink;
+  /* accounting */
+  int64_t started_us;
+  int64_t first_delta_us; /* 0 until the first delta */
+  long prompt_tokens, completion_tokens;
+  int has_usage;
 };
 
 static void start_generation(struct rag_answer *a);
+
+/* ---- metrics ---------------------------------------------------------------- */
+
+static struct {
+  struct metric *answers, *errors, *first_token, *duration, *tokens, *cost, *cancelled,
+      *degraded, *failovers;
+} m;
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+
+static void metrics_create(void) {
+  m.answers = metrics_counter("ragd_answers_total", "Answers finished, by provider and finish reason.",
+                              "provider,finish_reason");
+  m.errors = metrics_counter("ragd_answer_errors_total", "Answers that ended in an error event, by provider and code.",
+                             "provider,code");
+  m.first_token = metrics_histogram("ragd_answer_first_token_seconds",
+                                    "Time from the question to the first answer text, by provider.",
+                                    "provider", metrics_latency_buckets, metrics_latency_bucket_count);
+  m.duration = metrics_histogram("ragd_answer_seconds", "Time from the question to the end of the answer, by provider.",
+                                 "provider", metrics_latency_buckets, metrics_latency_bucket_count);
+  m.tokens = metrics_counter("ragd_tokens_total", "Tokens by provider, model and direction (in = prompt, out = completion).",
+                             "provider,model,direction");
+  m.cost = metrics_counter("ragd_cost_usd_total", "Estimated cost in USD from the price table (RAGD_PRICES), by provider and model.",
+                           "provider,model");
+  m.cancelled = metrics_counter("ragd_answer_cancellations_total", "Answers cancelled because the client went away.", NULL);
+  m.degraded = metrics_counter("ragd_degraded_answers_total", "Answers given by the extractive last resort after a failure, by reason.",
+                               "reason");
+  m.failovers = metrics_counter("ragd_failovers_total", "Hand-overs to the next generator of the chain, by reason.",
+                                "reason");
+}
+
+/* Records the end of an answer by the current generator. */
+static void account(struct rag_answer *a, ragd_err rc, const char *finish_reason, const char *code) {
+  const struct llm *gen = &a->gens[a->gen_index].llm;
+  const char *provider = gen->ops->name;
+  const char *model = gen->model ? gen->model : provider;
+  double elapsed = (double)(clock_mono_us() - a->started_us) / 1e6;
+  pthread_once(&metrics_once, metrics_create);
+  metrics_observe(m.duration, elapsed, provider);
+  if (a->first_delta_us)
+    metrics_observe(m.first_token, (double)(a->first_delta_us - a->started_us) / 1e6, provider);
+  if (rc == RAGD_OK)
+    metrics_add(m.answers, 1, provider, finish_reason ? finish_reason : "stop");
+  else if (rc == RAGD_ECANCELLED)
+    metrics_add(m.cancelled, 1);
+  else
+    metrics_add(m.errors, 1, provider, code ? code : "internal_error");
+  if (a->has_usage) {
+    struct rag_price price;
+    metrics_add(m.tokens, (double)a->prompt_tokens, provider, model, "in");
+    metrics_add(m.tokens, (double)a->completion_tokens, provider, model, "out");
+    if (rag_price_lookup(a->e->prices, a->e->price_count, model, &price))
+      metrics_add(m.cost,
+                  ((double)a->prompt_tokens * price.input_per_million +
+                   (double)a->completion_tokens * price.output_per_million) / 1e6,
+                  provider, model);
+  }
+}
 
 static void answer_unref(struct rag_answer *a) {
   int last;
@@ -64,6 +128,7 @@ static void answer_unref(struct rag_answer *a) {
 static void sink_delta(void *ctx, const char *text, size_t len) {
   struct rag_answer *a = ctx;
   a->delivered = 1;
+  if (!a->first_delta_us) a->first_delta_us = clock_mono_us();
   rag_citations_feed(&a->cites, text, len);
   /* The saved copy is capped; the client still gets every byte. */
   if (a->text.max == 0 || a->text.len + len <= a->text.max) buf_append(&a->text, text, len);
@@ -72,6 +137,9 @@ static void sink_delta(void *ctx, const char *text, size_t len) {
 
 static void sink_usage(void *ctx, long prompt_tokens, long completion_tokens) {
   struct rag_answer *a = ctx;
+  a->prompt_tokens = prompt_tokens;
+  a->completion_tokens = completion_tokens;
+  a->has_usage = 1;
   if (a->ev.on_usage) a->ev.on_usage(a->ev.ctx, prompt_tokens, completion_tokens);
 }
 
@@ -89,6 +157,9 @@ static int fail_over(struct rag_answer *a, const char *code, const char *message
   next = &a->gens[a->gen_index];
   log_warn("generator %s failed (%s: %s); %s takes over", a->gens[a->gen_index - 1].name, code,
            message ? message : "", next->name);
+  pthread_once(&metrics_once, metrics_create);
+  metrics_add(m.failovers, 1, code);
+  if (strcmp(next->llm.ops->name, "extractive") == 0) metrics_add(m.degraded, 1, code);
   if (a->ev.on_notice)
     a->ev.on_notice(a->ev.ctx, next->llm.ops->name, next->llm.model ? next->llm.model : next->llm.ops->name,
                     strcmp(next->llm.ops->name, "extractive") == 0, code, message ? message : "");
@@ -103,6 +174,7 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
     start_generation(a); /* the generation's reference carries over */
     return;
   }
+  account(a, rc, finish_reason, error_code);
   if (rc == RAGD_OK) {
     int *cited = calloc(a->cites.count + 1, sizeof *cited);
     int *invalid = calloc(a->cites.count + 1, sizeof *invalid);
@@ -189,6 +261,11 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     }
   }
   rc = e->store.ops->search_bm25(e->store.ctx, q->message, q->top_k, &a->hits);
+
+  if (rc == RAGD_EINVAL) {
+    *code = "invalid_field";
+    goto fail;
+  }
   if (rc) {
     *code = "store_unavailable";
     goto fail;
@@ -244,6 +321,7 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
   a->sink.is_cancelled = sink_cancelled;
   a->sink.on_finish = sink_finish;
   a->refs = 2; /* the caller's handle and the generation */
+  a->started_us = clock_mono_us();
   *out = a;
   start_generation(a);
   return RAGD_OK;
@@ -260,6 +338,7 @@ static void start_generation(struct rag_answer *a) {
     ragd_err rc = gen->ops->start(gen->ctx, &a->req, &a->sink);
     if (rc == RAGD_OK) return;
     if (!fail_over(a, "upstream_unavailable", ragd_strerror(rc))) {
+      account(a, rc, NULL, "upstream_unavailable");
       a->ev.on_error(a->ev.ctx, "upstream_unavailable", ragd_strerror(rc));
       answer_unref(a);
       return;

@@ -22,6 +22,8 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
     goto fail;
   }
   if (!with_llm) return RAGD_OK;
+  rc = rag_prices_parse(cfg->prices, &out->prices, &out->price_count, err);
+  if (rc) goto fail;
   out->gens = calloc(cfg->llm_chain_count + 1, sizeof *out->gens);
   if (!out->gens) {
     rc = RAGD_ENOMEM;
@@ -74,6 +76,9 @@ void rag_engine_close(struct rag_engine *e) {
   }
   free(e->gens);
   e->gens = NULL;
+  rag_prices_free(e->prices, e->price_count);
+  e->prices = NULL;
+  e->price_count = 0;
   e->gen_count = 0;
   llm_destroy(&e->extractive);
   store_close(&e->store);

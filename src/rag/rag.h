@@ -14,6 +14,12 @@
 #include "util/config.h"
 #include "util/err.h"
 
+struct rag_price {
+  const char *model; /* a model name or prefix */
+  double input_per_million;  /* USD per 1M input tokens */
+  double output_per_million; /* USD per 1M output tokens */
+};
+
 /* One entry of the failover chain. */
 struct rag_generator {
   char *name; /* the chain entry's name ("DEFAULT" for RAGD_LLM_*; "LAST_RESORT") */
@@ -30,6 +36,8 @@ struct rag_engine {
   struct rag_generator *gens;
   size_t gen_count;
   struct llm extractive; /* answers when nothing was retrieved */
+  struct rag_price *prices; /* RAGD_PRICES overrides */
+  size_t price_count;
 };
 
 /* Opens the store in cfg->data_dir and creates the generators. with_llm = 0
@@ -134,6 +142,18 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
 void rag_answer_cancel(struct rag_answer *a);
 /* Drops the caller's handle. Any thread; accepts NULL. */
 void rag_answer_release(struct rag_answer *a);
+
+/* ---- cost ---- */
+
+/* Parses RAGD_PRICES ("model=in/out,..."); *out is freed with
+ * rag_prices_free. RAGD_ECONFIG with a message naming the variable. */
+ragd_err rag_prices_parse(const char *spec, struct rag_price **out /* OUT */, size_t *count /* OUT */,
+                          struct buf *err);
+void rag_prices_free(struct rag_price *items, size_t n);
+/* The price of model: the longest matching prefix among the overrides, then
+ * the built-in table (see cost.c for its date). 0 when unknown. */
+int rag_price_lookup(const struct rag_price *overrides, size_t n, const char *model,
+                     struct rag_price *out /* OUT */);
 
 /* ---- pieces, exposed for tests ---- */
 

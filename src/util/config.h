@@ -54,6 +54,7 @@ struct ragd_config {
   char *log_level;             /* RAGD_LOG_LEVEL, default "info" */
   char *llm_chain_spec;        /* RAGD_LLM_CHAIN, e.g. "primary,backup"; "" none */
   char *llm_last_resort;       /* RAGD_LLM_LAST_RESORT: extractive | none */
+  char *prices;                /* RAGD_PRICES: model=in/out,... USD per 1M tokens */
   /* The generators to try, in order, built by config_finish: the entries of
    * RAGD_LLM_CHAIN, or the single RAGD_LLM_* generator; the extractive last
    * resort is not in this list (see llm_last_resort). */
