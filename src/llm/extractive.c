@@ -25,8 +25,13 @@
 /* Tuning. Coverage is in [0, 1]; the priors are small next to it. */
 #define EXTRACTIVE_SENTENCES_MAX 2
 #define EXTRACTIVE_SECOND_RATIO 0.5   /* second sentence needs this share of the best score */
-#define EXTRACTIVE_RANK_BONUS 0.08    /* divided by (rank + 1) */
-#define EXTRACTIVE_NUMBER_BONUS 0.15  /* quantity question, sentence holds a digit */
+#define EXTRACTIVE_RANK_DECAY 0.25    /* score divided by (1 + decay * rank) */
+#define EXTRACTIVE_TYPE_BONUS 0.2     /* the sentence holds the kind of thing asked */
+#define EXTRACTIVE_PAIR_BONUS 0.0     /* times the share of question word pairs kept */
+#define EXTRACTIVE_HEADING_CREDIT 0.7 /* heading terms count for the sentences under it */
+#define EXTRACTIVE_NEXT_BONUS 0.2     /* second sentence right after the first */
+#define EXTRACTIVE_OTHER_PASSAGE_FACTOR 0.6 /* second sentence from another passage */
+#define EXTRACTIVE_OTHER_PART_SHARE 0.25 /* ... unless it adds this much question weight */
 #define EXTRACTIVE_SHORT_BYTES 15
 #define EXTRACTIVE_SHORT_FACTOR 0.5
 #define EXTRACTIVE_LONG_BYTES 400
@@ -61,10 +66,36 @@ static const char *const extractive_stop_words[] = {
     "무엇",  "려면",  "하려",  "하면",  "는지",  "인지",  "건가",  "은가",  "한가",
 };
 
-/* Phrases (normalized) that ask for a number, a duration or a date. */
-static const char *const extractive_quantity_cues[] = {
-    "how much", "how many", "how long", "how soon", "how often", "when", "what time",
-    "몇",       "얼마",     "언제",     "며칠",
+/* What a question asks for, from cue phrases (normalized, matched as
+ * substrings; English ones are padded with spaces so that "when" does not
+ * match "whenever"). The first cue that matches wins. */
+enum xq_kind { XQ_ANY = 0, XQ_NUMBER, XQ_NAME, XQ_STEPS };
+
+static const struct {
+  const char *cue;
+  enum xq_kind kind;
+} extractive_kind_cues[] = {
+    {" how much ", XQ_NUMBER}, {" how many ", XQ_NUMBER}, {" how long ", XQ_NUMBER},
+    {" how soon ", XQ_NUMBER}, {" how often ", XQ_NUMBER}, {" how old ", XQ_NUMBER},
+    {" how far ", XQ_NUMBER},  {" how large ", XQ_NUMBER}, {" how big ", XQ_NUMBER},
+    {" what year ", XQ_NUMBER}, {" which year ", XQ_NUMBER}, {" what time ", XQ_NUMBER},
+    {" what percentage ", XQ_NUMBER}, {" when ", XQ_NUMBER},
+    {"몇", XQ_NUMBER},         {"얼마", XQ_NUMBER},        {"언제", XQ_NUMBER},
+    {"며칠", XQ_NUMBER},       {" who ", XQ_NAME},         {" whom ", XQ_NAME},
+    {" whose ", XQ_NAME},      {" where ", XQ_NAME},       {"누가", XQ_NAME},
+    {"누구", XQ_NAME},         {"어디", XQ_NAME},          {" how do ", XQ_STEPS},
+    {" how can ", XQ_STEPS},   {" how to ", XQ_STEPS},     {" how should ", XQ_STEPS},
+    {"어떻게", XQ_STEPS},      {"방법", XQ_STEPS},
+};
+
+/* Number words count as numbers for XQ_NUMBER questions. */
+static const char *const extractive_number_words[] = {
+    "one",    "two",     "three",    "four",    "five",     "six",      "seven",
+    "eight",  "nine",    "ten",      "eleven",  "twelve",   "twenty",   "thirty",
+    "forty",  "fifty",   "hundred",  "hundreds", "thousand", "thousands", "million",
+    "millions", "billion", "dozen",  "half",    "once",     "twice",
+    "january", "february", "march",  "april",   "may",      "june",     "july",
+    "august", "september", "october", "november", "december", "century",
 };
 
 /* A question term and what the sentences say about it. */
@@ -76,6 +107,9 @@ struct xq_term {
   double weight;
 };
 
+/* Adjacent question terms ("credit card", "카드 환불") kept as pairs. */
+#define EXTRACTIVE_PAIRS_MAX 64
+
 /* The question's distinct terms, with an open-addressing index over them. */
 struct xq_set {
   struct xq_term *items;
@@ -83,10 +117,16 @@ struct xq_set {
   size_t cap;
   size_t *slots; /* item index + 1; 0 is empty */
   size_t slot_count; /* a power of two, more than twice count */
+  size_t pairs[EXTRACTIVE_PAIRS_MAX][2]; /* term indexes next to each other in the question */
+  size_t pair_count;
 };
 
 struct xs_sentence {
   size_t passage;     /* position in req->passages (its rank) */
+  size_t pairs;       /* question word pairs found next to each other */
+  int new_number;     /* a number (or number word) the question does not hold */
+  int new_name;       /* a capitalized word, not first, the question does not hold */
+  int is_step;        /* a numbered list item ("1. Open Settings.") */
   size_t start;       /* byte range in the passage text, trimmed */
   size_t len;
   size_t match_first; /* range in the match list */
@@ -110,7 +150,11 @@ struct xs_list {
 struct xtok_ctx {
   struct xq_set *terms;
   struct xs_list *sentences; /* NULL while reading the question */
+  const char *src;           /* the text being tokenized */
   size_t stamp;
+  size_t prev;               /* question term index of the previous content word */
+  int heading_mode;          /* reading a title or heading: marks heading_terms */
+  unsigned char *heading_terms; /* one flag per question term */
   ragd_err rc;
 };
 
@@ -146,6 +190,14 @@ static uint64_t extractive_hash(const char *s, size_t len) {
     h *= 1099511628211ULL;
   }
   return h;
+}
+
+static int extractive_in_list(const char *term, size_t len, const char *const *list,
+                              size_t count) {
+  size_t i;
+  for (i = 0; i < count; i++)
+    if (strlen(list[i]) == len && memcmp(list[i], term, len) == 0) return 1;
+  return 0;
 }
 
 static int extractive_is_stop_word(const char *term, size_t len) {
@@ -272,10 +324,49 @@ static int extractive_on_term(void *ctx, const char *term, size_t term_len, size
   if (extractive_is_stop_word(term, term_len)) return 0;
   len = extractive_stem_len(term, term_len);
   if (!list) {
-    tc->rc = xq_set_add(tc->terms, term, len);
-    return tc->rc != RAGD_OK;
+    struct xq_set *set = tc->terms;
+    tc->rc = xq_set_add(set, term, len);
+    if (tc->rc) return 1;
+    idx = xq_set_find(set, term, len);
+    if (tc->prev != SIZE_MAX && tc->prev != idx && set->pair_count < EXTRACTIVE_PAIRS_MAX) {
+      set->pairs[set->pair_count][0] = tc->prev;
+      set->pairs[set->pair_count][1] = idx;
+      set->pair_count++;
+    }
+    tc->prev = idx;
+    return 0;
   }
   idx = xq_set_find(tc->terms, term, len);
+  if (tc->heading_mode) {
+    if (idx != SIZE_MAX && tc->terms->items[idx].seen_stamp != tc->stamp) {
+      tc->terms->items[idx].seen_stamp = tc->stamp;
+      tc->heading_terms[idx] = 1;
+    }
+    return 0;
+  }
+  {
+    size_t prev = tc->prev, p;
+    tc->prev = idx;
+    if (idx != SIZE_MAX && prev != SIZE_MAX && list->count) {
+      for (p = 0; p < tc->terms->pair_count; p++) {
+        if (tc->terms->pairs[p][0] == prev && tc->terms->pairs[p][1] == idx) {
+          list->items[list->count - 1].pairs++;
+          break;
+        }
+      }
+    }
+  }
+  if (idx == SIZE_MAX && list->count) {
+    struct xs_sentence *cur = &list->items[list->count - 1];
+    size_t k;
+    int digit = 0;
+    for (k = 0; k < term_len && !digit; k++) digit = term[k] >= '0' && term[k] <= '9';
+    if (digit || extractive_in_list(term, term_len, extractive_number_words,
+                                    sizeof extractive_number_words /
+                                        sizeof extractive_number_words[0]))
+      cur->new_number = 1;
+    if (start > 0 && tc->src && tc->src[start] >= 'A' && tc->src[start] <= 'Z') cur->new_name = 1;
+  }
   if (idx == SIZE_MAX || tc->terms->items[idx].seen_stamp == tc->stamp) return 0;
   tc->rc = extractive_grow((void **)&list->matches, &list->match_cap, list->match_count + 1,
                            sizeof *list->matches);
@@ -326,10 +417,17 @@ static ragd_err extractive_read_passage(const char *text, size_t text_len, size_
         break;
       }
     }
+    s->is_step = text[start] >= '0' && text[start] <= '9' &&
+                 (extractive_ends_with(text + start, 2, ".") || extractive_ends_with(text + start, 2, ")") ||
+                  (len > 2 && text[start + 1] >= '0' && text[start + 1] <= '9' &&
+                   (text[start + 2] == '.' || text[start + 2] == ')')));
     s->is_question = text[start + len - 1] == '?' ||
                      (len >= 3 && memcmp(text + start + len - 3, "\xef\xbc\x9f", 3) == 0);
+    memset(&tc, 0, sizeof tc);
     tc.terms = terms;
     tc.sentences = list;
+    tc.src = text + start;
+    tc.prev = SIZE_MAX;
     tc.stamp = list->count; /* index + 1 */
     tc.rc = RAGD_OK;
     rc = text_tokenize(text + start, len, extractive_on_term, &tc);
@@ -341,23 +439,37 @@ out:
   return rc;
 }
 
-static int extractive_asks_quantity(const char *question, size_t len) {
+/* What the question asks for; see extractive_kind_cues. */
+static enum xq_kind extractive_question_kind(const char *question, size_t len) {
   char *norm = NULL;
+  struct buf padded;
   size_t norm_len = 0, i;
-  int found = 0;
-  if (text_normalize(question, len, &norm, &norm_len)) return 0;
-  for (i = 0; i < sizeof extractive_quantity_cues / sizeof extractive_quantity_cues[0]; i++) {
-    if (memmem(norm, norm_len, extractive_quantity_cues[i], strlen(extractive_quantity_cues[i]))) {
-      found = 1;
+  enum xq_kind kind = XQ_ANY;
+  buf_init(&padded, 0);
+  if (text_normalize(question, len, &norm, &norm_len)) goto out;
+  if (buf_append_char(&padded, ' ')) goto out;
+  for (i = 0; i < norm_len; i++) {
+    char c = norm[i];
+    /* ASCII punctuation separates words like a space does. */
+    if (c > 0 && c < 0x7f && !(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9')) c = ' ';
+    if (buf_append_char(&padded, c)) goto out;
+  }
+  if (buf_append_char(&padded, ' ')) goto out;
+  for (i = 0; i < sizeof extractive_kind_cues / sizeof extractive_kind_cues[0]; i++) {
+    if (strstr(padded.data, extractive_kind_cues[i].cue)) {
+      kind = extractive_kind_cues[i].kind;
       break;
     }
   }
+out:
   free(norm);
-  return found;
+  buf_dispose(&padded);
+  return kind;
 }
 
-/* Scores every sentence; see the comment at the top of the file. */
-static void extractive_score(struct xq_set *terms, struct xs_list *list, int quantity) {
+/* Weighs the question terms by how rare they are among the sentences and
+ * gives every sentence the share of the weight it holds. */
+static void extractive_weigh(struct xq_set *terms, struct xs_list *list) {
   double total = 0.0, n = (double)list->count;
   size_t i, j;
 
@@ -366,13 +478,61 @@ static void extractive_score(struct xq_set *terms, struct xs_list *list, int qua
     terms->items[i].weight = log(1.0 + (n - df + 0.5) / (df + 0.5));
     total += terms->items[i].weight;
   }
+  for (i = 0; i < terms->count; i++)
+    terms->items[i].weight = total > 0.0 ? terms->items[i].weight / total : 0.0;
   for (i = 0; i < list->count; i++) {
     struct xs_sentence *s = &list->items[i];
     double held = 0.0;
     for (j = 0; j < s->match_count; j++)
       held += terms->items[list->matches[s->match_first + j]].weight;
-    s->coverage = total > 0.0 ? held / total : 0.0;
+    s->coverage = held;
   }
+}
+
+/* Marks the question terms that a passage's heading (or title) holds in
+ * flags[0..terms->count). A heading that names what the question asks about
+ * is evidence for the sentences under it ("Refund times" over "Card: 3 to 5
+ * business days"). */
+static void extractive_heading_terms(const struct llm_passage *p, size_t rank,
+                                     struct xq_set *terms, struct xs_list *list,
+                                     unsigned char *flags) {
+  const char *heading = p->heading_path && p->heading_path[0] ? p->heading_path : p->title;
+  struct xtok_ctx tc;
+  size_t bad;
+  if (!heading || !heading[0] || text_utf8_validate(heading, strlen(heading), &bad)) return;
+  memset(&tc, 0, sizeof tc);
+  tc.terms = terms;
+  tc.sentences = list;
+  tc.src = heading;
+  tc.prev = SIZE_MAX;
+  tc.stamp = SIZE_MAX - rank; /* never a sentence's stamp */
+  tc.heading_mode = 1;
+  tc.heading_terms = flags;
+  (void)text_tokenize(heading, strlen(heading), extractive_on_term, &tc);
+}
+
+/* The question weight the heading adds to a sentence: terms of the heading
+ * that the sentence itself lacks, at partial credit. */
+static double extractive_heading_credit(const struct xq_set *terms, const struct xs_list *list,
+                                        const struct xs_sentence *s,
+                                        const unsigned char *flags) {
+  double held = 0.0;
+  size_t i, j;
+  for (i = 0; i < terms->count; i++) {
+    int in_sentence = 0;
+    if (!flags[i]) continue;
+    for (j = 0; j < s->match_count && !in_sentence; j++)
+      in_sentence = list->matches[s->match_first + j] == i;
+    if (!in_sentence) held += terms->items[i].weight;
+  }
+  return EXTRACTIVE_HEADING_CREDIT * held;
+}
+
+/* Scores every sentence; see the comment at the top of the file. */
+static void extractive_score(const struct xq_set *terms, struct xs_list *list,
+                             enum xq_kind kind, const unsigned char *heading_terms) {
+  size_t pair_count = terms->pair_count;
+  size_t i;
   for (i = 0; i < list->count; i++) {
     struct xs_sentence *s = &list->items[i];
     const struct xs_sentence *prev = i ? &list->items[i - 1] : NULL;
@@ -385,8 +545,12 @@ static void extractive_score(struct xq_set *terms, struct xs_list *list, int qua
       s->score = 0.0;
       continue;
     }
-    score += EXTRACTIVE_RANK_BONUS / (double)(s->passage + 1);
-    if (quantity && s->has_digit) score += EXTRACTIVE_NUMBER_BONUS;
+    if (pair_count) score += EXTRACTIVE_PAIR_BONUS * (double)s->pairs / (double)pair_count;
+    if ((kind == XQ_NUMBER && s->new_number) || (kind == XQ_NAME && s->new_name))
+      score += EXTRACTIVE_TYPE_BONUS;
+    score += extractive_heading_credit(terms, list, s, heading_terms + s->passage * terms->count);
+    if (kind == XQ_STEPS && s->is_step) score += EXTRACTIVE_TYPE_BONUS;
+    score /= 1.0 + EXTRACTIVE_RANK_DECAY * (double)s->passage;
     if (s->len < EXTRACTIVE_SHORT_BYTES) score *= EXTRACTIVE_SHORT_FACTOR;
     if (s->len > EXTRACTIVE_LONG_BYTES) score *= EXTRACTIVE_LONG_FACTOR;
     s->score = score;
@@ -409,6 +573,33 @@ static int extractive_adds_to(const struct xs_list *list, size_t first, size_t n
     if (!shared) return 1;
   }
   return 0;
+}
+
+/* How well sentence `next` completes sentence `first` as the answer's second
+ * sentence: its own score, more when it follows first in the same passage
+ * (where an answer often continues: "X happened in 1817. It reopened in
+ * April 1991."), less when it comes from another passage. */
+static double extractive_second_score(const struct xq_set *terms, const struct xs_list *list,
+                                      size_t first, size_t next) {
+  const struct xs_sentence *a = &list->items[first], *b = &list->items[next];
+  double score = b->score, added = 0.0;
+  size_t i, j;
+  if (a->passage != b->passage) {
+    /* Unless it answers another part of the question ("how long ..., and who
+     * pays ...?"): the weight of the terms it holds that first lacks. */
+    for (i = 0; i < b->match_count; i++) {
+      size_t term = list->matches[b->match_first + i];
+      int shared = 0;
+      for (j = 0; j < a->match_count && !shared; j++)
+        shared = list->matches[a->match_first + j] == term;
+      if (!shared) added += terms->items[term].weight;
+    }
+    return added >= EXTRACTIVE_OTHER_PART_SHARE ? score
+                                                : score * EXTRACTIVE_OTHER_PASSAGE_FACTOR;
+  }
+  if (next == first + 1) score += EXTRACTIVE_NEXT_BONUS;
+  if (next + 1 == first) score += EXTRACTIVE_NEXT_BONUS / 2;
+  return score;
 }
 
 /* ---- the answer --------------------------------------------------------------- */
@@ -482,6 +673,7 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
   size_t question_len = strlen(req->question), i, chosen_count = 0;
   size_t chosen[EXTRACTIVE_SENTENCES_MAX];
   size_t chosen_max = x->sentences_max;
+  unsigned char *headings = NULL;
   ragd_err rc;
 
   memset(&terms, 0, sizeof terms);
@@ -489,8 +681,11 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
   *found = 0;
   if (chosen_max > EXTRACTIVE_SENTENCES_MAX) chosen_max = EXTRACTIVE_SENTENCES_MAX;
 
+  memset(&tc, 0, sizeof tc);
   tc.terms = &terms;
   tc.sentences = NULL;
+  tc.src = question;
+  tc.prev = SIZE_MAX;
   tc.stamp = 0;
   tc.rc = RAGD_OK;
   rc = text_tokenize(question, question_len, extractive_on_term, &tc);
@@ -511,16 +706,31 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
     if (rc) goto out;
   }
 
-  extractive_score(&terms, &list, extractive_asks_quantity(question, question_len));
+  extractive_weigh(&terms, &list);
+  if (terms.count && req->passage_count > SIZE_MAX / terms.count) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  headings = calloc(req->passage_count * terms.count + 1, 1);
+  if (!headings) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < req->passage_count && terms.count; i++)
+    extractive_heading_terms(&req->passages[i], i, &terms, &list, headings + i * terms.count);
+  extractive_score(&terms, &list, extractive_question_kind(question, question_len), headings);
 
   while (chosen_count < chosen_max) {
     size_t best = SIZE_MAX;
+    double best_rank = 0.0;
     for (i = 0; i < list.count; i++) {
       const struct xs_sentence *s = &list.items[i];
+      double rank = s->score;
       size_t k;
       int taken = 0;
       if (s->score <= 0.0) continue;
-      if (best != SIZE_MAX && s->score <= list.items[best].score) continue;
+      if (chosen_count) rank = extractive_second_score(&terms, &list, chosen[0], i);
+      if (best != SIZE_MAX && rank <= best_rank) continue;
       for (k = 0; k < chosen_count; k++) {
         const struct xs_sentence *c = &list.items[chosen[k]];
         /* Overlapping chunks repeat sentences; quote each text once. */
@@ -530,10 +740,11 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
           taken = 1;
       }
       if (taken) continue;
-      if (chosen_count && (s->score < x->second_ratio * list.items[chosen[0]].score ||
+      if (chosen_count && (rank < x->second_ratio * list.items[chosen[0]].score ||
                            !extractive_adds_to(&list, chosen[0], i)))
         continue;
       best = i;
+      best_rank = rank;
     }
     if (best == SIZE_MAX) break;
     chosen[chosen_count++] = best;
@@ -543,6 +754,13 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
     int korean = text_hangul_ratio(question, question_len) > EXTRACTIVE_KOREAN_RATIO;
     rc = buf_append_str(out, korean ? extractive_not_found_ko : extractive_not_found_en);
     goto out;
+  }
+  /* Two sentences of one passage read best in the passage's order. */
+  if (chosen_count == 2 && list.items[chosen[0]].passage == list.items[chosen[1]].passage &&
+      chosen[1] < chosen[0]) {
+    size_t t = chosen[0];
+    chosen[0] = chosen[1];
+    chosen[1] = t;
   }
   for (i = 0; i < chosen_count; i++) {
     const struct xs_sentence *s = &list.items[chosen[i]];
@@ -556,6 +774,7 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
   }
   *found = 1;
 out:
+  free(headings);
   xq_set_dispose(&terms);
   xs_list_dispose(&list);
   return rc;

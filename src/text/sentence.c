@@ -93,7 +93,7 @@ static size_t skip_blanks(const char *s, size_t len, size_t i) {
  * only when a capitalized word follows. Compared case-insensitively, without
  * the final period. */
 static const char *const abbrev_never[] = {
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "e.g", "i.e", "cf",
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "v", "e.g", "i.e", "cf",
     "approx", "dept", "mt", "rev", "gen", "col", "capt", "lt", "sgt", "ave", "blvd",
     "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"};
 static const char *const abbrev_maybe[] = {"etc", "inc", "ltd", "co", "corp", "u.s",

@@ -477,6 +477,44 @@ static void test_bad_requests_touch_no_sink(void **state) {
   rec_dispose(&r);
 }
 
+static void test_korean_how_to_prefers_steps(void **state) {
+  /* "How do I reset it?" is answered by the steps under the matching
+   * heading, in their order, not by the account-lock sentence that shares
+   * the most words with the question. */
+  static const struct llm_passage passages[] = {
+      {.index = 1, .heading_path = "비밀번호 재설정 > 비밀번호를 잊어버렸을 때",
+       .text = "1. 로그인 > 비밀번호 찾기를 누릅니다.\n2. 계정의 이메일 주소를 입력합니다.\n"
+               "3. 메일을 열고 재설정 링크를 누릅니다.\n4. 새 비밀번호를 입력합니다."},
+      {.index = 2, .heading_path = "비밀번호 재설정 > 계정 잠금",
+       .text = "비밀번호를 연속으로 5번 틀리면 로그인이 잠깁니다. 비밀번호를 재설정하면 바로 "
+               "잠금이 풀립니다."},
+  };
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run("비밀번호를 잊어버렸어요. 어떻게 재설정하나요?", passages, 2, &r);
+  assert_contains(r.text.data, "재설정 링크를 누릅니다 [1].");
+  assert_lacks(r.text.data, "잠");
+  assert_int_equal(check_citations(r.text.data, passages, 2), 2);
+  rec_dispose(&r);
+}
+
+static void test_question_kind_prefers_number(void **state) {
+  /* Both sentences hold "refund"; only one says how long. */
+  static const struct llm_passage passages[] = {
+      {.index = 1,
+       .text = "A refund is always sent back to the original payment method. The refund "
+               "reaches your account in 3 to 5 business days."},
+  };
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run("How long until the refund reaches my account?", passages, 1, &r);
+  assert_true(strncmp(r.text.data, "The refund reaches your account in 3 to 5 business days [1].",
+                      60) == 0);
+  rec_dispose(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ops_table),
@@ -494,6 +532,8 @@ int main(void) {
       cmocka_unit_test(test_cancel_after_first_delta),
       cmocka_unit_test(test_max_tokens_stops_with_length),
       cmocka_unit_test(test_bad_requests_touch_no_sink),
+      cmocka_unit_test(test_korean_how_to_prefers_steps),
+      cmocka_unit_test(test_question_kind_prefers_number),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -569,6 +569,8 @@ static void test_sentences(void **state) {
       {"A line that wraps\nonto the next. Done.", "A line that wraps\nonto the next.|Done."},
       {"Para one\n\nPara two", "Para one|Para two"},
       {"In 2024. Then", "In 2024.|Then"},
+      {"Brown v. Board of Education was decided in 1954. Then",
+       "Brown v. Board of Education was decided in 1954.|Then"},
   };
   size_t k;
   (void)state;
