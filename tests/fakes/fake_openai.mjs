@@ -10,7 +10,9 @@
 //
 //   node tests/fakes/fake_openai.mjs --port 0 [--text S] [--split whole|bytes|random]
 //        [--delay-ms N] [--status N] [--mode normal|hang-after:N|close-after:N|
-//        reset-after:N|garbage|stream-error] [--seed N] [--exit-on-stdin-eof 1]
+//        reset-after:N|garbage|stream-error|accept-hang|big-line:N] [--seed N]
+//        [--retry-after V] [--fail-first N] [--fail-status N] [--drip-ms N]
+//        [--exit-on-stdin-eof 1]
 //
 // --exit-on-stdin-eof 1 makes the fake exit when its stdin closes, so a test
 // that gives it a pipe never leaves it running after a crash.
@@ -33,6 +35,13 @@
 // socket after N events; garbage sends a data line that is not JSON after the
 // role chunk; stream-error sends {"error":{...}} as a data line.
 // Events are numbered from 1 and include the role chunk.
+// Fault modes for the resilience suite: accept-hang reads the request and
+// never answers (not even a status line); big-line:N sends one data line of N
+// bytes (default 10 MiB) after the role chunk; --drip-ms N writes the stream
+// one byte at a time, N ms apart. --retry-after V adds `Retry-After: V` to
+// error responses (seconds or an HTTP date). --fail-first N answers the first
+// N API requests after the last /__admin/config with --fail-status (default
+// 503), then behaves normally: "fail, fail, succeed".
 // --delay-ms waits between events; --split bytes writes one byte per write
 // (with a short pause every few bytes so they leave as separate packets),
 // random writes random-sized pieces.
@@ -46,6 +55,7 @@ function parseArgs(argv) {
   const cfg = {
     port: 0, text: DEFAULT_TEXT, split: 'whole', delay_ms: 0, status: 200,
     mode: 'normal', seed: 1, model: 'gpt-fake-1', exit_on_stdin_eof: 0,
+    retry_after: '', fail_first: 0, fail_status: 503, drip_ms: 0,
   };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '').replace(/-/g, '_');
@@ -63,6 +73,7 @@ function parseArgs(argv) {
 const startup = parseArgs(process.argv.slice(2));
 let config = { ...startup };
 let log = [];
+let servedSinceConfig = 0; // API requests since the last /__admin/config
 let rngState = startup.seed >>> 0 || 1;
 
 function random() {
@@ -84,9 +95,9 @@ function readBody(req) {
   });
 }
 
-function sendJson(res, status, obj) {
+function sendJson(res, status, obj, extraHeaders = {}) {
   const body = JSON.stringify(obj);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...extraHeaders });
   res.end(body);
 }
 
@@ -125,7 +136,13 @@ function countWords(body) {
 
 async function writePiece(res, piece, cfg, rec) {
   const data = Buffer.from(piece, 'utf8');
-  if (cfg.split === 'bytes') {
+  if (Number(cfg.drip_ms) > 0) {
+    for (let i = 0; i < data.length; i++) {
+      if (rec.closed) return;
+      res.write(data.subarray(i, i + 1));
+      await sleep(Number(cfg.drip_ms));
+    }
+  } else if (cfg.split === 'bytes') {
     for (let i = 0; i < data.length; i++) {
       if (rec.closed) return;
       res.write(data.subarray(i, i + 1));
@@ -159,6 +176,10 @@ async function streamCompletion(req, res, body, cfg, rec) {
 
   const events = [chunk({ role: 'assistant', content: '', refusal: null }, null, usageNull)];
   if (cfg.mode === 'garbage') events.push('data: {"id": this is not json at all\n\n');
+  if (String(cfg.mode).startsWith('big-line')) {
+    const n = Number(String(cfg.mode).split(':')[1] || 10 * 1024 * 1024);
+    events.push('data: ' + 'x'.repeat(n) + '\n\n');
+  }
   if (cfg.mode === 'stream-error') {
     events.push('data: ' + JSON.stringify({ error: { message: 'The model produced invalid content.', type: 'server_error', param: null, code: null } }) + '\n\n');
   }
@@ -208,9 +229,13 @@ async function handleCompletions(req, res, rec) {
     return;
   }
   const cfg = { ...config, ...directiveOverride(body) };
-  if (Number(cfg.status) !== 200) {
+  servedSinceConfig++;
+  let status = Number(cfg.status);
+  if (servedSinceConfig <= Number(cfg.fail_first)) status = Number(cfg.fail_status);
+  if (cfg.mode === 'accept-hang') return; // the client's timeouts must end this
+  if (status !== 200) {
     if (cfg.delay_ms > 0) await sleep(cfg.delay_ms);
-    sendJson(res, Number(cfg.status), errorObject(Number(cfg.status)));
+    sendJson(res, status, errorObject(status), cfg.retry_after !== '' ? { 'retry-after': String(cfg.retry_after) } : {});
     return;
   }
   if (body.stream) {
@@ -239,6 +264,7 @@ const server = http.createServer(async (req, res) => {
       if (patch.reset) { config = { ...startup }; rngState = startup.seed >>> 0 || 1; }
       delete patch.reset;
       config = { ...config, ...patch };
+      servedSinceConfig = 0;
       if (patch.seed !== undefined) rngState = Number(patch.seed) >>> 0 || 1;
       sendJson(res, 200, config);
       return;

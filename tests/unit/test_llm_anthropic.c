@@ -1,0 +1,178 @@
+/* test_llm_anthropic.c - the "anthropic" generator against
+ * tests/fakes/fake_anthropic.mjs: the Messages API stream under every split,
+ * text relayed byte for byte, usage, stop reasons, error events and the
+ * request's shape (system at the top level, x-api-key, anthropic-version). */
+#include "llm_fake_harness.h"
+
+static const struct llm_message msgs[] = {
+    {"system", "You answer from the passages."},
+    {"system", "Cite them as [n]."},
+    {"user", "How long do refunds take?"},
+};
+
+static void cfg_init(struct llm_config *cfg) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->provider = "anthropic";
+  cfg->base_url = base_url;
+  cfg->api_key = "sk-ant-test";
+  cfg->model = "claude-fake";
+  cfg->idle_timeout_ms = 5000;
+}
+
+static void run(long max_tokens, struct result *r) {
+  struct llm_config cfg;
+  struct llm g;
+  struct llm_request req;
+  struct llm_sink sink = make_sink(r);
+  cfg_init(&cfg);
+  assert_int_equal(llm_create(&cfg, &g), RAGD_OK);
+  memset(&req, 0, sizeof(req));
+  req.messages = msgs;
+  req.message_count = 3;
+  req.max_tokens = max_tokens;
+  req.temperature = -1;
+  req.request_id = "req-ant-1";
+  assert_int_equal(g.ops->start(g.ctx, &req, &sink), RAGD_OK);
+  llm_destroy(&g);
+  if (!result_wait(r, 0, 15000)) fail_msg("no on_finish within 15 s");
+  usleep(20000);
+  assert_int_equal(r->finish_count, 1);
+  assert_int_equal(r->after_finish, 0);
+  assert_int_equal(r->bad_delta, 0);
+}
+
+/* The fake's token count: runs of non-space characters, each with the
+ * spaces before it (plus a final run of spaces, if any). */
+static long count_tokens(const char *t) {
+  long n = 0;
+  int in_word = 0;
+  for (; *t; t++) {
+    int space = *t == ' ' || *t == '\n' || *t == '\t';
+    if (!space && !in_word) n++;
+    in_word = !space;
+  }
+  if (t[-1] == ' ' || t[-1] == '\n') n++;
+  return n;
+}
+
+static void expect_answer(const char *patch) {
+  struct result r;
+  fake_configure(patch);
+  result_init(&r);
+  run(256, &r);
+  if (r.rc != RAGD_OK) fail_msg("%s: %s: %s", patch ? patch : "{}", r.code, r.message);
+  assert_string_equal(r.reason, "stop");
+  assert_int_equal(r.text.len, strlen(default_text));
+  assert_memory_equal(r.text.data, default_text, strlen(default_text));
+  assert_int_equal(r.usage_count, 1);
+  assert_true(r.prompt_tokens > 0);
+  assert_int_equal(r.completion_tokens, count_tokens(default_text));
+  result_dispose(&r);
+}
+
+static void test_stream_splits(void **state) {
+  char patch[64];
+  int seed;
+  (void)state;
+  expect_answer(NULL);
+  expect_answer("{\"split\":\"bytes\"}");
+  for (seed = 1; seed <= 5; seed++) {
+    snprintf(patch, sizeof(patch), "{\"split\":\"random\",\"seed\":%d}", seed);
+    expect_answer(patch);
+  }
+}
+
+static void test_request_shape(void **state) {
+  struct result r;
+  json_t *log, *rec, *h, *body, *m;
+  (void)state;
+  fake_configure(NULL);
+  result_init(&r);
+  run(256, &r);
+  assert_int_equal(r.rc, RAGD_OK);
+  result_dispose(&r);
+  log = admin("GET", "/__admin/log", NULL);
+  assert_int_equal(json_array_size(log), 1);
+  rec = json_array_get(log, 0);
+  assert_string_equal(json_string_value(json_object_get(rec, "url")), "/v1/messages");
+  h = json_object_get(rec, "headers");
+  assert_string_equal(json_string_value(json_object_get(h, "x-api-key")), "sk-ant-test");
+  assert_string_equal(json_string_value(json_object_get(h, "anthropic-version")), "2023-06-01");
+  assert_null(json_object_get(h, "authorization"));
+  assert_string_equal(json_string_value(json_object_get(h, "x-request-id")), "req-ant-1");
+  body = json_object_get(rec, "body");
+  assert_string_equal(json_string_value(json_object_get(body, "model")), "claude-fake");
+  assert_true(json_is_true(json_object_get(body, "stream")));
+  assert_int_equal(json_integer_value(json_object_get(body, "max_tokens")), 256);
+  assert_string_equal(json_string_value(json_object_get(body, "system")),
+                      "You answer from the passages.\n\nCite them as [n].");
+  assert_null(json_object_get(body, "temperature"));
+  m = json_object_get(body, "messages");
+  assert_int_equal(json_array_size(m), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(m, 0), "role")), "user");
+  json_decref(log);
+}
+
+static void test_stop_reasons(void **state) {
+  struct result r;
+  (void)state;
+  fake_configure(NULL);
+  result_init(&r);
+  run(3, &r); /* max_tokens 3: the fake stops with "max_tokens" */
+  assert_int_equal(r.rc, RAGD_OK);
+  assert_string_equal(r.reason, "length");
+  assert_string_equal(r.text.data, " Refunds are issued");
+  assert_int_equal(r.completion_tokens, 3);
+  result_dispose(&r);
+  fake_configure("{\"mode\":\"safety\"}");
+  result_init(&r);
+  run(256, &r);
+  assert_int_equal(r.rc, RAGD_OK);
+  assert_string_equal(r.reason, "content_filter");
+  result_dispose(&r);
+}
+
+static void expect_error(const char *patch, const char *code) {
+  struct result r;
+  fake_configure(patch);
+  result_init(&r);
+  run(256, &r);
+  if (strcmp(r.code, code) != 0) fail_msg("%s: code \"%s\" (%s), want %s", patch, r.code, r.message, code);
+  assert_true(r.message[0] != '\0');
+  result_dispose(&r);
+}
+
+static void test_errors(void **state) {
+  struct result r;
+  (void)state;
+  expect_error("{\"mode\":\"stream-error\"}", "upstream_error");
+  expect_error("{\"mode\":\"garbage\",\"split\":\"bytes\"}", "upstream_protocol");
+  expect_error("{\"mode\":\"close-after:4\"}", "upstream_closed");
+  expect_error("{\"status\":529}", "upstream_unavailable");
+  expect_error("{\"status\":429}", "upstream_unavailable");
+  /* The provider's own words reach the sink. */
+  fake_configure("{\"status\":401}");
+  result_init(&r);
+  run(256, &r);
+  assert_string_equal(r.code, "upstream_error");
+  assert_non_null(strstr(r.message, "invalid x-api-key"));
+  result_dispose(&r);
+  /* An error event after text keeps the text that was sent. */
+  fake_configure("{\"mode\":\"stream-error\"}");
+  result_init(&r);
+  run(256, &r);
+  assert_string_equal(r.text.data, " Refunds");
+  assert_non_null(strstr(r.message, "Overloaded"));
+  result_dispose(&r);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_stream_splits),
+      cmocka_unit_test(test_request_shape),
+      cmocka_unit_test(test_stop_reasons),
+      cmocka_unit_test(test_errors),
+  };
+  fake_script = "fake_anthropic.mjs";
+  return cmocka_run_group_tests(tests, fake_start, fake_stop);
+}
