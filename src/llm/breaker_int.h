@@ -2,7 +2,7 @@
  * shared by every request to it.
  *
  * States: closed (requests flow, outcomes are counted in a sliding window) ->
- * open (when at least min_requests attempts in the window ended and at least
+ * open (when at least min_requests requests in the window ended and at least
  * failure_pct percent of them failed; every attempt fails fast) -> half-open
  * after cooldown_ms (exactly one probe attempt may go) -> closed when the probe
  * succeeds, open again (a new cool-down) when it fails.
@@ -20,7 +20,7 @@
 struct llm_breaker;
 
 struct llm_breaker_config {
-  long min_requests; /* attempts in the window before the ratio counts */
+  long min_requests; /* requests in the window before the ratio counts */
   long failure_pct;  /* 1..100 */
   long window_ms;
   long cooldown_ms;

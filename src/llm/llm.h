@@ -157,7 +157,7 @@ struct llm_breaker_state {
   char name[64];      /* llm_config.name, or the provider name */
   char endpoint[256]; /* the request URL (no key) */
   enum llm_breaker_status status; /* HALF_OPEN also once the cool-down is over */
-  long window_requests; /* attempts counted in the current window */
+  long window_requests; /* requests counted in the current window (retries are part of their request) */
   long window_failures;
   long opened_total;    /* times it opened since it was created */
   long retry_in_ms;     /* open: time left until a probe may go; else 0 */
