@@ -3,6 +3,7 @@
 #ifndef RAGD_API_H
 #define RAGD_API_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -14,6 +15,7 @@ struct api_app {
   struct rag_engine *engine;
   const struct ragd_config *cfg;
   int64_t started_ms;
+  atomic_int draining; /* shutting down: /readyz answers 503 */
 };
 
 /* The route table handed to http_server_start (app = struct api_app *). */

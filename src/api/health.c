@@ -19,7 +19,10 @@ void api_readyz_handle(struct http_request *r, void *arg) {
   int gen_ok = e->gen_count > 0;
   json_t *o = json_object();
   json_t *chain = json_array();
-  json_object_set_new(o, "status", json_string(store_ok && gen_ok ? "ready" : "not_ready"));
+  int draining = atomic_load(&app->draining);
+  json_object_set_new(o, "status", json_string(draining              ? "draining"
+                                               : store_ok && gen_ok ? "ready"
+                                                                    : "not_ready"));
   json_object_set_new(o, "store", json_string(store_ok ? "ok" : "unavailable"));
   json_object_set_new(o, "generator", json_string(gen_ok ? e->gens[0].llm.ops->name : "none"));
   if (gen_ok && e->gens[0].llm.model)
@@ -33,5 +36,5 @@ void api_readyz_handle(struct http_request *r, void *arg) {
     json_array_append_new(chain, g);
   }
   json_object_set_new(o, "chain", chain);
-  http_reply_json(r, store_ok && gen_ok ? 200 : 503, o);
+  http_reply_json(r, store_ok && gen_ok && !draining ? 200 : 503, o);
 }

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "cli/cli.h"
@@ -22,6 +23,40 @@ static const char help[] =
     "Without RAGD_LLM_BASE_URL answers come from the offline extractive generator.\n"
     "Set RAGD_LLM_BASE_URL, RAGD_LLM_API_KEY and RAGD_LLM_MODEL to use any\n"
     "OpenAI-compatible provider.\n";
+
+/* Graceful shutdown: stop accepting and report not ready, let answers in
+ * flight finish for up to RAGD_SHUTDOWN_GRACE_MS, then end the rest with an
+ * error event "shutting_down" and give their streams a moment to flush.
+ * Ingests in flight finish in http_server_stop, which waits for the workers;
+ * each is one transaction, so it commits whole or not at all. */
+static void drain(struct http_server *srv, struct rag_engine *engine, struct api_app *app,
+                  const struct ragd_config *cfg, int sig) {
+  int64_t deadline = clock_mono_ms() + cfg->shutdown_grace_ms;
+  size_t left;
+  atomic_store(&app->draining, 1);
+  http_server_quiesce(srv);
+  log_info("signal %d: stopped accepting; %zu answers in flight, waiting up to %ld ms", sig,
+           rag_engine_active_answers(engine), cfg->shutdown_grace_ms);
+  while ((left = rag_engine_active_answers(engine)) > 0 && clock_mono_ms() < deadline) {
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  if (left > 0) {
+    log_warn("ending %zu answers still in flight", left);
+    rag_engine_shutdown(engine);
+    deadline = clock_mono_ms() + 2000;
+    while (rag_engine_active_answers(engine) > 0 && clock_mono_ms() < deadline) {
+      struct timespec ts = {0, 20 * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+  }
+  rag_engine_shutdown(engine);
+  /* Let the last events reach the clients before connections close. */
+  {
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+}
 
 int cli_serve(int argc, char **argv) {
   struct cli_opts o;
@@ -67,6 +102,7 @@ int cli_serve(int argc, char **argv) {
   app.engine = &engine;
   app.cfg = &cfg;
   app.started_ms = clock_mono_ms();
+  atomic_init(&app.draining, 0);
   api_metrics_init();
   hopts.host = cfg.listen_host;
   hopts.port = cfg.listen_port;
@@ -99,8 +135,8 @@ int cli_serve(int argc, char **argv) {
   printf("READY %d\n", http_server_port(srv));
   fflush(stdout);
   sigwait(&set, &sig);
-  log_info("received signal %d, stopping", sig);
   status = 0;
+  drain(srv, &engine, &app, &cfg, sig);
   http_server_stop(srv);
 out_engine:
   llm_runtime_shutdown();

@@ -57,6 +57,10 @@ struct http_server_opts {
 /* Binds and starts serving. opts and routes must outlive the server. */
 ragd_err http_server_start(const struct http_server_opts *opts, struct http_server **out /* OUT */);
 int http_server_port(const struct http_server *s);
+/* Stops accepting new connections (the listening socket is closed); open
+ * connections and streams go on. For a graceful shutdown: quiesce, let
+ * streams finish, then http_server_stop. */
+void http_server_quiesce(struct http_server *s);
 /* Stops accepting, ends open streams, joins every thread. Accepts NULL. */
 void http_server_stop(struct http_server *s);
 

@@ -810,7 +810,7 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                   MHD_USE_ERROR_LOG;
+                   MHD_USE_ERROR_LOG | MHD_USE_ITC; /* ITC: quiesce needs it */
   const union MHD_DaemonInfo *info;
   ragd_err rc;
   if (!srv) return RAGD_ENOMEM;
@@ -865,6 +865,13 @@ fail:
 }
 
 int http_server_port(const struct http_server *s) { return s->port; }
+
+void http_server_quiesce(struct http_server *srv) {
+  MHD_socket fd;
+  if (!srv || !srv->daemon) return;
+  fd = MHD_quiesce_daemon(srv->daemon);
+  if (fd != MHD_INVALID_SOCKET) close(fd);
+}
 
 void http_server_stop(struct http_server *srv) {
   struct http_stream *dead;

@@ -20,6 +20,8 @@
 #define ANSWER_TEXT_MAX (1024 * 1024)
 
 struct rag_answer {
+  struct rag_answer *prev_active, *next_active; /* engine->answers while generating */
+  int shutdown; /* cancelled by rag_engine_shutdown */
   pthread_mutex_t mu;
   int refs;
   atomic_int cancelled;
@@ -50,6 +52,55 @@ struct rag_answer {
 };
 
 static void start_generation(struct rag_answer *a);
+
+/* ---- the engine's list of answers still generating ---- */
+
+static int active_add(struct rag_answer *a) {
+  struct rag_engine *e = a->e;
+  int ok;
+  pthread_mutex_lock(&e->answers_mu);
+  ok = !e->shutting_down;
+  if (ok) {
+    a->next_active = e->answers;
+    if (e->answers) e->answers->prev_active = a;
+    e->answers = a;
+    e->answer_count++;
+  }
+  pthread_mutex_unlock(&e->answers_mu);
+  return ok;
+}
+
+static void active_remove(struct rag_answer *a) {
+  struct rag_engine *e = a->e;
+  pthread_mutex_lock(&e->answers_mu);
+  if (a->prev_active)
+    a->prev_active->next_active = a->next_active;
+  else if (e->answers == a)
+    e->answers = a->next_active;
+  if (a->next_active) a->next_active->prev_active = a->prev_active;
+  a->prev_active = a->next_active = NULL;
+  e->answer_count--;
+  pthread_mutex_unlock(&e->answers_mu);
+}
+
+size_t rag_engine_active_answers(struct rag_engine *e) {
+  size_t n;
+  pthread_mutex_lock(&e->answers_mu);
+  n = e->answer_count;
+  pthread_mutex_unlock(&e->answers_mu);
+  return n;
+}
+
+void rag_engine_shutdown(struct rag_engine *e) {
+  pthread_mutex_lock(&e->answers_mu);
+  e->shutting_down = 1;
+  for (struct rag_answer *a = e->answers; a; a = a->next_active) {
+    a->shutdown = 1;
+    atomic_store(&a->cancelled, 1);
+  }
+  pthread_mutex_unlock(&e->answers_mu);
+  llm_wakeup();
+}
 
 /* ---- metrics ---------------------------------------------------------------- */
 
@@ -174,7 +225,14 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
     start_generation(a); /* the generation's reference carries over */
     return;
   }
+  if (rc == RAGD_ECANCELLED && a->shutdown) {
+    /* The client is still there: tell it why the answer stops. */
+    rc = RAGD_EIO;
+    error_code = "shutting_down";
+    error_message = "the server is shutting down; ask again in a moment";
+  }
   account(a, rc, finish_reason, error_code);
+  active_remove(a);
   if (rc == RAGD_OK) {
     int *cited = calloc(a->cites.count + 1, sizeof *cited);
     int *invalid = calloc(a->cites.count + 1, sizeof *invalid);
@@ -289,6 +347,11 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     *code = "store_unavailable";
     goto fail;
   }
+  if (!active_add(a)) {
+    *code = "overloaded";
+    rc = RAGD_ECANCELLED;
+    goto fail;
+  }
   /* Nothing retrieved: the extractive generator says so honestly instead of
    * letting a model answer from nowhere. */
   if (a->hits.count == 0 || e->gen_count == 0) {
@@ -339,6 +402,7 @@ static void start_generation(struct rag_answer *a) {
     if (rc == RAGD_OK) return;
     if (!fail_over(a, "upstream_unavailable", ragd_strerror(rc))) {
       account(a, rc, NULL, "upstream_unavailable");
+      active_remove(a);
       a->ev.on_error(a->ev.ctx, "upstream_unavailable", ragd_strerror(rc));
       answer_unref(a);
       return;

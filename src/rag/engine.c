@@ -9,6 +9,7 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
   ragd_err rc;
   memset(out, 0, sizeof *out);
   out->cfg = cfg;
+  pthread_mutex_init(&out->answers_mu, NULL);
   rc = store_open(cfg->data_dir, &out->store);
   if (rc) {
     if (err) buf_appendf(err, "cannot open the store in \"%s\": %s", cfg->data_dir, ragd_strerror(rc));
@@ -70,6 +71,8 @@ fail:
 }
 
 void rag_engine_close(struct rag_engine *e) {
+  /* Every answer must be finished; rag_engine_shutdown ends them. */
+  pthread_mutex_destroy(&e->answers_mu);
   for (size_t i = 0; i < e->gen_count; i++) {
     llm_destroy(&e->gens[i].llm);
     free(e->gens[i].name);

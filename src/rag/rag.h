@@ -6,6 +6,7 @@
 #ifndef RAGD_RAG_H
 #define RAGD_RAG_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #include "llm/llm.h"
@@ -38,6 +39,11 @@ struct rag_engine {
   struct llm extractive; /* answers when nothing was retrieved */
   struct rag_price *prices; /* RAGD_PRICES overrides */
   size_t price_count;
+  /* Answers still generating, for a graceful shutdown (answer.c). */
+  pthread_mutex_t answers_mu;
+  struct rag_answer *answers;
+  size_t answer_count;
+  int shutting_down;
 };
 
 /* Opens the store in cfg->data_dir and creates the generators. with_llm = 0
@@ -137,6 +143,13 @@ struct rag_answer;
 ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
                           const struct rag_events *ev, struct rag_answer **out /* OUT */,
                           const char **code /* OUT */);
+/* The number of answers still generating. Any thread. */
+size_t rag_engine_active_answers(struct rag_engine *e);
+/* Graceful shutdown: refuses new answers (rag_answer_start fails with code
+ * "shutting_down") and ends every answer still generating with an on_error
+ * "shutting_down" (its upstream transfer is aborted). Any thread. */
+void rag_engine_shutdown(struct rag_engine *e);
+
 /* Asks the generation to stop (the client went away): the upstream transfer is
  * aborted and on_error("cancelled") follows. Any thread. */
 void rag_answer_cancel(struct rag_answer *a);

@@ -54,6 +54,7 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_RESUME_MAX_BYTES", resume_max_bytes, 0, 4294967296L, "67108864", "bytes of answers held for resume, all streams"),
     STR_VAR("RAGD_LOG_LEVEL", log_level, "info", "debug | info | warn | error | off"),
     STR_VAR("RAGD_LLM_CHAIN", llm_chain_spec, "", "failover order of named generators, e.g. primary,backup; each NAME is set by RAGD_LLM_NAME_PROVIDER, _BASE_URL, _API_KEY, _MODEL"),
+    LONG_VAR("RAGD_SHUTDOWN_GRACE_MS", shutdown_grace_ms, 0, 3600000, "10000", "on SIGTERM/SIGINT, how long answers in flight may finish before they are ended"),
     STR_VAR("RAGD_PRICES", prices, "", "price overrides, MODEL=INPUT/OUTPUT USD per 1M tokens, comma-separated"),
     STR_VAR("RAGD_LLM_LAST_RESORT", llm_last_resort, "extractive", "extractive | none: answer from the passages when every generator failed"),
 };

@@ -55,6 +55,7 @@ struct ragd_config {
   char *llm_chain_spec;        /* RAGD_LLM_CHAIN, e.g. "primary,backup"; "" none */
   char *llm_last_resort;       /* RAGD_LLM_LAST_RESORT: extractive | none */
   char *prices;                /* RAGD_PRICES: model=in/out,... USD per 1M tokens */
+  long shutdown_grace_ms;      /* RAGD_SHUTDOWN_GRACE_MS, default 10000 */
   /* The generators to try, in order, built by config_finish: the entries of
    * RAGD_LLM_CHAIN, or the single RAGD_LLM_* generator; the extractive last
    * resort is not in this list (see llm_last_resort). */
