@@ -36,5 +36,23 @@ void api_readyz_handle(struct http_request *r, void *arg) {
     json_array_append_new(chain, g);
   }
   json_object_set_new(o, "chain", chain);
+  {
+    /* circuit breakers, shared by all requests to one endpoint */
+    struct llm_breaker_state states[32];
+    size_t n = llm_breakers_snapshot(states, 32);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && i < 32; i++) {
+      json_t *b = json_object();
+      json_object_set_new(b, "name", json_string(states[i].name));
+      json_object_set_new(b, "endpoint", json_string(states[i].endpoint));
+      json_object_set_new(b, "state", json_string(llm_breaker_status_name(states[i].status)));
+      json_object_set_new(b, "window_requests", json_integer(states[i].window_requests));
+      json_object_set_new(b, "window_failures", json_integer(states[i].window_failures));
+      json_object_set_new(b, "opened_total", json_integer(states[i].opened_total));
+      json_object_set_new(b, "retry_in_ms", json_integer(states[i].retry_in_ms));
+      json_array_append_new(arr, b);
+    }
+    json_object_set_new(o, "breakers", arr);
+  }
   http_reply_json(r, store_ok && gen_ok && !draining ? 200 : 503, o);
 }

@@ -43,6 +43,16 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
     lc.connect_timeout_ms = cfg->llm_connect_timeout_ms;
     lc.total_timeout_ms = cfg->llm_timeout_ms;
     lc.idle_timeout_ms = cfg->llm_idle_timeout_ms;
+    lc.name = ce ? ce->name : "LAST_RESORT";
+    lc.first_token_timeout_ms = cfg->llm_first_token_timeout_ms;
+    lc.retries = cfg->llm_retries;
+    lc.retry_budget_ms = cfg->llm_retry_budget_ms;
+    lc.retry_base_ms = cfg->llm_retry_base_ms;
+    lc.retry_max_delay_ms = cfg->llm_retry_max_delay_ms;
+    lc.breaker_min_requests = cfg->llm_breaker_min_requests > 0 ? cfg->llm_breaker_min_requests : -1;
+    lc.breaker_failure_pct = cfg->llm_breaker_failure_pct;
+    lc.breaker_window_ms = cfg->llm_breaker_window_ms;
+    lc.breaker_cooldown_ms = cfg->llm_breaker_cooldown_ms;
     if (strcmp(lc.provider, "extractive") != 0) {
       rc = llm_runtime_init();
       if (rc) {

@@ -54,6 +54,15 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_RESUME_MAX_BYTES", resume_max_bytes, 0, 4294967296L, "67108864", "bytes of answers held for resume, all streams"),
     STR_VAR("RAGD_LOG_LEVEL", log_level, "info", "debug | info | warn | error | off"),
     STR_VAR("RAGD_LLM_CHAIN", llm_chain_spec, "", "failover order of named generators, e.g. primary,backup; each NAME is set by RAGD_LLM_NAME_PROVIDER, _BASE_URL, _API_KEY, _MODEL"),
+    LONG_VAR("RAGD_LLM_FIRST_TOKEN_TIMEOUT_MS", llm_first_token_timeout_ms, 1, 3600000, "30000", "longest wait for an answer's first token, per attempt"),
+    LONG_VAR("RAGD_LLM_RETRIES", llm_retries, 0, 10, "2", "retries before the first token on connect errors, 429 and 5xx"),
+    LONG_VAR("RAGD_LLM_RETRY_BUDGET_MS", llm_retry_budget_ms, 1, 600000, "10000", "no retry starts later than this after the first attempt"),
+    LONG_VAR("RAGD_LLM_RETRY_BASE_MS", llm_retry_base_ms, 1, 60000, "250", "backoff base; retry n waits a random time up to base * 2^n"),
+    LONG_VAR("RAGD_LLM_RETRY_MAX_DELAY_MS", llm_retry_max_delay_ms, 1, 600000, "4000", "longest backoff (a longer Retry-After is honoured)"),
+    LONG_VAR("RAGD_LLM_BREAKER_MIN_REQUESTS", llm_breaker_min_requests, 0, 100000, "5", "requests in the window before a breaker may open; 0 disables breakers"),
+    LONG_VAR("RAGD_LLM_BREAKER_FAILURE_PCT", llm_breaker_failure_pct, 1, 100, "50", "share of failed requests that opens a breaker"),
+    LONG_VAR("RAGD_LLM_BREAKER_WINDOW_MS", llm_breaker_window_ms, 1000, 3600000, "60000", "breaker failure-rate window"),
+    LONG_VAR("RAGD_LLM_BREAKER_COOLDOWN_MS", llm_breaker_cooldown_ms, 1, 3600000, "5000", "open breaker waits this long before a half-open probe"),
     LONG_VAR("RAGD_SHUTDOWN_GRACE_MS", shutdown_grace_ms, 0, 3600000, "10000", "on SIGTERM/SIGINT, how long answers in flight may finish before they are ended"),
     STR_VAR("RAGD_PRICES", prices, "", "price overrides, MODEL=INPUT/OUTPUT USD per 1M tokens, comma-separated"),
     STR_VAR("RAGD_LLM_LAST_RESORT", llm_last_resort, "extractive", "extractive | none: answer from the passages when every generator failed"),
@@ -207,6 +216,11 @@ static ragd_err chain_add(struct ragd_config *c, const char *name, const char *p
   struct config_llm_entry *p = realloc(c->llm_chain, (c->llm_chain_count + 1) * sizeof *p);
   struct config_llm_entry *e;
   if (!p) return RAGD_ENOMEM;
+  /* The providers' public endpoints when none is given. */
+  if (!base_url || !base_url[0]) {
+    if (provider && !strcmp(provider, "anthropic")) base_url = "https://api.anthropic.com/v1";
+    if (provider && !strcmp(provider, "gemini")) base_url = "https://generativelanguage.googleapis.com/v1beta";
+  }
   c->llm_chain = p;
   e = &p[c->llm_chain_count];
   e->name = dup_or_empty(name);

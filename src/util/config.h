@@ -56,6 +56,15 @@ struct ragd_config {
   char *llm_last_resort;       /* RAGD_LLM_LAST_RESORT: extractive | none */
   char *prices;                /* RAGD_PRICES: model=in/out,... USD per 1M tokens */
   long shutdown_grace_ms;      /* RAGD_SHUTDOWN_GRACE_MS, default 10000 */
+  long llm_first_token_timeout_ms; /* RAGD_LLM_FIRST_TOKEN_TIMEOUT_MS, default 30000 */
+  long llm_retries;                /* RAGD_LLM_RETRIES, default 2 */
+  long llm_retry_budget_ms;        /* RAGD_LLM_RETRY_BUDGET_MS, default 10000 */
+  long llm_retry_base_ms;          /* RAGD_LLM_RETRY_BASE_MS, default 250 */
+  long llm_retry_max_delay_ms;     /* RAGD_LLM_RETRY_MAX_DELAY_MS, default 4000 */
+  long llm_breaker_min_requests;   /* RAGD_LLM_BREAKER_MIN_REQUESTS, default 5; 0 disables */
+  long llm_breaker_failure_pct;    /* RAGD_LLM_BREAKER_FAILURE_PCT, default 50 */
+  long llm_breaker_window_ms;      /* RAGD_LLM_BREAKER_WINDOW_MS, default 60000 */
+  long llm_breaker_cooldown_ms;    /* RAGD_LLM_BREAKER_COOLDOWN_MS, default 5000 */
   /* The generators to try, in order, built by config_finish: the entries of
    * RAGD_LLM_CHAIN, or the single RAGD_LLM_* generator; the extractive last
    * resort is not in this list (see llm_last_resort). */

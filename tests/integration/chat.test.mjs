@@ -100,7 +100,14 @@ test('extractive answers in Korean and English with valid citations', async (t) 
 test('openai generator: deltas relay the upstream text byte for byte', async (t) => {
   const fake = await startFakeOpenAI();
   t.after(() => fake.stop());
-  const srv = await startServer({ env: { RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_API_KEY: 'sk-test-key', RAGD_LLM_MODEL: 'gpt-fake-1' } });
+  // Retries and breakers have their own test (resilience.test.mjs); here each
+  // failure must reach the failover logic exactly once.
+  const srv = await startServer({
+    env: {
+      RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_API_KEY: 'sk-test-key', RAGD_LLM_MODEL: 'gpt-fake-1',
+      RAGD_LLM_RETRIES: '0', RAGD_LLM_BREAKER_MIN_REQUESTS: '0',
+    },
+  });
   t.after(() => srv.stop());
   await ingestSampleKb(srv.base);
   const ready = await (await fetch(srv.base + '/readyz')).json();
@@ -194,6 +201,8 @@ test('failover chain: primary down, backup answers; with no last resort the erro
       RAGD_LLM_BACKUP_BASE_URL: backup.url,
       RAGD_LLM_BACKUP_MODEL: 'model-b',
       RAGD_LLM_LAST_RESORT: 'none',
+      RAGD_LLM_RETRIES: '0',
+      RAGD_LLM_BREAKER_MIN_REQUESTS: '0',
     },
   });
   t.after(() => srv.stop());

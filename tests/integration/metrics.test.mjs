@@ -16,7 +16,10 @@ test('metrics count answers, tokens, cost, failovers and the process', async (t)
   const fake = await startFakeOpenAI(['--text', 'Refunds take 3 business days [1].']);
   t.after(() => fake.stop());
   const srv = await startServer({
-    env: { RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_MODEL: 'gpt-4o-mini', RAGD_PRICES: 'gpt-4o-mini=1000000/2000000' },
+    env: {
+      RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_MODEL: 'gpt-4o-mini', RAGD_PRICES: 'gpt-4o-mini=1000000/2000000',
+      RAGD_LLM_RETRIES: '0',
+    },
   });
   t.after(() => srv.stop());
   await ingestSampleKb(srv.base);
