@@ -53,10 +53,38 @@ void api_metrics_init(void) {
   pthread_once(&once, register_process_metrics);
 }
 
+/* Values that live elsewhere and are read at scrape time: the circuit breaker
+ * of every upstream endpoint (one series per state, 1 for the current one) and
+ * what the store holds. */
+static void refresh_snapshots(struct api_app *app) {
+  static const enum llm_breaker_status states[] = {LLM_BREAKER_CLOSED, LLM_BREAKER_OPEN,
+                                                   LLM_BREAKER_HALF_OPEN};
+  struct metric *breaker = metrics_gauge(
+      "ragd_upstream_breaker_state",
+      "Circuit breaker of each LLM endpoint: 1 for its current state (closed, open, half_open).",
+      "endpoint,state");
+  struct metric *documents =
+      metrics_gauge("ragd_documents_indexed", "Documents in the store.", NULL);
+  struct metric *chunks = metrics_gauge("ragd_chunks_indexed", "Chunks (passages) in the store.", NULL);
+  struct llm_breaker_state snap[32];
+  struct store_stats st;
+  size_t n = llm_breakers_snapshot(snap, sizeof snap / sizeof snap[0]);
+  if (n > sizeof snap / sizeof snap[0]) n = sizeof snap / sizeof snap[0];
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < sizeof states / sizeof states[0]; j++)
+      metrics_set(breaker, snap[i].status == states[j] ? 1 : 0, snap[i].name,
+                  llm_breaker_status_name(states[j]));
+  if (app && app->engine && app->engine->store.ops &&
+      app->engine->store.ops->stats(app->engine->store.ctx, &st) == RAGD_OK) {
+    metrics_set(documents, (double)st.documents);
+    metrics_set(chunks, (double)st.chunks);
+  }
+}
+
 void api_metrics_handle(struct http_request *r, void *arg) {
   struct buf out;
-  (void)arg;
   api_metrics_init();
+  refresh_snapshots(arg);
   buf_init(&out, 0);
   if (metrics_render(&out) != RAGD_OK) {
     buf_dispose(&out);

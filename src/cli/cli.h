@@ -9,6 +9,7 @@ int cli_serve(int argc, char **argv);
 int cli_ingest(int argc, char **argv);
 int cli_search(int argc, char **argv);
 int cli_ask(int argc, char **argv);
+int cli_tokens(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 
 /* Option parsing shared by the subcommands. */

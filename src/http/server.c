@@ -36,6 +36,7 @@
 #include "util/clock.h"
 #include "util/crypto.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/workq.h"
 
 #define STREAM_QUEUE_MAX (4u * 1024u * 1024u)
@@ -80,6 +81,9 @@ void http_stream_stats(struct http_stream_stats *out) {
 
 struct http_request {
   struct http_server *srv;
+  int64_t started_us;
+  size_t reply_bytes;         /* body of a buffered reply */
+  struct http_stream *stream; /* a streamed reply (the request holds a reference) */
   struct MHD_Connection *conn;
   const struct http_route *route;
   const char *problem; /* set while reading: answer with this problem code */
@@ -98,6 +102,7 @@ struct http_request {
 struct http_stream {
   pthread_mutex_t mu;
   struct http_server *srv;
+  size_t bytes_out; /* handed to the connection */
   struct MHD_Connection *conn; /* NULL once the response is gone */
   struct buf queue;
   size_t sent; /* bytes of queue already handed to the connection */
@@ -116,6 +121,66 @@ struct http_stream {
   void *release_arg;
   struct http_stream *prev, *next;
 };
+
+/* ---- metrics (GET /metrics) ------------------------------------------------------ */
+
+static struct {
+  struct metric *requests, *duration, *bytes, *connections, *cancels;
+} hm;
+
+static double open_streams(void *arg) {
+  struct http_stream_stats st;
+  (void)arg;
+  http_stream_stats(&st);
+  return (double)st.open;
+}
+
+static void http_metrics_create(void) {
+  hm.requests = metrics_counter("ragd_http_requests_total",
+                                "HTTP requests answered, by method, route pattern and status.",
+                                "method,route,status");
+  hm.duration = metrics_histogram("ragd_http_request_duration_seconds",
+                                  "Time from the request line to the end of the response (a "
+                                  "stream's whole life), by route pattern.",
+                                  "route", metrics_latency_buckets, metrics_latency_bucket_count);
+  hm.bytes = metrics_counter("ragd_http_response_bytes_total",
+                             "Response body bytes handed to the connection, by route pattern.",
+                             "route");
+  hm.connections = metrics_gauge("ragd_http_open_connections", "Open HTTP connections.", NULL);
+  metrics_gauge_fn("ragd_http_open_streams", "Streamed responses (SSE) now open.", open_streams, NULL);
+  hm.cancels = metrics_counter("ragd_http_stream_cancellations_total",
+                               "Streams cut before their end, by cause (disconnect: the client "
+                               "hung up; stall: it stopped reading; overflow: its queue filled).",
+                               "cause");
+}
+
+static void http_metrics_init(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, http_metrics_create);
+}
+
+/* The route label: the route table's pattern, so ids never become series. */
+static const char *route_label(const struct http_request *r) {
+  return r->route ? r->route->path : "unmatched";
+}
+
+/* Records a finished request. Event thread. */
+static void request_observe(struct http_request *r) {
+  char status[16];
+  size_t bytes = r->reply_bytes;
+  double seconds = (double)(clock_mono_us() - r->started_us) / 1e6;
+  const char *method = "other";
+  if (r->route) method = strcmp(r->method, "HEAD") == 0 ? "HEAD" : r->route->method;
+  if (r->stream) {
+    pthread_mutex_lock(&r->stream->mu);
+    bytes = r->stream->bytes_out;
+    pthread_mutex_unlock(&r->stream->mu);
+  }
+  snprintf(status, sizeof status, "%d", r->status);
+  metrics_add(hm.requests, 1, method, route_label(r), status);
+  metrics_observe(hm.duration, seconds, route_label(r));
+  metrics_add(hm.bytes, (double)bytes, route_label(r));
+}
 
 /* ---- requests ------------------------------------------------------------------ */
 
@@ -157,8 +222,11 @@ static const struct http_route *route_find(const struct http_server_opts *o, con
   return NULL;
 }
 
+static void stream_unref(struct http_stream *s);
+
 static void request_free(struct http_request *r) {
   if (!r) return;
+  if (r->stream) stream_unref(r->stream);
   if (r->response) MHD_destroy_response(r->response);
   json_decref(r->json);
   buf_dispose(&r->body);
@@ -197,6 +265,7 @@ static struct MHD_Response *openai_error_response(struct http_request *r, const 
   if (json_append(&out, o) == RAGD_OK && buf_append_char(&out, '\n') == RAGD_OK)
     resp = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_COPY);
   json_decref(o);
+  if (resp) r->reply_bytes = out.len;
   buf_dispose(&out);
   if (!resp) return NULL;
   MHD_add_response_header(resp, "Content-Type", "application/json");
@@ -229,6 +298,7 @@ static struct MHD_Response *problem_response(struct http_request *r, const char 
   if (json_append(&out, o) == RAGD_OK && buf_append_char(&out, '\n') == RAGD_OK)
     resp = MHD_create_response_from_buffer(out.len, out.data, MHD_RESPMEM_MUST_COPY);
   json_decref(o);
+  if (resp) r->reply_bytes = out.len;
   buf_dispose(&out);
   if (!resp) return NULL;
   MHD_add_response_header(resp, "Content-Type", "application/problem+json");
@@ -346,6 +416,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r) return MHD_NO;
     r->srv = srv;
     r->conn = conn;
+    r->started_us = clock_mono_us();
     r->method = strdup(method);
     r->path = strdup(url);
     buf_init(&r->body, srv->opts->max_body_bytes);
@@ -407,10 +478,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
+  struct http_request *r = *con_cls;
   (void)cls;
   (void)conn;
   (void)toe;
-  request_free(*con_cls);
+  if (r && r->status) request_observe(r);
+  request_free(r);
   *con_cls = NULL;
 }
 
@@ -438,6 +511,7 @@ void http_reply(struct http_request *r, int status, const char *content_type, co
   MHD_add_response_header(resp, "Content-Type", content_type);
   add_common_headers(r, resp);
   set_response(r, status, resp);
+  r->reply_bytes = len;
 }
 
 void http_reply_json(struct http_request *r, int status, json_t *obj) {
@@ -512,6 +586,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max) {
     n = (ssize_t)(avail < max ? avail : max);
     memcpy(out, s->queue.data + s->sent, (size_t)n);
     s->sent += (size_t)n;
+    s->bytes_out += (size_t)n;
     s->last_progress_ms = clock_mono_ms();
     if (s->sent == s->queue.len) {
       buf_reset(&s->queue);
@@ -563,7 +638,10 @@ static void stream_gone(void *cls) {
   pthread_mutex_lock(&s->mu);
   s->conn = NULL;
   s->suspended = 0;
-  if (!s->ended && !s->cancelled) stats_add(&stats.v.cancelled_disconnect, 1);
+  if (!s->ended && !s->cancelled) {
+    stats_add(&stats.v.cancelled_disconnect, 1);
+    metrics_add(hm.cancels, 1, "disconnect");
+  }
   stream_cancel_locked(s, &fn, &arg);
   pthread_mutex_unlock(&s->mu);
   stats_add(&stats.v.open, -1);
@@ -586,7 +664,7 @@ struct http_stream *http_reply_stream_ex(struct http_request *r, const char *con
   buf_init(&s->queue, STREAM_QUEUE_MAX);
   s->srv = srv;
   s->conn = r->conn;
-  s->refs = 2; /* the caller's and the response's */
+  s->refs = 3; /* the caller's, the response's and the request's */
   s->last_write_ms = clock_mono_ms();
   s->last_progress_ms = s->last_write_ms;
   resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, s,
@@ -605,6 +683,8 @@ struct http_stream *http_reply_stream_ex(struct http_request *r, const char *con
     MHD_add_response_header(resp, headers[i], headers[i + 1]);
   add_common_headers(r, resp);
   set_response(r, 200, resp);
+  if (r->stream) stream_unref(r->stream);
+  r->stream = s;
   ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
   pthread_mutex_lock(&srv->mu);
   s->serial = ++srv->next_serial;
@@ -657,6 +737,7 @@ ragd_err http_stream_write(struct http_stream *s, const char *p, size_t n) {
     s->sent = 0;
     s->cancelled = 1;
     stats_add(&stats.v.cancelled_overflow, 1);
+    metrics_add(hm.cancels, 1, "overflow");
   }
   s->last_write_ms = clock_mono_ms();
   stream_wake(s);
@@ -719,6 +800,7 @@ static size_t watch_tick(struct http_server *srv, int64_t now, struct pending_ca
       log_info("stream %llu: the client read nothing for %lld ms; cutting it",
                (unsigned long long)s->serial, (long long)(now - s->last_progress_ms));
       stats_add(&stats.v.cancelled_stall, 1);
+      metrics_add(hm.cancels, 1, "stall");
       stream_cancel_locked(s, &out[n].fn, &out[n].arg);
       s->refs++;
       out[n++].s = s;
@@ -759,8 +841,10 @@ static void *watcher_main(void *arg) {
       struct http_stream *s = stream_by_serial(srv, events[i].data.u64);
       if (!s) continue;
       pthread_mutex_lock(&s->mu);
-      if (stream_cancel_locked(s, &pc[n].fn, &pc[n].arg))
+      if (stream_cancel_locked(s, &pc[n].fn, &pc[n].arg)) {
         stats_add(&stats.v.cancelled_disconnect, 1);
+        metrics_add(hm.cancels, 1, "disconnect");
+      }
       s->refs++;
       pc[n++].s = s;
       pthread_mutex_unlock(&s->mu);
@@ -784,6 +868,15 @@ static void *watcher_main(void *arg) {
 }
 
 /* ---- the server ------------------------------------------------------------------- */
+
+/* Counts open connections (event thread). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode code) {
+  (void)cls;
+  (void)conn;
+  (void)socket_ctx;
+  metrics_add(hm.connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1);
+}
 
 static void log_mhd(void *cls, const char *fmt, va_list ap) {
   char line[512];
@@ -817,6 +910,7 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   srv->opts = opts;
   srv->watch_fd = -1;
   pthread_mutex_init(&srv->mu, NULL);
+  http_metrics_init();
   raise_fd_limit();
   memset(&ss, 0, sizeof ss);
   if (inet_pton(AF_INET, opts->host, &sin->sin_addr) == 1) {
@@ -845,7 +939,8 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   srv->daemon = MHD_start_daemon(
       flags, (uint16_t)opts->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
       log_mhd, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
-      on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
+      on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+      MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);
   if (!srv->daemon) {

@@ -3,6 +3,7 @@
  * on_finish has fired, which may be before the transfer ends. */
 #include "llm/stream_int.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,31 @@
 
 #include "llm/breaker_int.h"
 #include "util/log.h"
+#include "util/metrics.h"
+
+/* ---- metrics ------------------------------------------------------------- */
+
+static struct {
+  struct metric *requests, *retries, *failures;
+} um;
+
+static void upstream_metrics_create(void) {
+  um.requests = metrics_counter("ragd_upstream_requests_total",
+                                "Generation requests sent to an LLM endpoint (retries not counted).",
+                                "endpoint");
+  um.retries = metrics_counter("ragd_upstream_retries_total",
+                               "Attempts repeated after a retryable failure, by endpoint.", "endpoint");
+  um.failures = metrics_counter("ragd_upstream_failures_total",
+                                "Generation requests that failed, by endpoint and kind (connect, "
+                                "timeout, idle_timeout, first_token_timeout, breaker_open, http_429, "
+                                "http_4xx, http_5xx, or the stream's error code).",
+                                "endpoint,kind");
+}
+
+static void upstream_metrics_init(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, upstream_metrics_create);
+}
 
 /* ---- endpoint settings ---------------------------------------------------- */
 
@@ -25,6 +51,7 @@ ragd_err llm_endpoint_init(struct llm_endpoint *ep, const struct llm_config *cfg
 
   memset(ep, 0, sizeof(*ep));
   ep->url = url;
+  snprintf(ep->name, sizeof ep->name, "%s", cfg->name && cfg->name[0] ? cfg->name : provider);
   buf_init(&key, 8192);
   if (!url) return RAGD_ENOMEM;
   ep->connect_timeout_ms = pick(cfg->connect_timeout_ms, 10000);
@@ -67,6 +94,8 @@ void llm_endpoint_dispose(struct llm_endpoint *ep) {
 static void stream_finish(struct llm_stream *s, ragd_err rc, const char *finish_reason,
                           const char *code, const char *message) {
   if (s->finished) return;
+  if (rc != RAGD_OK && code && strcmp(code, "cancelled") != 0)
+    metrics_add(um.failures, 1, s->endpoint, s->failure_kind ? s->failure_kind : code);
   if (s->sink.on_usage && (s->prompt_tokens >= 0 || s->completion_tokens >= 0))
     s->sink.on_usage(s->sink.ctx, s->prompt_tokens > 0 ? s->prompt_tokens : 0,
                      s->completion_tokens > 0 ? s->completion_tokens : 0);
@@ -236,6 +265,7 @@ static void stream_reset_attempt(struct llm_stream *s) {
 static void stream_on_retry(void *ctx, int attempt, long delay_ms, const char *reason) {
   struct llm_stream *s = ctx;
   stream_reset_attempt(s);
+  metrics_add(um.retries, 1, s->endpoint);
   if (!s->finished && s->sink.on_retry) s->sink.on_retry(s->sink.ctx, attempt, delay_ms, reason);
 }
 
@@ -244,6 +274,7 @@ static void stream_finish_http_error(struct llm_stream *s, int attempts) {
   char fallback[64], provider_message[400], message[512];
   int unavailable = s->http_status >= 500 || s->http_status == 429;
 
+  s->failure_kind = s->http_status == 429 ? "http_429" : s->http_status >= 500 ? "http_5xx" : "http_4xx";
   snprintf(fallback, sizeof(fallback), "upstream answered HTTP %ld", s->http_status);
   if (s->error_body.len) root = json_loadb(s->error_body.data, s->error_body.len, 0, NULL);
   llm_error_message(root, provider_message, sizeof(provider_message), fallback);
@@ -281,15 +312,20 @@ static void stream_on_complete(void *ctx, const struct llm_upstream_result *res)
   case LLM_UPSTREAM_TIMEOUT:
   case LLM_UPSTREAM_IDLE_TIMEOUT:
   case LLM_UPSTREAM_FIRST_TOKEN_TIMEOUT:
+    s->failure_kind = res->outcome == LLM_UPSTREAM_TIMEOUT        ? "timeout"
+                      : res->outcome == LLM_UPSTREAM_IDLE_TIMEOUT ? "idle_timeout"
+                                                                  : "first_token_timeout";
     snprintf(message, sizeof(message), "upstream timed out: %s", res->message);
     stream_finish(s, RAGD_ETIMEOUT, NULL, "upstream_timeout", message);
     goto out;
   case LLM_UPSTREAM_CONNECT_FAILED:
+    s->failure_kind = "connect";
     snprintf(message, sizeof(message), "cannot reach upstream%s: %s",
              res->attempts > 1 ? " (every attempt failed)" : "", res->message);
     stream_finish(s, RAGD_EUPSTREAM, NULL, "upstream_unavailable", message);
     goto out;
   case LLM_UPSTREAM_BREAKER_OPEN:
+    s->failure_kind = "breaker_open";
     stream_finish(s, RAGD_EUPSTREAM, NULL, "upstream_unavailable", res->message);
     goto out;
   case LLM_UPSTREAM_DONE:
@@ -339,6 +375,8 @@ ragd_err llm_stream_start(const struct llm_stream_request *req, const struct llm
   s->sink = *sink;
   s->on_event = on_event;
   s->prompt_tokens = s->completion_tokens = -1;
+  snprintf(s->endpoint, sizeof s->endpoint, "%s", ep->name);
+  upstream_metrics_init();
   llm_sse_parser_init(&s->sse, LLM_STREAM_LINE_MAX, stream_on_event, s);
   buf_init(&s->error_body, LLM_STREAM_ERROR_BODY_MAX);
 
@@ -357,5 +395,6 @@ ragd_err llm_stream_start(const struct llm_stream_request *req, const struct llm
   up.breaker = ep->breaker;
   rc = llm_upstream_add(&up, &cb, s);
   if (rc) stream_free(s); /* on success the transfer owns s */
+  else metrics_add(um.requests, 1, ep->name);
   return rc;
 }

@@ -35,6 +35,7 @@ struct llm_endpoint {
   long first_token_timeout_ms;
   struct llm_retry_policy retry;
   struct llm_breaker *breaker; /* NULL when disabled */
+  char name[64]; /* llm_config.name or the provider: the metrics' endpoint label */
 };
 
 /* Fills ep from cfg's settings (defaults for zeros, see llm.h), takes url
@@ -69,6 +70,8 @@ struct llm_stream {
   ragd_err fail_rc;
   const char *fail_code;
   char *fail_message;
+  char endpoint[64];       /* llm_endpoint.name, for metrics */
+  const char *failure_kind; /* metrics: how the transfer failed, when more precise than the code */
 };
 
 struct llm_stream_request {

@@ -150,4 +150,88 @@ size_t text_estimate_tokens(const char *s, size_t len);
  * the language of the question. */
 double text_hangul_ratio(const char *s, size_t len);
 
+/* ---- BPE token counts ---------------------------------------------------------- */
+
+/* Exact token counts for OpenAI's byte-level BPE encodings: the ids equal
+ * tiktoken's encode_ordinary for the same text (special tokens such as
+ * "<|endoftext|>" are counted as the plain text they are). The rank files
+ * (<name>.tiktoken) are data: data/tokenizers/ in the source tree. */
+
+struct buf;
+
+enum text_bpe_encoding { TEXT_BPE_CL100K_BASE = 0, TEXT_BPE_O200K_BASE = 1 };
+
+/* "cl100k_base" / "o200k_base" -> the enum; -1 when unknown. */
+int text_bpe_encoding_parse(const char *name);
+/* The encoding's name, e.g. "o200k_base" (static string). */
+const char *text_bpe_encoding_name(enum text_bpe_encoding enc);
+
+/* One loaded encoding (about 5 MB for cl100k_base, 10 MB for o200k_base).
+ * Immutable once loaded: load it once at start-up and share it; every reading
+ * function below may be called from any number of threads at once. */
+struct text_bpe;
+
+/* Reads <dir>/<name>.tiktoken and builds the lookup tables (tens of ms).
+ * dir NULL or "" searches, in order, <exe>/../data/tokenizers (a build folder
+ * of the source tree: build/ragd -> data/tokenizers) and
+ * <exe>/../share/ragd/tokenizers (an installed binary), where <exe> is the
+ * folder of the running executable; RAGD_TOKENIZER_DIR is how users name dir.
+ * On failure returns RAGD_EIO (file missing or unreadable), RAGD_EINVAL
+ * (malformed rank file) or RAGD_ENOMEM, and writes a message naming the file
+ * (and line) into err when err is not NULL. The caller owns *out
+ * (text_bpe_free). */
+ragd_err text_bpe_load(enum text_bpe_encoding enc, const char *dir, struct text_bpe **out /* OUT */,
+                       struct buf *err);
+/* Frees an encoding; NULL is fine. No other thread may still be using it. */
+void text_bpe_free(struct text_bpe *bpe);
+enum text_bpe_encoding text_bpe_encoding_of(const struct text_bpe *bpe);
+
+/* Number of tokens in s[0..len) (any length; s need not be NUL-terminated).
+ * Returns RAGD_EUTF8 when s is not well-formed UTF-8 (NUL bytes are allowed,
+ * as in tiktoken), RAGD_ENOMEM when a very long word cannot get its scratch
+ * memory. */
+ragd_err text_bpe_count(const struct text_bpe *bpe, const char *s, size_t len,
+                        size_t *count /* OUT */);
+/* The token ids of s[0..len), in order. *ids is malloc'd (free(); NULL when
+ * *count is 0). Errors as text_bpe_count; on error *ids is NULL. */
+ragd_err text_bpe_encode(const struct text_bpe *bpe, const char *s, size_t len,
+                         uint32_t **ids /* OUT */, size_t *count /* OUT */);
+/* The bytes of token id (not NUL-terminated; may be part of a UTF-8
+ * sequence), borrowed from bpe; NULL when id is not a token of bpe.
+ * Concatenating the bytes of text_bpe_encode's ids gives back the input. */
+const char *text_bpe_token_bytes(const struct text_bpe *bpe, uint32_t id, size_t *len /* OUT */);
+
+/* ---- Model table ---------------------------------------------------------------- */
+
+/* What ragd needs to know about an LLM to budget a prompt for it. */
+struct text_model {
+  const char *name;                /* the table entry that matched, e.g. "gpt-4o*" */
+  enum text_bpe_encoding encoding; /* how the model counts tokens */
+  long context_window;             /* prompt + answer tokens the model accepts */
+  long output_reserve;             /* tokens to keep free for the answer */
+};
+
+/* The built-in table (gpt-4o*, gpt-4.1*, gpt-5*, o1*, o3*, o4-mini* ->
+ * o200k_base; gpt-4*, gpt-3.5-turbo*, text-embedding-* -> cl100k_base; see
+ * docs/tokens.md) plus, when path is not NULL or "", the entries of a file
+ * (RAGD_MODELS_FILE), which take precedence. File format: one model a line,
+ * "NAME ENCODING CONTEXT_WINDOW OUTPUT_RESERVE" separated by spaces or tabs;
+ * NAME ending in '*' matches every name starting with the rest; '#' starts a
+ * comment; blank lines are ignored; 0 <= OUTPUT_RESERVE < CONTEXT_WINDOW.
+ * Returns RAGD_EIO (unreadable file), RAGD_ECONFIG (malformed line; err says
+ * "path:line: what"), RAGD_ENOMEM. The caller owns *out
+ * (text_model_table_free). */
+struct text_model_table;
+ragd_err text_model_table_load(const char *path, struct text_model_table **out /* OUT */,
+                               struct buf *err);
+void text_model_table_free(struct text_model_table *table);
+
+/* Finds the entry for a model name (case-sensitive, as APIs treat it). The
+ * file's entries are searched first, then the built-in ones; within each, an
+ * exact name beats the longest matching '*' prefix. A name with a provider
+ * prefix ("openai/gpt-4o") that matches nothing is retried without it.
+ * *out borrows from table. RAGD_ENOTFOUND when nothing matches. Thread-safe. */
+ragd_err text_model_lookup(const struct text_model_table *table, const char *model,
+                           struct text_model *out /* OUT */);
+
 #endif
