@@ -44,3 +44,15 @@ if [ "${1:-}" = "--test" ]; then
     npm ci --no-audit --no-fund
   fi
 fi
+
+# scripts/fuzz.sh (CI runs it after the sanitizer suite): clang and the
+# libFuzzer runtime that Debian 12 ships in libclang-rt-14-dev.
+if [ "${1:-}" = "--fuzz" ]; then
+  for p in clang libclang-rt-14-dev; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+      echo "ragd: installing $p for the fuzz targets"
+      ${SUDO:-} apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends "$p"
+    fi
+  done
+fi

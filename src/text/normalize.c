@@ -125,7 +125,7 @@ static int hex_value(char c) {
 
 ragd_err text_int_entity(const char *s, size_t n, struct buf *out, size_t *consumed) {
   size_t i, k;
-  int32_t cp = 0;
+  uint32_t cp = 0; /* unsigned: 8 hex digits (&#xFFFFFFFF;) overflow int32_t */
   *consumed = 0;
   if (n < 3 || s[0] != '&') return RAGD_OK;
   if (s[1] == '#') {
@@ -135,12 +135,12 @@ ragd_err text_int_entity(const char *s, size_t n, struct buf *out, size_t *consu
     for (; i < n && digits < 8; i++, digits++) {
       int d = hex ? hex_value(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
       if (d < 0) break;
-      cp = cp * (hex ? 16 : 10) + d;
+      cp = cp * (hex ? 16u : 10u) + (uint32_t)d;
     }
     if (digits == 0 || i >= n || s[i] != ';') return RAGD_OK;
     if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) cp = 0xFFFD;
     *consumed = i + 1;
-    return text_int_put_cp(out, cp);
+    return text_int_put_cp(out, (int32_t)cp);
   }
   for (i = 1; i < n && i < 12; i++) {
     char c = s[i];
