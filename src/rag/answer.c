@@ -44,6 +44,12 @@ struct rag_answer {
   int delivered; /* a delta reached the client: no failover after this */
   struct llm_request req;
   struct llm_sink sink;
+  /* continuation after a mid-answer failure (RAGD_LLM_PARTIAL_POLICY=continue):
+   * the prompt, the text sent so far as the assistant's turn, and an
+   * instruction to go on from there */
+  struct llm_message *cont_messages;
+  char *cont_partial;
+  int text_truncated; /* text lost bytes (cap or memory): it cannot be continued */
   /* accounting */
   int64_t started_us;
   int64_t first_delta_us; /* 0 until the first delta */
@@ -166,6 +172,8 @@ static void answer_unref(struct rag_answer *a) {
   pthread_mutex_unlock(&a->mu);
   if (!last) return;
   rag_prompt_dispose(&a->prompt);
+  free(a->cont_messages);
+  free(a->cont_partial);
   store_message_list_dispose(&a->history);
   store_hit_list_dispose(&a->hits);
   free(a->passages);
@@ -182,7 +190,8 @@ static void sink_delta(void *ctx, const char *text, size_t len) {
   if (!a->first_delta_us) a->first_delta_us = clock_mono_us();
   rag_citations_feed(&a->cites, text, len);
   /* The saved copy is capped; the client still gets every byte. */
-  if (a->text.max == 0 || a->text.len + len <= a->text.max) buf_append(&a->text, text, len);
+  if (a->text_truncated || a->text.len + len > a->text.max || buf_append(&a->text, text, len))
+    a->text_truncated = 1;
   a->ev.on_delta(a->ev.ctx, text, len);
 }
 
@@ -201,10 +210,56 @@ static int sink_cancelled(void *ctx) {
 
 /* Moves to the next generator after a failure before the first token.
  * Returns 0 when there is none (or the client is gone). */
+static int is_extractive(const struct rag_generator *g) {
+  return strcmp(g->llm.ops->name, "extractive") == 0;
+}
+
+static const char continue_instruction[] =
+    "Your previous answer was cut off. Continue it exactly where it stopped: do not repeat "
+    "any of the text already written and do not start over; begin with the next characters "
+    "of the answer. Keep following the rules and citing passages as [n].";
+
+/* Points a->req at the prompt plus the text sent so far, so that the next
+ * generator continues the answer instead of starting it again. */
+static ragd_err build_continuation(struct rag_answer *a) {
+  size_t n = a->prompt.count;
+  struct llm_message *msgs;
+  char *partial;
+  if (!a->text.data || a->text.len == 0 || a->text_truncated) return RAGD_EINVAL;
+  msgs = calloc(n + 2, sizeof *msgs);
+  partial = strdup(a->text.data);
+  if (!msgs || !partial) {
+    free(msgs);
+    free(partial);
+    return RAGD_ENOMEM;
+  }
+  memcpy(msgs, a->prompt.messages, n * sizeof *msgs);
+  msgs[n].role = "assistant";
+  msgs[n].content = partial;
+  msgs[n + 1].role = "user";
+  msgs[n + 1].content = continue_instruction;
+  free(a->cont_messages);
+  free(a->cont_partial);
+  a->cont_messages = msgs;
+  a->cont_partial = partial;
+  a->req.messages = msgs;
+  a->req.message_count = n + 2;
+  return RAGD_OK;
+}
+
 static int fail_over(struct rag_answer *a, const char *code, const char *message) {
   const struct rag_generator *next;
-  if (a->delivered || atomic_load(&a->cancelled) || a->gen_index + 1 >= a->gen_count) return 0;
-  a->gen_index++;
+  size_t next_index = a->gen_index + 1;
+  if (atomic_load(&a->cancelled)) return 0;
+  if (a->delivered) {
+    /* Text already reached the client: only a model can go on from it, and
+     * only when the operator chose to (the default ends with an error). */
+    if (strcmp(a->e->cfg->llm_partial_policy, "continue") != 0) return 0;
+    while (next_index < a->gen_count && is_extractive(&a->gens[next_index])) next_index++;
+    if (next_index >= a->gen_count || build_continuation(a) != RAGD_OK) return 0;
+  }
+  if (next_index >= a->gen_count) return 0;
+  a->gen_index = next_index;
   next = &a->gens[a->gen_index];
   log_warn("generator %s failed (%s: %s); %s takes over", a->gens[a->gen_index - 1].name, code,
            message ? message : "", next->name);

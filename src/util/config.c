@@ -53,8 +53,6 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_RESUME_RETENTION_S", resume_retention_s, 0, 86400, "300", "seconds a finished answer stays resumable (Last-Event-ID)"),
     LONG_VAR("RAGD_RESUME_MAX_BYTES", resume_max_bytes, 0, 4294967296L, "67108864", "bytes of answers held for resume, all streams"),
     STR_VAR("RAGD_LOG_LEVEL", log_level, "info", "debug | info | warn | error | off"),
-    STR_VAR("RAGD_TOKENIZER_DIR", tokenizer_dir, "", "folder of <encoding>.tiktoken BPE rank files (default: ../data/tokenizers from the binary's folder)"),
-    STR_VAR("RAGD_MODELS_FILE", models_file, "", "model table additions: NAME ENCODING CONTEXT_WINDOW OUTPUT_RESERVE per line"),
     STR_VAR("RAGD_LLM_CHAIN", llm_chain_spec, "", "failover order of named generators, e.g. primary,backup; each NAME is set by RAGD_LLM_NAME_PROVIDER, _BASE_URL, _API_KEY, _MODEL"),
     LONG_VAR("RAGD_LLM_FIRST_TOKEN_TIMEOUT_MS", llm_first_token_timeout_ms, 1, 3600000, "30000", "longest wait for an answer's first token, per attempt"),
     LONG_VAR("RAGD_LLM_RETRIES", llm_retries, 0, 10, "2", "retries before the first token on connect errors, 429 and 5xx"),
@@ -65,6 +63,7 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_LLM_BREAKER_FAILURE_PCT", llm_breaker_failure_pct, 1, 100, "50", "share of failed requests that opens a breaker"),
     LONG_VAR("RAGD_LLM_BREAKER_WINDOW_MS", llm_breaker_window_ms, 1000, 3600000, "60000", "breaker failure-rate window"),
     LONG_VAR("RAGD_LLM_BREAKER_COOLDOWN_MS", llm_breaker_cooldown_ms, 1, 3600000, "5000", "open breaker waits this long before a half-open probe"),
+    STR_VAR("RAGD_LLM_PARTIAL_POLICY", llm_partial_policy, "error", "after a failure mid-answer: error (an error event) or continue (the next generator of the chain continues the answer)"),
     LONG_VAR("RAGD_SHUTDOWN_GRACE_MS", shutdown_grace_ms, 0, 3600000, "10000", "on SIGTERM/SIGINT, how long answers in flight may finish before they are ended"),
     STR_VAR("RAGD_PRICES", prices, "", "price overrides, MODEL=INPUT/OUTPUT USD per 1M tokens, comma-separated"),
     STR_VAR("RAGD_LLM_LAST_RESORT", llm_last_resort, "extractive", "extractive | none: answer from the passages when every generator failed"),
@@ -342,6 +341,10 @@ ragd_err config_finish(struct ragd_config *c, struct buf *err) {
                 c->llm_base_url);
       return RAGD_ECONFIG;
     }
+  }
+  if (strcmp(c->llm_partial_policy, "error") != 0 && strcmp(c->llm_partial_policy, "continue") != 0) {
+    set_error(err, "RAGD_LLM_PARTIAL_POLICY: expected error or continue, got \"%s\"", c->llm_partial_policy);
+    return RAGD_ECONFIG;
   }
   if (c->llm_chain_spec[0]) {
     rc = build_chain(c, err);

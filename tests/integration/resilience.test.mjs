@@ -56,3 +56,61 @@ test('a failure before the first token is retried; a dead provider opens its bre
   assert.match(notice.message, /breaker/);
   assert.equal((await fake.log()).length, 6);
 });
+
+test('continue policy: after a mid-answer failure the next model continues the same answer', async (t) => {
+  const primary = await startFakeOpenAI(['--text', 'Alpha beta gamma delta epsilon zeta.', '--mode', 'close-after:4']);
+  t.after(() => primary.stop());
+  const backup = await startFakeOpenAI(['--text', ' delta epsilon zeta [1].']);
+  t.after(() => backup.stop());
+  const chain = {
+    RAGD_LLM_CHAIN: 'primary,backup',
+    RAGD_LLM_PRIMARY_PROVIDER: 'openai',
+    RAGD_LLM_PRIMARY_BASE_URL: primary.url,
+    RAGD_LLM_BACKUP_PROVIDER: 'openai',
+    RAGD_LLM_BACKUP_BASE_URL: backup.url,
+    RAGD_LLM_RETRIES: '0',
+  };
+  const srv = await startServer({ env: { ...chain, RAGD_LLM_PARTIAL_POLICY: 'continue' } });
+  t.after(() => srv.stop());
+  await ingestSampleKb(srv.base);
+
+  const r = await chatStream(srv.base, { message: 'How long do refunds take?' });
+  const seq = kinds(r);
+  // text, then the notice, then more text: one answer, no restart
+  assert.deepEqual(seq, ['meta', 'sources', 'text_delta', 'notice', 'text_delta', 'usage', 'done']);
+  const text = r.events.filter((e) => e.event === 'text_delta').map((e) => JSON.parse(e.data).content).join('');
+  assert.equal(text, 'Alpha beta gamma delta epsilon zeta [1].');
+  const notice = JSON.parse(r.events.find((e) => e.event === 'notice').data);
+  assert.equal(notice.reason, 'upstream_closed');
+  assert.equal(notice.degraded, false);
+  // The backup was shown exactly what the client already has.
+  const msgs = (await backup.log())[0].body.messages;
+  assert.equal(msgs.at(-2).role, 'assistant');
+  assert.equal(msgs.at(-2).content, 'Alpha beta gamma');
+  assert.equal(msgs.at(-1).role, 'user');
+  assert.match(msgs.at(-1).content, /Continue it exactly where it stopped/);
+  assert.deepEqual(JSON.parse(r.events.at(-1).data).cited_sources, [1]);
+});
+
+test('error policy (default): a mid-answer failure ends with an error event, no second model', async (t) => {
+  const primary = await startFakeOpenAI(['--text', 'Alpha beta gamma delta.', '--mode', 'close-after:3']);
+  t.after(() => primary.stop());
+  const backup = await startFakeOpenAI();
+  t.after(() => backup.stop());
+  const srv = await startServer({
+    env: {
+      RAGD_LLM_CHAIN: 'primary,backup',
+      RAGD_LLM_PRIMARY_PROVIDER: 'openai',
+      RAGD_LLM_PRIMARY_BASE_URL: primary.url,
+      RAGD_LLM_BACKUP_PROVIDER: 'openai',
+      RAGD_LLM_BACKUP_BASE_URL: backup.url,
+      RAGD_LLM_RETRIES: '0',
+    },
+  });
+  t.after(() => srv.stop());
+  await ingestSampleKb(srv.base);
+  const r = await chatStream(srv.base, { message: 'How long do refunds take?' });
+  assert.deepEqual(kinds(r), ['meta', 'sources', 'text_delta', 'error']);
+  assert.equal(JSON.parse(r.events.at(-1).data).error.code, 'upstream_closed');
+  assert.equal((await backup.log()).length, 0);
+});
