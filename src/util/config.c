@@ -53,6 +53,8 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_RESUME_RETENTION_S", resume_retention_s, 0, 86400, "300", "seconds a finished answer stays resumable (Last-Event-ID)"),
     LONG_VAR("RAGD_RESUME_MAX_BYTES", resume_max_bytes, 0, 4294967296L, "67108864", "bytes of answers held for resume, all streams"),
     STR_VAR("RAGD_LOG_LEVEL", log_level, "info", "debug | info | warn | error | off"),
+    STR_VAR("RAGD_TOKENIZER_DIR", tokenizer_dir, "", "folder of <encoding>.tiktoken BPE rank files (default: ../data/tokenizers from the binary's folder)"),
+    STR_VAR("RAGD_MODELS_FILE", models_file, "", "model table additions: NAME ENCODING CONTEXT_WINDOW OUTPUT_RESERVE per line"),
     STR_VAR("RAGD_LLM_CHAIN", llm_chain_spec, "", "failover order of named generators, e.g. primary,backup; each NAME is set by RAGD_LLM_NAME_PROVIDER, _BASE_URL, _API_KEY, _MODEL"),
     LONG_VAR("RAGD_LLM_FIRST_TOKEN_TIMEOUT_MS", llm_first_token_timeout_ms, 1, 3600000, "30000", "longest wait for an answer's first token, per attempt"),
     LONG_VAR("RAGD_LLM_RETRIES", llm_retries, 0, 10, "2", "retries before the first token on connect errors, 429 and 5xx"),

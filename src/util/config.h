@@ -52,6 +52,9 @@ struct ragd_config {
   long resume_retention_s;     /* RAGD_RESUME_RETENTION_S, default 300 */
   long resume_max_bytes;       /* RAGD_RESUME_MAX_BYTES, default 64 MiB held for resume */
   char *log_level;             /* RAGD_LOG_LEVEL, default "info" */
+  char *tokenizer_dir;         /* RAGD_TOKENIZER_DIR: folder of the BPE rank files;
+                                  "" searches beside the binary (text_bpe_load) */
+  char *models_file;           /* RAGD_MODELS_FILE: model table file; "" none */
   char *llm_chain_spec;        /* RAGD_LLM_CHAIN, e.g. "primary,backup"; "" none */
   char *llm_last_resort;       /* RAGD_LLM_LAST_RESORT: extractive | none */
   char *prices;                /* RAGD_PRICES: model=in/out,... USD per 1M tokens */
