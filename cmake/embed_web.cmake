@@ -1,7 +1,7 @@
 # Turns the chat page's files (web/) into a C source of byte arrays, so the
 # ragd binary serves GET / with no file beside it.
 #   cmake -DWEB_DIR=... -DOUT=... -P embed_web.cmake
-file(GLOB files RELATIVE ${WEB_DIR} ${WEB_DIR}/*.html ${WEB_DIR}/*.css ${WEB_DIR}/*.js)
+file(GLOB files RELATIVE ${WEB_DIR} ${WEB_DIR}/*.html ${WEB_DIR}/*.css ${WEB_DIR}/*.js ${WEB_DIR}/*.json)
 list(SORT files)
 set(body "/* Generated from web/ by cmake/embed_web.cmake; do not edit. */\n#include \"api/api_int.h\"\n\n")
 set(table "")
@@ -12,6 +12,8 @@ foreach(name ${files})
   string(REGEX REPLACE "((0x..,){20})" "\\1\n  " bytes "${bytes}")
   if(name MATCHES "\\.html$")
     set(type "text/html; charset=utf-8")
+  elseif(name MATCHES "\\.json$")
+    set(type "application/json")
   elseif(name MATCHES "\\.css$")
     set(type "text/css; charset=utf-8")
   else()

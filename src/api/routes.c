@@ -15,6 +15,8 @@ const struct http_route api_routes[] = {
     {"GET", "/metrics", HTTP_BODY_NONE, api_metrics_handle},
     {"GET", "/", HTTP_BODY_NONE, api_web_handle},
     {"GET", "/web/*", HTTP_BODY_NONE, api_web_handle},
+    {"GET", "/openapi.json", HTTP_BODY_NONE, api_web_handle},
+    {"GET", "/docs", HTTP_BODY_NONE, api_web_handle},
 };
 
 const size_t api_route_count = sizeof api_routes / sizeof api_routes[0];

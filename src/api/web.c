@@ -13,7 +13,11 @@ static const struct api_web_asset *asset_find(const char *path) {
 
 void api_web_handle(struct http_request *r, void *app) {
   const char *path = http_request_path(r);
-  const struct api_web_asset *a = asset_find(strcmp(path, "/") == 0 ? "/web/index.html" : path);
+  const struct api_web_asset *a;
+  /* GET /openapi.json and GET /docs: the API description and its page. */
+  if (strcmp(path, "/openapi.json") == 0) path = "/web/openapi.json";
+  else if (strcmp(path, "/docs") == 0) path = "/web/docs.html";
+  a = asset_find(strcmp(path, "/") == 0 ? "/web/index.html" : path);
   (void)app;
   if (!a) {
     http_reply_problem(r, "not_found", "no page %s", path);
