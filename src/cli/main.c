@@ -18,6 +18,7 @@ static const char usage[] =
     "  ragd eval   --corpus F --queries F --qrels F    retrieval (and answer) quality on a\n"
     "              [--mode M] [--json] [--answers F]   BEIR-format test collection\n"
     "  ragd tokens [--encoding E | --model M] [--ids]  exact LLM token count of stdin\n"
+    "  ragd reindex [--data DIR]                       re-embed after an embedding model switch\n"
     "  ragd COMMAND --help                             help for one command\n"
     "\n"
     "Quick start:\n"
@@ -116,7 +117,7 @@ int main(int argc, char **argv) {
     int (*fn)(int, char **);
   } commands[] = {
       {"serve", cli_serve}, {"ingest", cli_ingest}, {"search", cli_search}, {"ask", cli_ask},
-      {"eval", cli_eval}, {"tokens", cli_tokens}};
+      {"eval", cli_eval}, {"reindex", cli_reindex}, {"tokens", cli_tokens}};
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     print_help();

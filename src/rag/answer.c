@@ -373,7 +373,14 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
       goto fail;
     }
   }
-  rc = e->store.ops->search_bm25(e->store.ctx, q->message, q->top_k, &a->hits);
+  {
+    struct rag_search_opts so = {q->message, q->top_k, q->mode, q->filters_json};
+    rc = rag_search_ex(e, &so, &a->hits);
+  }
+  if (rc == RAGD_EINVAL) {
+    *code = "invalid_field";
+    goto fail;
+  }
 
   if (rc == RAGD_EINVAL) {
     *code = "invalid_field";

@@ -1,7 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rag/rag.h"
+#include "rag/rag_int.h"
 
 ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag_engine *out,
                          struct buf *err) {
@@ -15,6 +15,8 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
     if (err) buf_appendf(err, "cannot open the store in \"%s\": %s", cfg->data_dir, ragd_strerror(rc));
     goto fail;
   }
+  rc = rag_retrieval_open(out, err);
+  if (rc) goto fail;
   memset(&lc, 0, sizeof lc);
   lc.provider = "extractive";
   rc = llm_create(&lc, &out->extractive);
@@ -94,5 +96,6 @@ void rag_engine_close(struct rag_engine *e) {
   e->price_count = 0;
   e->gen_count = 0;
   llm_destroy(&e->extractive);
+  rag_retrieval_close(e);
   store_close(&e->store);
 }

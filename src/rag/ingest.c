@@ -2,9 +2,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rag/rag.h"
+#include "rag/rag_int.h"
 #include "text/text.h"
 #include "util/crypto.h"
+#include "util/log.h"
 
 #define DOC_ID_MAX 256
 #define DOC_TITLE_MAX 1024
@@ -16,6 +17,58 @@ static int utf8_ok(const char *s, const char *field, struct buf *err) {
   if (text_utf8_validate(s, strlen(s), &bad) == RAGD_OK) return 1;
   if (err) buf_appendf(err, "%s is not valid UTF-8 at byte %zu", field, bad);
   return 0;
+}
+
+/* Embeds every chunk of a document that will be written (an unchanged one,
+ * with its vectors complete, is not embedded again). Sets in->vector_* and
+ * *vectors (malloc'd, chunk count rows of *dim floats); leaves *vectors NULL
+ * when the document is unchanged. */
+static ragd_err embed_chunks(struct rag_engine *e, struct store_doc_in *in,
+                             const struct text_chunk_list *chunks, float **vectors, size_t *dim,
+                             struct buf *err) {
+  struct slice *texts = NULL;
+  struct buf *inputs = NULL;
+  int unchanged = 0;
+  size_t i;
+  ragd_err rc;
+
+  rc = embed_ensure_dimensions(&e->embedder, dim, err);
+  if (rc) {
+    if (err && err->len == 0) buf_appendf(err, "cannot embed the text: %s", ragd_strerror(rc));
+    return rc == RAGD_EINVAL ? RAGD_EUPSTREAM : rc;
+  }
+  in->vector_model = e->embedder.model_key;
+  in->vector_dim = *dim;
+  rc = e->store.ops->probe_document(e->store.ctx, in, &unchanged);
+  if (rc || unchanged) {
+    if (unchanged) in->vector_model = NULL; /* nothing will be written */
+    return rc;
+  }
+  texts = calloc(chunks->count, sizeof *texts);
+  inputs = calloc(chunks->count, sizeof *inputs);
+  *vectors = malloc(chunks->count * *dim * sizeof **vectors);
+  if (!texts || !inputs || !*vectors) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < chunks->count && !rc; i++) {
+    const struct text_chunk *c = &chunks->items[i];
+    buf_init(&inputs[i], 0);
+    rc = rag_embed_input(&inputs[i], in->title, c->heading_path, c->text, c->text_len);
+    texts[i].ptr = inputs[i].data ? inputs[i].data : "";
+    texts[i].len = inputs[i].len;
+  }
+  if (!rc) rc = embed_texts(&e->embedder, texts, chunks->count, *vectors, err);
+out:
+  for (i = 0; inputs && i < chunks->count; i++) buf_dispose(&inputs[i]);
+  free(inputs);
+  free(texts);
+  if (rc) {
+    free(*vectors);
+    *vectors = NULL;
+    in->vector_model = NULL;
+  }
+  return rc;
 }
 
 ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
@@ -30,7 +83,9 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
   const char *format = doc->format ? doc->format : "markdown";
   const char *id = doc->id;
   const char *title = doc->title;
-  size_t bad = 0;
+  size_t bad = 0, dim = 0;
+  float *vectors = NULL;
+  int64_t *chunk_rowids = NULL;
   int fmt;
   ragd_err rc;
 
@@ -93,10 +148,29 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
   in.content = doc->text;
   in.content_len = doc->text_len;
   in.chunks = &chunks;
+  rc = embed_chunks(e, &in, &chunks, &vectors, &dim, err);
+  if (rc) goto out;
+  if (vectors) {
+    chunk_rowids = calloc(chunks.count, sizeof *chunk_rowids);
+    if (!chunk_rowids) {
+      rc = RAGD_ENOMEM;
+      goto out;
+    }
+    in.vectors = vectors;
+    in.chunk_rowids = chunk_rowids;
+  }
   rc = e->store.ops->put_document(e->store.ctx, &in, &put);
   if (rc) {
     if (err) buf_appendf(err, "the store refused the document: %s", ragd_strerror(rc));
     goto out;
+  }
+  if (vectors && put.status != STORE_PUT_UNCHANGED) {
+    rc = rag_index_put_doc(e, put.document_rowid, chunk_rowids, vectors, chunks.count, dim);
+    if (rc) {
+      /* the document is stored; only the in-memory index missed it */
+      log_warn("document %s: vector index not updated: %s", id, ragd_strerror(rc));
+      rc = RAGD_OK;
+    }
   }
   out->document_id = strdup(id);
   if (!out->document_id) {
@@ -108,6 +182,8 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
 out:
   text_chunk_list_dispose(&chunks);
   free(title_owned);
+  free(vectors);
+  free(chunk_rowids);
   return rc;
 }
 

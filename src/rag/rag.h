@@ -7,9 +7,12 @@
 #define RAGD_RAG_H
 
 #include <pthread.h>
+#include <pthread.h>
 #include <stddef.h>
 
+#include "embed/embed.h"
 #include "llm/llm.h"
+#include "retrieve/retrieve.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/config.h"
@@ -37,6 +40,19 @@ struct rag_engine {
   struct rag_generator *gens;
   size_t gen_count;
   struct llm extractive; /* answers when nothing was retrieved */
+  /* Hybrid retrieval: the configured embedder and the in-memory vector index
+   * of every chunk's vector under embedder.model_key. index.ops is NULL until
+   * the dimension is known (openai without RAGD_EMBED_DIMENSIONS: its first
+   * answer). index_lock guards index: searches read, ingest writes. */
+  struct embedder embedder;
+  struct retrieve_index index;
+  pthread_rwlock_t index_lock;
+  int index_lock_ready;
+  double rrf_k, rrf_weight_keyword, rrf_weight_vector;
+  double vector_min_score; /* hybrid: vector-only hits below this cosine are dropped */
+  double vector_feedback;  /* hybrid: weight of the best keyword hits' vectors
+                              added to the query vector (0: off) */
+  size_t vector_feedback_docs;
   struct rag_price *prices; /* RAGD_PRICES overrides */
   size_t price_count;
   /* Answers still generating, for a graceful shutdown (answer.c). */
@@ -46,8 +62,11 @@ struct rag_engine {
   int shutting_down;
 };
 
-/* Opens the store in cfg->data_dir and creates the generators. with_llm = 0
- * skips the configured generators (ingest/search commands). */
+/* Opens the store in cfg->data_dir, creates the embedder, loads the vector
+ * index (vectors stored under the embedder's model key and dimension; a
+ * model switch is logged with a hint to run `ragd reindex`) and creates the
+ * generators. with_llm = 0 skips the configured generators (ingest/search
+ * commands). */
 ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag_engine *out,
                          struct buf *err);
 void rag_engine_close(struct rag_engine *e);
@@ -70,8 +89,11 @@ struct rag_ingest_result {
   size_t chunk_count;
 };
 
-/* Validates (UTF-8, sizes, format), chunks and stores one document in one
- * transaction. On RAGD_EINVAL/RAGD_EUTF8 err says what is wrong. Thread-safe. */
+/* Validates (UTF-8, sizes, format), chunks, embeds and stores one document
+ * with its vectors in one transaction, then updates the vector index. An
+ * unchanged document is neither embedded nor written. On RAGD_EINVAL/
+ * RAGD_EUTF8 err says what is wrong; RAGD_EUPSTREAM when the embedder
+ * failed (nothing was written). Thread-safe. */
 ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
                     struct rag_ingest_result *out /* OUT */, struct buf *err);
 
@@ -92,8 +114,18 @@ struct rag_search_opts {
   const char *filters_json;
 };
 
-/* The top k passages for o->query, best first. Modes other than keyword
- * return RAGD_EUNSUPPORTED until a vector index exists. Thread-safe. */
+/* The top k passages for o->query, best first.
+ * - keyword: BM25; hit score is the BM25 score.
+ * - vector: the query's embedding against the vector index; score is the
+ *   cosine. Chunks without a vector under the current model are not found.
+ * - hybrid: RRF of the best RAGD_RRF_DEPTH (at least k) of each ranker;
+ *   score is the fused score. When the query cannot be embedded (an
+ *   embeddings server down) hybrid falls back to keyword alone.
+ * Every hit carries keyword_rank/score and vector_rank/score of the rankers
+ * that ran (rank 0: not returned by that ranker).
+ * Errors: RAGD_EINVAL for a malformed filter, unknown mode or NULL query;
+ * RAGD_EUPSTREAM when vector mode cannot embed the query; store errors.
+ * Zero hits is not an error. Thread-safe. */
 ragd_err rag_search_ex(struct rag_engine *e, const struct rag_search_opts *o,
                        struct store_hit_list *out /* OUT */);
 
@@ -101,12 +133,22 @@ ragd_err rag_search_ex(struct rag_engine *e, const struct rag_search_opts *o,
 ragd_err rag_search(struct rag_engine *e, const char *query, size_t k,
                     struct store_hit_list *out /* OUT */);
 
+/* Embeds every chunk that has no vector under the current model (after a
+ * model switch or an interrupted ingest), batch by batch, then deletes the
+ * vectors of other models and rebuilds the BM25 index. progress (may be
+ * NULL) is called after each batch with the chunks embedded so far. */
+ragd_err rag_reindex(struct rag_engine *e, void (*progress)(void *ctx, size_t done),
+                     void *progress_ctx, size_t *embedded /* OUT */,
+                     size_t *dropped /* OUT: vectors of other models */, struct buf *err);
+
 /* ---- answers ---- */
 
 struct rag_question {
   const char *message;
   size_t top_k;
   const char *conversation_id; /* NULL: a new conversation */
+  enum rag_search_mode mode;   /* zero: hybrid */
+  const char *filters_json;    /* NULL: none; see rag_search_opts */
   const char *request_id;
 };
 

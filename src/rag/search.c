@@ -1,8 +1,10 @@
 /* search.c - retrieval for a query: the one place that decides which rankers
- * run for a search mode. */
+ * run for a search mode and how their lists are fused. */
+#include <stdlib.h>
 #include <string.h>
 
-#include "rag/rag.h"
+#include "rag/rag_int.h"
+#include "util/log.h"
 
 #include <pthread.h>
 
@@ -19,6 +21,255 @@ int rag_search_mode_parse(const char *name) {
 
 const char *rag_search_mode_name(enum rag_search_mode mode) {
   return (unsigned)mode < 3 ? mode_names[mode] : "unknown";
+}
+
+static int filters_empty(const char *filters_json) {
+  if (!filters_json) return 1;
+  while (*filters_json == ' ' || *filters_json == '\t' || *filters_json == '\n' || *filters_json == '\r')
+    filters_json++;
+  return strncmp(filters_json, "{}", 2) == 0 && filters_json[2 + strspn(filters_json + 2, " \t\r\n")] == '\0';
+}
+
+static int rowid_cmp(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Pseudo-relevance feedback (Rocchio): moves the query vector towards the
+ * mean of the vectors of the best keyword hits, so the vector ranker looks
+ * for more passages like the ones BM25 (which knows term rarity) put first.
+ * Caller holds the index read lock. */
+static void add_feedback(struct rag_engine *e, float *q, size_t dim, const int64_t *ids, size_t n) {
+  float *v = malloc(dim * sizeof *v);
+  size_t used = 0, i, j;
+  if (!v) return;
+  float *sum = calloc(dim, sizeof *sum);
+  if (!sum) {
+    free(v);
+    return;
+  }
+  for (i = 0; i < n; i++) {
+    if (e->index.ops->get(e->index.ctx, ids[i], v) != RAGD_OK) continue;
+    for (j = 0; j < dim; j++) sum[j] += v[j];
+    used++;
+  }
+  if (used) {
+    for (j = 0; j < dim; j++) q[j] += (float)(e->vector_feedback / (double)used) * sum[j];
+    embed_l2_normalize(q, dim);
+  }
+  free(v);
+  free(sum);
+}
+
+/* The vector ranking: up to k hits of the index for the query's embedding,
+ * best first, restricted to documents matching the filters. */
+static ragd_err vector_ranking(struct rag_engine *e, const struct rag_search_opts *o, size_t k,
+                               const int64_t *feedback, size_t nfeedback,
+                               struct retrieve_hit **out, size_t *n) {
+  struct retrieve_filter flt = {1, NULL, 0};
+  int64_t *groups = NULL;
+  float *q = NULL;
+  struct slice text;
+  struct buf err;
+  size_t dim = 0;
+  ragd_err rc;
+
+  *out = NULL;
+  *n = 0;
+  buf_init(&err, 0);
+  if (!filters_empty(o->filters_json)) {
+    rc = e->store.ops->filter_documents(e->store.ctx, o->filters_json, &groups, &flt.count);
+    if (rc) goto out;
+    flt.all = 0;
+    flt.groups = groups;
+    if (flt.count > 1) qsort(groups, flt.count, sizeof *groups, rowid_cmp);
+    if (flt.count == 0) goto out; /* nothing can match */
+  }
+  rc = embed_ensure_dimensions(&e->embedder, &dim, &err);
+  if (rc) goto embed_failed;
+  q = malloc(dim * sizeof *q);
+  *out = malloc(k * sizeof **out);
+  if (!q || !*out) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  text = slice_from_cstr(o->query);
+  rc = embed_texts(&e->embedder, &text, 1, q, &err);
+  if (rc) goto embed_failed;
+  pthread_rwlock_rdlock(&e->index_lock);
+  if (e->index.ops && e->index.dim == dim) {
+    if (nfeedback && e->vector_feedback > 0) add_feedback(e, q, dim, feedback, nfeedback);
+    rc = e->index.ops->search(e->index.ctx, q, k, &flt, *out, n);
+  }
+  pthread_rwlock_unlock(&e->index_lock);
+  goto out;
+embed_failed:
+  log_warn("search: cannot embed the query: %s", err.data ? err.data : ragd_strerror(rc));
+  if (rc != RAGD_ENOMEM && rc != RAGD_EINVAL) rc = RAGD_EUPSTREAM;
+out:
+  if (rc) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+  }
+  buf_dispose(&err);
+  free(q);
+  free(groups);
+  return rc;
+}
+
+/* Fetches the chunks of vector hits [0, n) that hits does not hold yet;
+ * ids missing from the store are dropped from the index. */
+static ragd_err fetch_chunks(struct rag_engine *e, const int64_t *ids, size_t n,
+                             struct store_hit_list *out) {
+  size_t i, j, missing_n = 0;
+  int64_t *missing;
+  ragd_err rc = e->store.ops->get_chunks(e->store.ctx, ids, n, out);
+  if (rc || out->count == n) return rc;
+  missing = malloc(n * sizeof *missing);
+  if (!missing) return RAGD_OK;
+  for (i = 0, j = 0; i < n; i++) {
+    if (j < out->count && out->items[j].chunk_rowid == ids[i]) j++;
+    else missing[missing_n++] = ids[i];
+  }
+  rag_index_forget(e, missing, missing_n);
+  free(missing);
+  return RAGD_OK;
+}
+
+static void hit_move(struct store_hit *dst, struct store_hit *src) {
+  *dst = *src;
+  memset(src, 0, sizeof *src);
+}
+
+static ragd_err search_keyword(struct rag_engine *e, const struct rag_search_opts *o, size_t k,
+                               struct store_hit_list *out) {
+  ragd_err rc = e->store.ops->search_bm25_filtered(e->store.ctx, o->query, k, o->filters_json, out);
+  if (rc) return rc;
+  for (size_t i = 0; i < out->count; i++) {
+    out->items[i].keyword_rank = i + 1;
+    out->items[i].keyword_score = out->items[i].score;
+  }
+  return RAGD_OK;
+}
+
+static ragd_err search_vector(struct rag_engine *e, const struct rag_search_opts *o,
+                              struct store_hit_list *out) {
+  struct retrieve_hit *vh = NULL;
+  int64_t *ids = NULL;
+  size_t n = 0, i, j;
+  ragd_err rc = vector_ranking(e, o, o->k, NULL, 0, &vh, &n);
+  if (rc || n == 0) goto out;
+  ids = malloc(n * sizeof *ids);
+  if (!ids) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < n; i++) ids[i] = vh[i].id;
+  rc = fetch_chunks(e, ids, n, out);
+  if (rc) goto out;
+  for (i = 0, j = 0; i < out->count; i++) {
+    while (j < n && vh[j].id != out->items[i].chunk_rowid) j++;
+    if (j == n) break;
+    out->items[i].vector_rank = j + 1;
+    out->items[i].vector_score = vh[j].score;
+    out->items[i].score = vh[j].score;
+  }
+out:
+  free(vh);
+  free(ids);
+  return rc;
+}
+
+static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts *o,
+                              struct store_hit_list *out) {
+  size_t depth = (size_t)e->cfg->rrf_depth > o->k ? (size_t)e->cfg->rrf_depth : o->k;
+  struct store_hit_list kw = {0}, fetched = {0}, result = {0};
+  struct retrieve_hit *vh = NULL;
+  struct retrieve_fused *fused = NULL;
+  struct retrieve_ranking rk[2];
+  int64_t *kw_ids = NULL, *vec_ids = NULL, *need = NULL;
+  size_t nv = 0, nf = 0, nneed = 0, i, j;
+  ragd_err rc;
+
+  rc = search_keyword(e, o, depth, &kw);
+  if (rc) goto out;
+  {
+    int64_t fb[8];
+    size_t nfb = kw.count < e->vector_feedback_docs ? kw.count : e->vector_feedback_docs;
+    if (nfb > 8) nfb = 8;
+    for (i = 0; i < nfb; i++) fb[i] = kw.items[i].chunk_rowid;
+    rc = vector_ranking(e, o, depth, fb, nfb, &vh, &nv);
+  }
+  if (rc == RAGD_EUPSTREAM) {
+    /* the embeddings server is down: keyword alone still answers */
+    rc = RAGD_OK;
+    nv = 0;
+  }
+  if (rc) goto out;
+  kw_ids = malloc((kw.count + 1) * sizeof *kw_ids);
+  vec_ids = malloc((nv + 1) * sizeof *vec_ids);
+  if (!kw_ids || !vec_ids) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < kw.count; i++) kw_ids[i] = kw.items[i].chunk_rowid;
+  /* A passage only the vector ranker found must reach the floor: below it a
+   * cosine says "shares a few character n-grams", not "answers the
+   * question" (a nonsense question would otherwise always get passages). */
+  for (i = 0, j = 0; i < nv; i++) {
+    int in_keyword = 0;
+    for (size_t m = 0; m < kw.count && !in_keyword; m++) in_keyword = kw_ids[m] == vh[i].id;
+    if (in_keyword || vh[i].score >= e->vector_min_score) vh[j++] = vh[i];
+  }
+  nv = j;
+  for (i = 0; i < nv; i++) vec_ids[i] = vh[i].id;
+  rk[0] = (struct retrieve_ranking){kw_ids, kw.count, e->rrf_weight_keyword};
+  rk[1] = (struct retrieve_ranking){vec_ids, nv, e->rrf_weight_vector};
+  rc = retrieve_rrf(rk, 2, e->rrf_k, o->k, &fused, &nf);
+  if (rc || nf == 0) goto out;
+  /* chunks only the vector ranker found still have to be read */
+  need = malloc(nf * sizeof *need);
+  result.items = calloc(nf, sizeof *result.items);
+  if (!need || !result.items) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < nf; i++)
+    if (!fused[i].ranks[0]) need[nneed++] = fused[i].id;
+  rc = fetch_chunks(e, need, nneed, &fetched);
+  if (rc) goto out;
+  for (i = 0; i < nf; i++) {
+    const struct retrieve_fused *f = &fused[i];
+    struct store_hit *h = &result.items[result.count];
+    if (f->ranks[0]) {
+      hit_move(h, &kw.items[f->ranks[0] - 1]);
+    } else {
+      for (j = 0; j < fetched.count && fetched.items[j].chunk_rowid != f->id; j++) {
+      }
+      if (j == fetched.count) continue; /* deleted meanwhile */
+      hit_move(h, &fetched.items[j]);
+    }
+    h->keyword_rank = f->ranks[0];
+    h->keyword_score = f->ranks[0] ? h->score : 0;
+    h->vector_rank = f->ranks[1];
+    h->vector_score = f->ranks[1] ? vh[f->ranks[1] - 1].score : 0;
+    h->score = f->score;
+    result.count++;
+  }
+  *out = result;
+  result.items = NULL;
+  result.count = 0;
+out:
+  store_hit_list_dispose(&kw);
+  store_hit_list_dispose(&fetched);
+  store_hit_list_dispose(&result);
+  free(vh);
+  free(fused);
+  free(kw_ids);
+  free(vec_ids);
+  free(need);
+  return rc;
 }
 
 static ragd_err search_run(struct rag_engine *e, const struct rag_search_opts *o,
@@ -46,15 +297,30 @@ ragd_err rag_search_ex(struct rag_engine *e, const struct rag_search_opts *o,
 
 static ragd_err search_run(struct rag_engine *e, const struct rag_search_opts *o,
                            struct store_hit_list *out) {
-  if (o->filters_json && strcmp(o->filters_json, "{}") != 0) return RAGD_EUNSUPPORTED;
+  struct store_hit_list hits = {0};
+  ragd_err rc;
+  if (!e || !o || !o->query || !out) return RAGD_EINVAL;
+  memset(out, 0, sizeof *out);
+  if (o->k == 0) return RAGD_OK;
   switch (o->mode) {
     case RAG_SEARCH_KEYWORD:
-    case RAG_SEARCH_HYBRID: /* keyword only until a vector index exists */
-      return e->store.ops->search_bm25(e->store.ctx, o->query, o->k, out);
-    case RAG_SEARCH_VECTOR:
+      rc = search_keyword(e, o, o->k, &hits);
       break;
+    case RAG_SEARCH_VECTOR:
+      rc = search_vector(e, o, &hits);
+      break;
+    case RAG_SEARCH_HYBRID:
+      rc = search_hybrid(e, o, &hits);
+      break;
+    default:
+      return RAGD_EINVAL;
   }
-  return RAGD_EUNSUPPORTED;
+  if (rc) {
+    store_hit_list_dispose(&hits);
+    return rc;
+  }
+  *out = hits;
+  return RAGD_OK;
 }
 
 ragd_err rag_search(struct rag_engine *e, const char *query, size_t k, struct store_hit_list *out) {

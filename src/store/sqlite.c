@@ -34,6 +34,7 @@
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/crypto.h"
+#include "util/json.h"
 #include "util/log.h"
 
 #define SQ_SCHEMA_VERSION 1
@@ -119,6 +120,14 @@ enum sq_stmt_id {
   SQ_MSG_LIST,
   SQ_STATS,
   SQ_PING,
+  SQ_VEC_INSERT,
+  SQ_VEC_LOAD,
+  SQ_VEC_MODELS,
+  SQ_VEC_DELETE_OTHER,
+  SQ_DOC_VEC_COUNT,
+  SQ_CHUNKS_NO_VEC,
+  SQ_CHUNK_GET,
+  SQ_FTS_REBUILD,
   SQ_STMT_COUNT
 };
 
@@ -128,6 +137,25 @@ enum sq_stmt_id {
   "d.external_id, d.title, d.url, d.metadata_json, d.format, d.content_hash,"   \
   " d.created_at, d.updated_at,"                                                \
   " (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
+
+/* The columns sq_read_hit reads, in this order; f.score is the hit's score. */
+#define SQ_HIT_COLUMNS                                                               \
+  "d.external_id, d.title, d.url, c.heading_path, c.text, c.ordinal, f.score, c.id, d.id"
+
+/* BM25 over the index restricted by a filter clause on documents d2 (see
+ * sq_filter_build); the clause's parameters follow ?1 (query) and ?2 (k). */
+#define SQ_SEARCH_FILTERED_HEAD                                                       \
+  "SELECT " SQ_HIT_COLUMNS                                                              \
+  " FROM (SELECT chunk_fts.rowid AS chunk_rowid,"                                       \
+  " -bm25(chunk_fts, " SQ_BM25_WEIGHTS ") AS score"                                     \
+  " FROM chunk_fts JOIN chunks c2 ON c2.id = chunk_fts.rowid"                           \
+  " JOIN documents d2 ON d2.id = c2.document_id"                                        \
+  " WHERE chunk_fts MATCH ?1"
+#define SQ_SEARCH_FILTERED_TAIL                                                       \
+  " ORDER BY score DESC, chunk_fts.rowid LIMIT ?2) AS f"                                \
+  " JOIN chunks c ON c.id = f.chunk_rowid"                                              \
+  " JOIN documents d ON d.id = c.document_id"                                           \
+  " ORDER BY f.score DESC, c.id"
 
 static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
     [SQ_BEGIN] = "BEGIN IMMEDIATE",
@@ -159,7 +187,7 @@ static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
                         " VALUES (?1, ?2, ?3, ?4, ?5)",
     [SQ_FTS_INSERT] = "INSERT INTO chunk_fts(rowid, title, heading_path, text)"
                       " VALUES (?1, ?2, ?3, ?4)",
-    [SQ_SEARCH] = "SELECT d.external_id, d.title, d.url, c.heading_path, c.text, c.ordinal, f.score"
+    [SQ_SEARCH] = "SELECT " SQ_HIT_COLUMNS
                   " FROM (SELECT rowid AS chunk_rowid,"
                   " -bm25(chunk_fts, " SQ_BM25_WEIGHTS ") AS score"
                   " FROM chunk_fts WHERE chunk_fts MATCH ?1"
@@ -177,6 +205,26 @@ static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
                     " ORDER BY id",
     [SQ_STATS] = "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)",
     [SQ_PING] = "SELECT 1",
+    /* vectors are float32 in the machine's byte order, dimensions of them */
+    [SQ_VEC_INSERT] = "INSERT OR REPLACE INTO vectors(chunk_id, model, dimensions, data)"
+                      " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1)",
+    [SQ_VEC_LOAD] = "SELECT v.chunk_id, c.document_id, v.data FROM vectors v"
+                    " JOIN chunks c ON c.id = v.chunk_id"
+                    " WHERE v.model = ?1 AND v.dimensions = ?2 ORDER BY v.chunk_id",
+    [SQ_VEC_MODELS] = "SELECT model, dimensions, count(*) FROM vectors"
+                      " GROUP BY model, dimensions ORDER BY model, dimensions",
+    [SQ_VEC_DELETE_OTHER] = "DELETE FROM vectors WHERE NOT (model = ?1 AND dimensions = ?2)",
+    [SQ_DOC_VEC_COUNT] = "SELECT count(*) FROM vectors v JOIN chunks c ON c.id = v.chunk_id"
+                         " WHERE c.document_id = ?1 AND v.model = ?2 AND v.dimensions = ?3",
+    [SQ_CHUNKS_NO_VEC] = "SELECT c.id, c.document_id, d.title, c.heading_path, c.text"
+                         " FROM chunks c JOIN documents d ON d.id = c.document_id"
+                         " WHERE c.id > ?3 AND NOT EXISTS (SELECT 1 FROM vectors v"
+                         " WHERE v.chunk_id = c.id AND v.model = ?1 AND v.dimensions = ?2)"
+                         " ORDER BY c.id LIMIT ?4",
+    [SQ_CHUNK_GET] = "SELECT " SQ_HIT_COLUMNS " FROM chunks c"
+                     " JOIN documents d ON d.id = c.document_id"
+                     " JOIN (SELECT 0.0 AS score) f WHERE c.id = ?1",
+    [SQ_FTS_REBUILD] = "INSERT INTO chunk_fts(chunk_fts) VALUES ('rebuild')",
 };
 
 struct sq_store {
@@ -535,6 +583,10 @@ struct sq_doc_fields {
   size_t content_len;
   const struct text_chunk *chunks;
   size_t chunk_count;
+  const char *vector_model; /* NULL: no vectors */
+  size_t vector_dim;
+  const float *vectors;
+  int64_t *chunk_rowids;
 };
 
 static ragd_err sq_doc_fields_init(const struct store_doc_in *doc, struct sq_doc_fields *f) {
@@ -552,6 +604,17 @@ static ragd_err sq_doc_fields_init(const struct store_doc_in *doc, struct sq_doc
   f->content_len = doc->content_len;
   f->chunks = doc->chunks ? doc->chunks->items : NULL;
   f->chunk_count = doc->chunks ? doc->chunks->count : 0;
+  f->chunk_rowids = doc->chunk_rowids;
+  f->vector_model = NULL;
+  f->vector_dim = 0;
+  f->vectors = NULL;
+  if (doc->vector_model) {
+    if (!doc->vector_model[0] || doc->vector_dim == 0 || (f->chunk_count && !doc->vectors))
+      return RAGD_EINVAL;
+    f->vector_model = doc->vector_model;
+    f->vector_dim = doc->vector_dim;
+    f->vectors = doc->vectors;
+  }
   rc = sq_check_str(f->title);
   if (!rc) rc = sq_check_str(f->url);
   if (!rc) rc = sq_check_str(f->metadata_json);
@@ -590,6 +653,20 @@ static ragd_err sq_doc_lookup(struct sq_store *s, const struct sq_doc_fields *f,
     rc = sq_fail(s, src, "look up document");
   }
   sq_release(st);
+  /* Unchanged text whose vectors under the wanted model are incomplete (the
+   * model was switched) is written again, vectors and all. */
+  if (!rc && ex->unchanged && f->vector_model) {
+    int64_t have = 0;
+    st = s->stmts[SQ_DOC_VEC_COUNT];
+    src = sqlite3_bind_int64(st, 1, ex->id);
+    if (!src) src = sq_bind_str(st, 2, f->vector_model);
+    if (!src) src = sqlite3_bind_int64(st, 3, sq_clamp_i64(f->vector_dim));
+    if (!src) src = sqlite3_step(st);
+    if (src == SQLITE_ROW) have = sqlite3_column_int64(st, 0);
+    else rc = sq_fail(s, src, "count vectors");
+    sq_release(st);
+    if (!rc && (size_t)have != ex->chunk_count) ex->unchanged = 0;
+  }
   return rc;
 }
 
@@ -641,8 +718,19 @@ static ragd_err sq_doc_write(struct sq_store *s, const struct sq_existing *ex,
 
 /* Inserts one chunk and its index entry. A chunk that is not usable fails the
  * whole put (the caller rolls back). */
+static ragd_err sq_vector_insert(struct sq_store *s, int64_t chunk_id, const char *model,
+                                 size_t dim, const float *v) {
+  sqlite3_stmt *st = s->stmts[SQ_VEC_INSERT];
+  int src = sqlite3_bind_int64(st, 1, chunk_id);
+  if (!src) src = sq_bind_str(st, 2, model);
+  if (!src) src = sqlite3_bind_int64(st, 3, sq_clamp_i64(dim));
+  if (!src) src = sqlite3_bind_blob64(st, 4, v, (sqlite3_uint64)(dim * sizeof *v), SQLITE_STATIC);
+  return sq_run(s, st, src, "insert vector");
+}
+
 static ragd_err sq_chunk_insert(struct sq_store *s, int64_t doc_id, size_t ordinal,
-                                const struct text_chunk *c, const char *title) {
+                                const struct text_chunk *c, const char *title,
+                                const struct sq_doc_fields *f) {
   const char *heading = c->heading_path ? c->heading_path : "";
   sqlite3_stmt *st;
   sqlite3_int64 chunk_id;
@@ -665,7 +753,13 @@ static ragd_err sq_chunk_insert(struct sq_store *s, int64_t doc_id, size_t ordin
   if (!src) src = sq_bind_str(st, 2, title);
   if (!src) src = sq_bind_str(st, 3, heading);
   if (!src) src = sq_bind_text(st, 4, c->text, c->text_len);
-  return sq_run(s, st, src, "index chunk");
+  rc = sq_run(s, st, src, "index chunk");
+  if (rc) return rc;
+  if (f->chunk_rowids) f->chunk_rowids[ordinal] = chunk_id;
+  if (f->vector_model)
+    rc = sq_vector_insert(s, chunk_id, f->vector_model, f->vector_dim,
+                          f->vectors + ordinal * f->vector_dim);
+  return rc;
 }
 
 static ragd_err sq_put_document(void *ctx, const struct store_doc_in *doc,
@@ -706,7 +800,7 @@ static ragd_err sq_put_document(void *ctx, const struct store_doc_in *doc,
   rc = sq_doc_write(s, &ex, &f, hash, clock_wall_s(), &doc_id);
   if (rc) goto out;
   for (i = 0; i < f.chunk_count; i++) {
-    rc = sq_chunk_insert(s, doc_id, i, &f.chunks[i], f.title);
+    rc = sq_chunk_insert(s, doc_id, i, &f.chunks[i], f.title, &f);
     if (rc) goto out;
   }
   rc = sq_commit(s);
@@ -718,12 +812,14 @@ static ragd_err sq_put_document(void *ctx, const struct store_doc_in *doc,
 unchanged:
   status = STORE_PUT_UNCHANGED;
   chunk_count = ex.chunk_count;
+  doc_id = ex.id;
 out:
   if (in_txn) sq_rollback(s);
   pthread_mutex_unlock(&s->lock);
   if (!rc) {
     out->status = status;
     out->chunk_count = chunk_count;
+    out->document_rowid = doc_id;
   }
   return rc;
 }
@@ -1011,6 +1107,8 @@ static ragd_err sq_read_hit(sqlite3_stmt *st, struct store_hit *h) {
   if (rc) return rc;
   h->ordinal = (size_t)sqlite3_column_int64(st, 5);
   h->score = sqlite3_column_double(st, 6);
+  h->chunk_rowid = sqlite3_column_int64(st, 7);
+  h->document_rowid = sqlite3_column_int64(st, 8);
   buf_init(&id, 0);
   rc = buf_appendf(&id, "%s#%zu", h->document_id, h->ordinal);
   if (rc) return rc;
@@ -1057,6 +1155,504 @@ out:
   }
   *out = hits;
   return RAGD_OK;
+}
+
+/* ---- metadata filters ------------------------------------------------------------------ */
+
+#define SQ_FILTER_KEY_MAX 64
+#define SQ_FILTER_KEYS_MAX 16
+#define SQ_FILTER_VALUES_MAX 100
+
+/* A parsed filter: SQL clauses on a documents alias and the values they
+ * bind, in order. paths[i] is owned; values are borrowed from root. */
+struct sq_filter {
+  json_t *root;
+  struct buf sql;
+  size_t nkeys;
+  char *paths[SQ_FILTER_KEYS_MAX];
+  json_t **values;
+  size_t *value_key; /* values[j] belongs to paths[value_key[j]] */
+  size_t nvalues;
+};
+
+static void sq_filter_dispose(struct sq_filter *f) {
+  for (size_t i = 0; i < f->nkeys; i++) free(f->paths[i]);
+  free(f->values);
+  free(f->value_key);
+  buf_dispose(&f->sql);
+  json_decref(f->root);
+  memset(f, 0, sizeof *f);
+}
+
+static int sq_filter_scalar_ok(const json_t *v) {
+  if (json_is_string(v)) return strlen(json_string_value(v)) == json_string_length(v);
+  return json_is_number(v) || json_is_boolean(v);
+}
+
+static ragd_err sq_filter_key_ok(const char *key) {
+  size_t n = strlen(key);
+  if (n == 0 || n > SQ_FILTER_KEY_MAX || !sq_utf8_ok(key, n)) return RAGD_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)key[i];
+    if (c < 0x20 || c == '"' || c == '\\' || c == 0x7f) return RAGD_EINVAL;
+  }
+  return RAGD_OK;
+}
+
+/* One value's test on a json_each row: its JSON type, then its value. */
+static ragd_err sq_filter_value_sql(struct buf *sql, const json_t *v, int *param) {
+  if (json_is_true(v)) return buf_append_str(sql, "type = 'true'");
+  if (json_is_false(v)) return buf_append_str(sql, "type = 'false'");
+  if (json_is_string(v)) return buf_appendf(sql, "(type = 'text' AND value = ?%d)", (*param)++);
+  return buf_appendf(sql, "(type IN ('integer', 'real') AND value = ?%d)", (*param)++);
+}
+
+static ragd_err sq_filter_push(struct sq_filter *f, json_t *v, size_t key) {
+  if (!sq_filter_scalar_ok(v)) return RAGD_EINVAL;
+  f->values[f->nvalues] = v;
+  f->value_key[f->nvalues] = key;
+  f->nvalues++;
+  return RAGD_OK;
+}
+
+/* Parses filters_json into clauses " AND EXISTS (SELECT 1 FROM json_each(
+ * <alias>.metadata_json, ?path) WHERE <value tests>)", one per key, whose
+ * parameters are numbered from first_param on (sq_filter_bind binds them).
+ * An absent or empty filter leaves f->nkeys 0. */
+static ragd_err sq_filter_build(const char *filters_json, const char *alias, int first_param,
+                                struct sq_filter *f) {
+  int param = first_param;
+  const char *key;
+  json_t *v;
+  size_t cap = 0;
+  ragd_err rc = RAGD_OK;
+
+  memset(f, 0, sizeof *f);
+  buf_init(&f->sql, 0);
+  if (!filters_json || !filters_json[0]) return RAGD_OK;
+  rc = json_parse_object(filters_json, strlen(filters_json), &f->root, NULL);
+  if (rc) return RAGD_EINVAL;
+  if (json_object_size(f->root) > SQ_FILTER_KEYS_MAX) return RAGD_EINVAL;
+  json_object_foreach(f->root, key, v) {
+    cap += json_is_array(v) ? json_array_size(v) : 1;
+  }
+  if (json_object_size(f->root) == 0) return RAGD_OK;
+  f->values = calloc(cap + 1, sizeof *f->values);
+  f->value_key = calloc(cap + 1, sizeof *f->value_key);
+  if (!f->values || !f->value_key) return RAGD_ENOMEM;
+  json_object_foreach(f->root, key, v) {
+    struct buf path;
+    size_t k = f->nkeys, first = f->nvalues, i;
+    rc = sq_filter_key_ok(key);
+    if (rc) return rc;
+    buf_init(&path, 0);
+    rc = buf_appendf(&path, "$.\"%s\"", key);
+    if (rc) return rc;
+    f->paths[k] = buf_take(&path, NULL);
+    if (!f->paths[k]) return RAGD_ENOMEM;
+    f->nkeys++;
+    if (json_is_array(v)) {
+      if (json_array_size(v) == 0 || json_array_size(v) > SQ_FILTER_VALUES_MAX) return RAGD_EINVAL;
+      for (i = 0; i < json_array_size(v); i++) {
+        rc = sq_filter_push(f, json_array_get(v, i), k);
+        if (rc) return rc;
+      }
+    } else {
+      rc = sq_filter_push(f, v, k);
+      if (rc) return rc;
+    }
+    rc = buf_appendf(&f->sql, " AND EXISTS (SELECT 1 FROM json_each(%s.metadata_json, ?%d) WHERE ",
+                     alias, param++);
+    for (i = first; i < f->nvalues && !rc; i++) {
+      if (i > first) rc = buf_append_str(&f->sql, " OR ");
+      if (!rc) rc = sq_filter_value_sql(&f->sql, f->values[i], &param);
+    }
+    if (!rc) rc = buf_append_char(&f->sql, ')');
+    if (rc) return rc;
+  }
+  return RAGD_OK;
+}
+
+/* Binds the filter's parameters from index first on, in clause order. */
+static int sq_filter_bind(sqlite3_stmt *st, const struct sq_filter *f, int first) {
+  int idx = first, src = SQLITE_OK;
+  size_t j = 0;
+  for (size_t k = 0; k < f->nkeys && !src; k++) {
+    src = sq_bind_str(st, idx++, f->paths[k]);
+    for (; j < f->nvalues && f->value_key[j] == k && !src; j++) {
+      const json_t *v = f->values[j];
+      if (json_is_boolean(v)) continue; /* tested by type alone */
+      if (json_is_string(v))
+        src = sq_bind_text(st, idx++, json_string_value(v), json_string_length(v));
+      else if (json_is_integer(v))
+        src = sqlite3_bind_int64(st, idx++, (sqlite3_int64)json_integer_value(v));
+      else
+        src = sqlite3_bind_double(st, idx++, json_real_value(v));
+    }
+  }
+  return src;
+}
+
+/* Runs a prepared hit query to completion, appending to hits. */
+static ragd_err sq_collect_hits(struct sq_store *s, sqlite3_stmt *st, int src,
+                                struct store_hit_list *hits, size_t *cap, const char *what) {
+  ragd_err rc;
+  for (;;) {
+    if (src) break;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    rc = sq_hit_push(hits, cap);
+    if (!rc) rc = sq_read_hit(st, &hits->items[hits->count - 1]);
+    if (rc) return rc;
+    src = SQLITE_OK;
+  }
+  if (src != SQLITE_DONE) return sq_fail(s, src, what);
+  return RAGD_OK;
+}
+
+static ragd_err sq_search_bm25_filtered(void *ctx, const char *query, size_t k,
+                                        const char *filters_json, struct store_hit_list *out) {
+  struct sq_store *s = ctx;
+  struct store_hit_list hits = {0};
+  struct sq_filter f;
+  struct buf expr, sql;
+  sqlite3_stmt *st = NULL;
+  size_t nterms = 0, cap = 0;
+  int locked = 0, src;
+  ragd_err rc;
+
+  if (!s || !query || !out) return RAGD_EINVAL;
+  buf_init(&expr, 0);
+  buf_init(&sql, 0);
+  rc = sq_filter_build(filters_json, "d2", 3, &f);
+  if (rc) goto out;
+  if (f.nkeys == 0) {
+    sq_filter_dispose(&f);
+    return sq_search_bm25(ctx, query, k, out);
+  }
+  rc = sq_match_expr(query, &expr, &nterms);
+  if (rc || nterms == 0 || k == 0) goto out;
+  rc = buf_append_str(&sql, SQ_SEARCH_FILTERED_HEAD);
+  if (!rc) rc = buf_append(&sql, f.sql.data, f.sql.len);
+  if (!rc) rc = buf_append_str(&sql, SQ_SEARCH_FILTERED_TAIL);
+  if (rc) goto out;
+  pthread_mutex_lock(&s->lock);
+  locked = 1;
+  src = sqlite3_prepare_v2(s->db, sql.data, (int)sql.len, &st, NULL);
+  if (src) {
+    rc = sq_fail(s, src, "prepare filtered search");
+    goto out;
+  }
+  src = sq_bind_text(st, 1, expr.data, expr.len);
+  if (!src) src = sqlite3_bind_int64(st, 2, sq_clamp_i64(k));
+  if (!src) src = sq_filter_bind(st, &f, 3);
+  rc = sq_collect_hits(s, st, src, &hits, &cap, "filtered search");
+out:
+  sqlite3_finalize(st);
+  if (locked) pthread_mutex_unlock(&s->lock);
+  sq_filter_dispose(&f);
+  buf_dispose(&expr);
+  buf_dispose(&sql);
+  if (rc) {
+    store_hit_list_dispose(&hits);
+    return rc;
+  }
+  *out = hits;
+  return RAGD_OK;
+}
+
+static ragd_err sq_filter_documents(void *ctx, const char *filters_json, int64_t **rowids,
+                                   size_t *count) {
+  struct sq_store *s = ctx;
+  struct sq_filter f;
+  struct buf sql;
+  sqlite3_stmt *st = NULL;
+  int64_t *ids = NULL;
+  size_t n = 0, cap = 0;
+  int locked = 0, src;
+  ragd_err rc;
+
+  if (!s || !rowids || !count) return RAGD_EINVAL;
+  *rowids = NULL;
+  *count = 0;
+  buf_init(&sql, 0);
+  rc = sq_filter_build(filters_json, "d", 1, &f);
+  if (!rc) rc = buf_append_str(&sql, "SELECT d.id FROM documents d WHERE 1");
+  if (!rc && f.nkeys) rc = buf_append(&sql, f.sql.data, f.sql.len);
+  if (!rc) rc = buf_append_str(&sql, " ORDER BY d.id");
+  if (rc) goto out;
+  pthread_mutex_lock(&s->lock);
+  locked = 1;
+  src = sqlite3_prepare_v2(s->db, sql.data, (int)sql.len, &st, NULL);
+  if (src) {
+    rc = sq_fail(s, src, "prepare document filter");
+    goto out;
+  }
+  src = sq_filter_bind(st, &f, 1);
+  for (;;) {
+    if (src) break;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    if (n == cap) {
+      size_t grown_cap = cap ? cap * 2 : 64;
+      int64_t *grown = realloc(ids, grown_cap * sizeof *grown);
+      if (!grown) {
+        rc = RAGD_ENOMEM;
+        goto out;
+      }
+      ids = grown;
+      cap = grown_cap;
+    }
+    ids[n++] = sqlite3_column_int64(st, 0);
+    src = SQLITE_OK;
+  }
+  if (src != SQLITE_DONE) rc = sq_fail(s, src, "filter documents");
+out:
+  sqlite3_finalize(st);
+  if (locked) pthread_mutex_unlock(&s->lock);
+  sq_filter_dispose(&f);
+  buf_dispose(&sql);
+  if (rc) {
+    free(ids);
+    return rc;
+  }
+  *rowids = ids;
+  *count = n;
+  return RAGD_OK;
+}
+
+/* ---- vectors ---------------------------------------------------------------------------- */
+
+static ragd_err sq_get_chunks(void *ctx, const int64_t *chunk_rowids, size_t n,
+                              struct store_hit_list *out) {
+  struct sq_store *s = ctx;
+  struct store_hit_list hits = {0};
+  sqlite3_stmt *st;
+  size_t cap = 0, i;
+  ragd_err rc = RAGD_OK;
+
+  if (!s || !out || (n && !chunk_rowids)) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_CHUNK_GET];
+  for (i = 0; i < n && !rc; i++) {
+    rc = sq_collect_hits(s, st, sqlite3_bind_int64(st, 1, chunk_rowids[i]), &hits, &cap,
+                         "get chunk");
+    sq_release(st);
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    store_hit_list_dispose(&hits);
+    return rc;
+  }
+  *out = hits;
+  return RAGD_OK;
+}
+
+static ragd_err sq_load_vectors(void *ctx, const char *model, size_t dim, store_vector_cb cb,
+                                void *cb_ctx) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  size_t skipped = 0;
+  ragd_err rc = RAGD_OK;
+  float *v = NULL;
+  int src;
+
+  if (!s || !model || !cb || dim == 0) return RAGD_EINVAL;
+  v = malloc(dim * sizeof *v);
+  if (!v) return RAGD_ENOMEM;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_VEC_LOAD];
+  src = sq_bind_str(st, 1, model);
+  if (!src) src = sqlite3_bind_int64(st, 2, sq_clamp_i64(dim));
+  for (;;) {
+    const void *blob;
+    if (src) break;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    blob = sqlite3_column_blob(st, 2);
+    src = SQLITE_OK;
+    if (!blob || (size_t)sqlite3_column_bytes(st, 2) != dim * sizeof *v) {
+      skipped++;
+      continue;
+    }
+    memcpy(v, blob, dim * sizeof *v); /* blobs need not be aligned for float */
+    if (cb(cb_ctx, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), v, dim)) {
+      rc = RAGD_ECANCELLED;
+      src = SQLITE_DONE;
+      break;
+    }
+  }
+  if (src != SQLITE_DONE) rc = sq_fail(s, src, "load vectors");
+  sq_release(st);
+  pthread_mutex_unlock(&s->lock);
+  if (skipped) log_warn("store: %zu vectors of %s had the wrong size and were skipped", skipped, model);
+  free(v);
+  return rc;
+}
+
+static ragd_err sq_vector_models(void *ctx, struct store_vector_model_list *out) {
+  struct sq_store *s = ctx;
+  struct store_vector_model_list list = {0};
+  sqlite3_stmt *st;
+  size_t cap = 0;
+  ragd_err rc = RAGD_OK;
+  int src;
+
+  if (!s || !out) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_VEC_MODELS];
+  for (;;) {
+    struct store_vector_model *m;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    if (list.count == cap) {
+      size_t grown_cap = cap ? cap * 2 : 4;
+      struct store_vector_model *grown = realloc(list.items, grown_cap * sizeof *grown);
+      if (!grown) {
+        rc = RAGD_ENOMEM;
+        break;
+      }
+      list.items = grown;
+      cap = grown_cap;
+    }
+    m = &list.items[list.count++];
+    memset(m, 0, sizeof *m);
+    rc = sq_col_dup(st, 0, &m->model, NULL);
+    if (rc) break;
+    m->dimensions = (size_t)sqlite3_column_int64(st, 1);
+    m->count = (size_t)sqlite3_column_int64(st, 2);
+  }
+  if (!rc && src != SQLITE_DONE) rc = sq_fail(s, src, "list vector models");
+  sq_release(st);
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    store_vector_model_list_dispose(&list);
+    return rc;
+  }
+  *out = list;
+  return RAGD_OK;
+}
+
+static ragd_err sq_chunks_without_vectors(void *ctx, const char *model, size_t dim,
+                                          int64_t after_rowid, size_t limit,
+                                          struct store_chunk_text_list *out) {
+  struct sq_store *s = ctx;
+  struct store_chunk_text_list list = {0};
+  sqlite3_stmt *st;
+  ragd_err rc = RAGD_OK;
+  int src;
+
+  if (!s || !model || !out || limit == 0 || limit > 100000) return RAGD_EINVAL;
+  list.items = calloc(limit, sizeof *list.items);
+  if (!list.items) return RAGD_ENOMEM;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_CHUNKS_NO_VEC];
+  src = sq_bind_str(st, 1, model);
+  if (!src) src = sqlite3_bind_int64(st, 2, sq_clamp_i64(dim));
+  if (!src) src = sqlite3_bind_int64(st, 3, after_rowid);
+  if (!src) src = sqlite3_bind_int64(st, 4, sq_clamp_i64(limit));
+  for (;;) {
+    struct store_chunk_text *c;
+    if (src) break;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    c = &list.items[list.count++];
+    c->chunk_rowid = sqlite3_column_int64(st, 0);
+    c->document_rowid = sqlite3_column_int64(st, 1);
+    rc = sq_col_dup(st, 2, &c->title, NULL);
+    if (!rc) rc = sq_col_dup(st, 3, &c->heading_path, NULL);
+    if (!rc) rc = sq_col_dup(st, 4, &c->text, NULL);
+    if (rc) break;
+    src = SQLITE_OK;
+  }
+  if (!rc && src != SQLITE_DONE) rc = sq_fail(s, src, "list chunks to embed");
+  sq_release(st);
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    store_chunk_text_list_dispose(&list);
+    return rc;
+  }
+  *out = list;
+  return RAGD_OK;
+}
+
+static ragd_err sq_put_vectors(void *ctx, const char *model, size_t dim,
+                               const int64_t *chunk_rowids, const float *vectors, size_t n) {
+  struct sq_store *s = ctx;
+  int in_txn = 0;
+  ragd_err rc;
+  size_t i;
+
+  if (!s || !model || !model[0] || dim == 0 || (n && (!chunk_rowids || !vectors)))
+    return RAGD_EINVAL;
+  if (n == 0) return RAGD_OK;
+  pthread_mutex_lock(&s->lock);
+  rc = sq_begin(s);
+  if (rc) goto out;
+  in_txn = 1;
+  for (i = 0; i < n && !rc; i++)
+    rc = sq_vector_insert(s, chunk_rowids[i], model, dim, vectors + i * dim);
+  if (rc) goto out;
+  rc = sq_commit(s);
+  if (!rc) in_txn = 0;
+out:
+  if (in_txn) sq_rollback(s);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_delete_other_vectors(void *ctx, const char *model, size_t dim,
+                                        size_t *deleted) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  ragd_err rc;
+  int src;
+  if (!s || !model) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_VEC_DELETE_OTHER];
+  src = sq_bind_str(st, 1, model);
+  if (!src) src = sqlite3_bind_int64(st, 2, sq_clamp_i64(dim));
+  rc = sq_run(s, st, src, "delete other vectors");
+  if (!rc && deleted) *deleted = (size_t)sqlite3_changes(s->db);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_probe_document(void *ctx, const struct store_doc_in *doc, int *unchanged) {
+  struct sq_store *s = ctx;
+  struct sq_doc_fields f;
+  struct sq_existing ex;
+  char hash[65];
+  ragd_err rc;
+
+  if (!s || !doc || !unchanged) return RAGD_EINVAL;
+  *unchanged = 0;
+  rc = sq_doc_fields_init(doc, &f);
+  /* The probe comes before the vectors exist: only their model matters. */
+  if (rc == RAGD_EINVAL && doc->vector_model && !doc->vectors) {
+    struct store_doc_in copy = *doc;
+    copy.vector_model = NULL;
+    rc = sq_doc_fields_init(&copy, &f);
+    f.vector_model = doc->vector_model;
+    f.vector_dim = doc->vector_dim;
+  }
+  if (rc) return rc;
+  crypto_sha256_hex(f.content, f.content_len, hash);
+  pthread_mutex_lock(&s->lock);
+  rc = sq_doc_lookup(s, &f, hash, &ex);
+  pthread_mutex_unlock(&s->lock);
+  if (!rc) *unchanged = ex.found && ex.unchanged;
+  return rc;
+}
+
+static ragd_err sq_rebuild_keyword_index(void *ctx) {
+  struct sq_store *s = ctx;
+  ragd_err rc;
+  if (!s) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  rc = sq_run(s, s->stmts[SQ_FTS_REBUILD], SQLITE_OK, "rebuild the BM25 index");
+  pthread_mutex_unlock(&s->lock);
+  return rc;
 }
 
 /* ---- conversations ------------------------------------------------------------------ */
@@ -1202,4 +1798,14 @@ const struct store_ops store_sqlite_ops = {
     .list_messages = sq_list_messages,
     .stats = sq_stats,
     .ping = sq_ping,
+    .search_bm25_filtered = sq_search_bm25_filtered,
+    .filter_documents = sq_filter_documents,
+    .get_chunks = sq_get_chunks,
+    .load_vectors = sq_load_vectors,
+    .vector_models = sq_vector_models,
+    .chunks_without_vectors = sq_chunks_without_vectors,
+    .put_vectors = sq_put_vectors,
+    .delete_other_vectors = sq_delete_other_vectors,
+    .probe_document = sq_probe_document,
+    .rebuild_keyword_index = sq_rebuild_keyword_index,
 };

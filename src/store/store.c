@@ -99,3 +99,23 @@ void store_message_list_dispose(struct store_message_list *l) {
   free(l->items);
   memset(l, 0, sizeof *l);
 }
+
+void store_vector_model_list_dispose(struct store_vector_model_list *l) {
+  size_t i;
+  if (!l) return;
+  for (i = 0; i < l->count; i++) free(l->items[i].model);
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}
+
+void store_chunk_text_list_dispose(struct store_chunk_text_list *l) {
+  size_t i;
+  if (!l) return;
+  for (i = 0; i < l->count; i++) {
+    free(l->items[i].title);
+    free(l->items[i].heading_path);
+    free(l->items[i].text);
+  }
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}

@@ -29,6 +29,15 @@ struct store_doc_in {
   const char *content;
   size_t content_len;
   const struct text_chunk_list *chunks;
+  /* Optional vectors, one per chunk (chunks->count rows of vector_dim
+   * floats), written in the same transaction under vector_model. NULL: the
+   * document's chunks get no vectors. */
+  const char *vector_model;
+  size_t vector_dim;
+  const float *vectors;
+  /* Optional OUT: room for chunks->count row ids of the new chunks, filled
+   * when the document was written (not when unchanged). */
+  int64_t *chunk_rowids;
 };
 
 enum store_put_status { STORE_PUT_CREATED = 0, STORE_PUT_UPDATED = 1, STORE_PUT_UNCHANGED = 2 };
@@ -36,6 +45,7 @@ enum store_put_status { STORE_PUT_CREATED = 0, STORE_PUT_UPDATED = 1, STORE_PUT_
 struct store_put_result {
   enum store_put_status status;
   size_t chunk_count;
+  int64_t document_rowid; /* the store's internal id of the document */
 };
 
 struct store_doc {
@@ -69,6 +79,14 @@ struct store_hit {
   char *text;
   size_t ordinal;
   double score;
+  int64_t chunk_rowid;    /* the store's internal ids (vector index keys) */
+  int64_t document_rowid;
+  /* Filled by rag_search_ex: each ranker's 1-based rank (0: the ranker did
+   * not return this chunk) and its own score. */
+  size_t keyword_rank;
+  double keyword_score;
+  size_t vector_rank;
+  double vector_score;
 };
 
 struct store_hit_list {
@@ -84,6 +102,37 @@ struct store_message {
 
 struct store_message_list {
   struct store_message *items;
+  size_t count;
+};
+
+/* A set of vectors in the store: one model key and dimension. */
+struct store_vector_model {
+  char *model;
+  size_t dimensions;
+  size_t count;
+};
+
+struct store_vector_model_list {
+  struct store_vector_model *items;
+  size_t count;
+};
+
+/* Called once per stored vector by load_vectors; v is borrowed for the
+ * call. Return nonzero to stop (load_vectors then returns RAGD_ECANCELLED). */
+typedef int (*store_vector_cb)(void *ctx, int64_t chunk_rowid, int64_t document_rowid,
+                               const float *v, size_t dim);
+
+/* A chunk handed to the embedder by reindex. */
+struct store_chunk_text {
+  int64_t chunk_rowid;
+  int64_t document_rowid;
+  char *title;
+  char *heading_path;
+  char *text;
+};
+
+struct store_chunk_text_list {
+  struct store_chunk_text *items;
   size_t count;
 };
 
@@ -129,6 +178,53 @@ struct store_ops {
   ragd_err (*stats)(void *ctx, struct store_stats *out /* OUT */);
   /* Cheap liveness check (e.g. SELECT 1). */
   ragd_err (*ping)(void *ctx);
+
+  /* ---- hybrid retrieval ---- */
+
+  /* search_bm25 restricted to documents whose metadata matches filters_json
+   * (NULL or "{}": all), the filter applied before the top k is cut.
+   * Filters are a JSON object of key -> value or key -> [values]: a document
+   * matches when, for every key, its metadata value at that key (or any
+   * element of it, when it is an array) equals the value or one of the
+   * values. Values are strings, numbers or booleans, compared with their
+   * JSON type (1 never equals "1"). RAGD_EINVAL for malformed filters: not
+   * an object, a key longer than 64 bytes or holding '"', '\\' or control
+   * characters, a value of another type, an empty or over-long (> 100) list. */
+  ragd_err (*search_bm25_filtered)(void *ctx, const char *query, size_t k,
+                                   const char *filters_json,
+                                   struct store_hit_list *out /* OUT */);
+  /* Row ids of the documents matching filters_json (as above), ascending. */
+  ragd_err (*filter_documents)(void *ctx, const char *filters_json, int64_t **rowids /* OUT */,
+                               size_t *count /* OUT */);
+  /* The chunks with these row ids as hits (score 0), in the given order;
+   * ids that no longer exist are left out. */
+  ragd_err (*get_chunks)(void *ctx, const int64_t *chunk_rowids, size_t n,
+                         struct store_hit_list *out /* OUT */);
+  /* Calls cb for every vector stored under model with dim dimensions. */
+  ragd_err (*load_vectors)(void *ctx, const char *model, size_t dim, store_vector_cb cb,
+                           void *cb_ctx);
+  /* Which models and dimensions have vectors, and how many. */
+  ragd_err (*vector_models)(void *ctx, struct store_vector_model_list *out /* OUT */);
+  /* Up to limit chunks with row id > after_rowid that have no vector under
+   * (model, dim), ascending by row id. */
+  ragd_err (*chunks_without_vectors)(void *ctx, const char *model, size_t dim,
+                                     int64_t after_rowid, size_t limit,
+                                     struct store_chunk_text_list *out /* OUT */);
+  /* Writes n vectors (replacing any under the same model) in one
+   * transaction; rowids of chunks that are gone are skipped. */
+  ragd_err (*put_vectors)(void *ctx, const char *model, size_t dim, const int64_t *chunk_rowids,
+                          const float *vectors, size_t n);
+  /* Deletes every vector not stored under (model, dim); *deleted counts. */
+  ragd_err (*delete_other_vectors)(void *ctx, const char *model, size_t dim,
+                                   size_t *deleted /* OUT, may be NULL */);
+  /* Whether put_document(doc) would be STORE_PUT_UNCHANGED, and the
+   * document already has a vector under (doc->vector_model, doc->vector_dim)
+   * for every chunk when doc->vector_model is set: lets a caller skip
+   * embedding a document that will not be written. */
+  ragd_err (*probe_document)(void *ctx, const struct store_doc_in *doc, int *unchanged /* OUT */);
+  /* Re-tokenizes every chunk into the BM25 index (after the tokenizer's
+   * rules changed). */
+  ragd_err (*rebuild_keyword_index)(void *ctx);
 };
 
 struct store {
@@ -146,6 +242,8 @@ void store_doc_dispose(struct store_doc *d);
 void store_doc_list_dispose(struct store_doc_list *l);
 void store_hit_list_dispose(struct store_hit_list *l);
 void store_message_list_dispose(struct store_message_list *l);
+void store_vector_model_list_dispose(struct store_vector_model_list *l);
+void store_chunk_text_list_dispose(struct store_chunk_text_list *l);
 
 extern const struct store_ops store_sqlite_ops;
 

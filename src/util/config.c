@@ -69,6 +69,23 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_SHUTDOWN_GRACE_MS", shutdown_grace_ms, 0, 3600000, "10000", "on SIGTERM/SIGINT, how long answers in flight may finish before they are ended"),
     STR_VAR("RAGD_PRICES", prices, "", "price overrides, MODEL=INPUT/OUTPUT USD per 1M tokens, comma-separated"),
     STR_VAR("RAGD_LLM_LAST_RESORT", llm_last_resort, "extractive", "extractive | none: answer from the passages when every generator failed"),
+    STR_VAR("RAGD_EMBEDDER", embedder, "", "hash | openai (default: openai when RAGD_EMBED_BASE_URL is set, else hash)"),
+    STR_VAR("RAGD_EMBED_BASE_URL", embed_base_url, "", "OpenAI-compatible base URL for /embeddings"),
+    STR_VAR("RAGD_EMBED_API_KEY", embed_api_key, "", "API key for the embeddings server"),
+    STR_VAR("RAGD_EMBED_MODEL", embed_model, "text-embedding-3-small", "embedding model name sent upstream"),
+    LONG_VAR("RAGD_EMBED_DIMENSIONS", embed_dimensions, 0, 8192, "0", "vector dimension; 0: the model's own (hash: 256)"),
+    LONG_VAR("RAGD_EMBED_BATCH_SIZE", embed_batch_size, 1, 2048, "64", "inputs per embeddings request"),
+    LONG_VAR("RAGD_EMBED_BATCH_TOKENS", embed_batch_tokens, 100, 1000000, "8000", "estimated tokens per embeddings request"),
+    LONG_VAR("RAGD_EMBED_MAX_RETRIES", embed_max_retries, 0, 20, "4", "retries of an embeddings request after 429/5xx"),
+    LONG_VAR("RAGD_EMBED_TIMEOUT_MS", embed_timeout_ms, 100, 600000, "30000", "timeout of one embeddings request"),
+    STR_VAR("RAGD_VECTOR_INDEX", vector_index, "int8", "int8 (quantized scan, float re-scoring) | exact (float32 scan)"),
+    LONG_VAR("RAGD_RRF_K", rrf_k, 0, 10000, "60", "k of Reciprocal Rank Fusion: score = sum of weight / (k + rank)"),
+    LONG_VAR("RAGD_RRF_DEPTH", rrf_depth, 1, 1000, "50", "candidates each ranker hands to fusion"),
+    STR_VAR("RAGD_RRF_WEIGHT_KEYWORD", rrf_weight_keyword, "1", "weight of the BM25 ranking in fusion (a decimal >= 0)"),
+    STR_VAR("RAGD_RRF_WEIGHT_VECTOR", rrf_weight_vector, "0.5", "weight of the vector ranking in fusion (a decimal >= 0)"),
+    STR_VAR("RAGD_VECTOR_MIN_SCORE", vector_min_score, "", "hybrid: cosine a passage found only by the vector ranker must reach (default: 0.3 for hash, 0 otherwise)"),
+    STR_VAR("RAGD_HYBRID_FEEDBACK", hybrid_feedback, "1", "hybrid: weight of the best keyword hits' vectors added to the query vector (0: off)"),
+    LONG_VAR("RAGD_HYBRID_FEEDBACK_DOCS", hybrid_feedback_docs, 0, 8, "3", "hybrid: keyword hits whose vectors steer the vector ranker"),
 };
 
 #define CONFIG_VAR_COUNT (sizeof config_vars / sizeof config_vars[0])

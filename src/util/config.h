@@ -57,6 +57,27 @@ struct ragd_config {
   char *models_file;           /* RAGD_MODELS_FILE: model table file; "" none */
   char *llm_chain_spec;        /* RAGD_LLM_CHAIN, e.g. "primary,backup"; "" none */
   char *llm_last_resort;       /* RAGD_LLM_LAST_RESORT: extractive | none */
+  char *embedder;              /* RAGD_EMBEDDER: hash | openai; "" means openai when
+                                  RAGD_EMBED_BASE_URL is set, else hash */
+  char *embed_base_url;        /* RAGD_EMBED_BASE_URL */
+  char *embed_api_key;         /* RAGD_EMBED_API_KEY */
+  char *embed_model;           /* RAGD_EMBED_MODEL, default "text-embedding-3-small" */
+  long embed_dimensions;       /* RAGD_EMBED_DIMENSIONS, 0: the model's own (hash 256) */
+  long embed_batch_size;       /* RAGD_EMBED_BATCH_SIZE, default 64 inputs per request */
+  long embed_batch_tokens;     /* RAGD_EMBED_BATCH_TOKENS, default 8000 per request */
+  long embed_max_retries;      /* RAGD_EMBED_MAX_RETRIES, default 4 */
+  long embed_timeout_ms;       /* RAGD_EMBED_TIMEOUT_MS, default 30000 per request */
+  char *vector_index;          /* RAGD_VECTOR_INDEX: int8 (default) | exact */
+  long rrf_k;                  /* RAGD_RRF_K, default 60 */
+  long rrf_depth;              /* RAGD_RRF_DEPTH, default 50: candidates per ranker */
+  char *rrf_weight_keyword;    /* RAGD_RRF_WEIGHT_KEYWORD, default "1" (a decimal) */
+  char *rrf_weight_vector;     /* RAGD_RRF_WEIGHT_VECTOR, default "0.5" (a decimal) */
+  char *vector_min_score;      /* RAGD_VECTOR_MIN_SCORE: hybrid's cosine floor for
+                                  passages only the vector ranker found;
+                                  "" means 0.3 for hash, 0 otherwise */
+  char *hybrid_feedback;       /* RAGD_HYBRID_FEEDBACK, default "1": weight of the
+                                  best keyword hits' vectors added to the query vector */
+  long hybrid_feedback_docs;   /* RAGD_HYBRID_FEEDBACK_DOCS, default 3 */
   char *prices;                /* RAGD_PRICES: model=in/out,... USD per 1M tokens */
   long shutdown_grace_ms;      /* RAGD_SHUTDOWN_GRACE_MS, default 10000 */
   char *llm_partial_policy;    /* RAGD_LLM_PARTIAL_POLICY: error | continue */

@@ -508,7 +508,7 @@ static void assert_v1_intact(struct store *st) {
 static void test_failed_put_keeps_previous(void **state) {
   struct fixture *fx = *state;
   struct doc_builder b;
-  struct store_put_result res = {STORE_PUT_CREATED, 99};
+  struct store_put_result res = {STORE_PUT_CREATED, 99, 0};
   const char *v1[2] = {"Walrus chapter.", "Narwhal chapter."};
   const char *v2_null[3] = {"Octopus chapter.", "Squid chapter.", NULL};
   const char *v2_bad_utf8[3] = {"Octopus chapter.", "Squid \xc3\x28 chapter.", "Crab."};

@@ -1,0 +1,93 @@
+/* embed.h - the embedder interface: turns passages and questions into
+ * L2-normalized float vectors for the vector index.
+ *
+ * An embedder is an ops table plus context, made by name from configuration
+ * (embed_create):
+ * - "hash" (the offline default): signed feature hashing of normalized word
+ *   unigrams, word bigrams and character n-grams (Hangul syllables included)
+ *   into a fixed dimension. Lexical, not semantic: it finds "tracking" for
+ *   "track" and "환불은" for "환불", never "parcel" for "package".
+ * - "openai": POST {base}/embeddings of any OpenAI-compatible server, batched,
+ *   with retries on 429/5xx (Retry-After honoured). It blocks the calling
+ *   thread (a worker or the command line) until the vectors arrive.
+ *
+ * Every vector an embedder makes is tagged with its model key ("hash:v1",
+ * "openai:text-embedding-3-small") and dimension; the store keeps both, and
+ * vectors of another key or dimension are never compared with these. */
+#ifndef RAGD_EMBED_H
+#define RAGD_EMBED_H
+
+#include <stddef.h>
+
+#include "util/buf.h"
+#include "util/err.h"
+
+#define EMBED_OPS_VERSION 1
+
+/* Default dimension of the hash embedder; the largest any embedder may have. */
+#define EMBED_HASH_DIM_DEFAULT 256
+#define EMBED_DIM_MAX 8192
+
+struct embed_config {
+  const char *provider;   /* "hash" | "openai"; NULL or "": hash */
+  const char *base_url;   /* openai: e.g. https://api.openai.com/v1 */
+  const char *api_key;    /* openai: sent as a Bearer token; may be "" */
+  const char *model;      /* openai: default text-embedding-3-small */
+  long dimensions;        /* 0: the model's own (hash: 256); openai sends it
+                             as "dimensions" when nonzero */
+  long batch_size;        /* openai: inputs per request, 0: 64 */
+  long batch_tokens;      /* openai: estimated tokens per request, 0: 8000 */
+  long max_retries;       /* openai: retries after a 429/5xx/transport error */
+  long timeout_ms;        /* openai: per request, 0: 30000 */
+};
+
+struct embed_ops {
+  int version; /* EMBED_OPS_VERSION */
+  const char *name;
+  /* On error writes why into err (may be NULL). */
+  ragd_err (*create)(const struct embed_config *cfg, void **ctx /* OUT */, struct buf *err);
+  void (*destroy)(void *ctx);
+  /* Embeds texts[0..n) into out[i * dim .. (i + 1) * dim), each vector of
+   * unit length (a text with no features gives the zero vector). dim is the
+   * embedder's dimension (embedder.dimensions); for openai without a
+   * configured dimension it is learned from the first response, so callers
+   * learn it first with embed_ensure_dimensions and size out by it; a later
+   * response of another length is an error (RAGD_EUPSTREAM). Blocking; any
+   * thread; an embedder may be used by several threads at once. On error
+   * writes why into err (may be NULL) and out is unspecified. */
+  ragd_err (*embed)(void *ctx, const struct slice *texts, size_t n, float *out,
+                    struct buf *err);
+  /* Current dimension; 0 while unknown (openai before its first answer). */
+  size_t (*dimensions)(void *ctx);
+};
+
+struct embedder {
+  const struct embed_ops *ops;
+  void *ctx;
+  char model_key[160]; /* "<provider>:<model>", the name vectors are stored under */
+};
+
+/* Creates the embedder cfg->provider names. RAGD_ECONFIG for an unknown
+ * provider or a bad setting (err says which). */
+ragd_err embed_create(const struct embed_config *cfg, struct embedder *out /* OUT */,
+                      struct buf *err);
+/* Destroys and zeroes e; accepts a zeroed embedder. */
+void embed_destroy(struct embedder *e);
+/* The embedder's dimension now (0 while unknown). */
+size_t embed_dimensions(const struct embedder *e);
+/* The dimension, asking the embedder once (one short input) when it is not
+ * known yet. */
+ragd_err embed_ensure_dimensions(const struct embedder *e, size_t *dim /* OUT */,
+                                 struct buf *err);
+/* Embeds n texts; see embed_ops.embed. RAGD_EINVAL for n > 0 with a NULL
+ * texts or out. */
+ragd_err embed_texts(const struct embedder *e, const struct slice *texts, size_t n, float *out,
+                     struct buf *err);
+
+/* Scales v to unit length; a zero vector stays zero. */
+void embed_l2_normalize(float *v, size_t dim);
+
+extern const struct embed_ops embed_hash_ops;
+extern const struct embed_ops embed_openai_ops;
+
+#endif

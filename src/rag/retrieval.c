@@ -1,0 +1,241 @@
+/* retrieval.c - the engine's embedder and vector index: made at start-up,
+ * loaded from the store, kept in step by ingest, rebuilt by reindex. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rag/rag_int.h"
+#include "util/log.h"
+
+#define REINDEX_BATCH 64
+
+static ragd_err parse_weight(const char *var, const char *value, double *out, struct buf *err) {
+  char *end = NULL;
+  double w;
+  errno = 0;
+  w = strtod(value, &end);
+  if (errno || end == value || *end || !isfinite(w) || w < 0 || w > 1000) {
+    if (err) buf_appendf(err, "%s: expected a decimal from 0 to 1000, got \"%s\"", var, value);
+    return RAGD_ECONFIG;
+  }
+  *out = w;
+  return RAGD_OK;
+}
+
+/* Called by load_vectors for each stored vector. */
+static int load_one(void *ctx, int64_t chunk_rowid, int64_t document_rowid, const float *v,
+                    size_t dim) {
+  struct rag_engine *e = ctx;
+  (void)dim;
+  return e->index.ops->add(e->index.ctx, chunk_rowid, document_rowid, v) != RAGD_OK;
+}
+
+static ragd_err index_create_and_load(struct rag_engine *e, size_t dim) {
+  ragd_err rc = retrieve_index_create(e->cfg->vector_index, dim, &e->index);
+  if (rc) return rc;
+  return e->store.ops->load_vectors(e->store.ctx, e->embedder.model_key, dim, load_one, e);
+}
+
+/* Logs vectors of other models or dimensions: they are never searched, and
+ * `ragd reindex` replaces them. */
+static ragd_err report_model_switch(struct rag_engine *e, size_t dim, size_t *learned_dim) {
+  struct store_vector_model_list models = {0};
+  struct store_stats stats = {0};
+  size_t i, ours = 0;
+  ragd_err rc = e->store.ops->vector_models(e->store.ctx, &models);
+  if (rc) return rc;
+  for (i = 0; i < models.count; i++) {
+    const struct store_vector_model *m = &models.items[i];
+    int same_model = strcmp(m->model, e->embedder.model_key) == 0;
+    if (same_model && (dim == 0 || m->dimensions == dim)) {
+      ours += m->count;
+      if (dim == 0 && learned_dim) *learned_dim = m->dimensions;
+      continue;
+    }
+    log_warn("store holds %zu vectors of %s (%zu dimensions) but the embedder is %s (%zu "
+             "dimensions): they are not searched; run `ragd reindex` to re-embed",
+             m->count, m->model, m->dimensions, e->embedder.model_key, dim);
+  }
+  store_vector_model_list_dispose(&models);
+  if (e->store.ops->stats(e->store.ctx, &stats) == RAGD_OK && stats.chunks > ours)
+    log_warn("%zu of %zu chunks have no %s vector; vector search skips them until `ragd "
+             "reindex`", stats.chunks - ours, stats.chunks, e->embedder.model_key);
+  return RAGD_OK;
+}
+
+ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
+  const struct ragd_config *cfg = e->cfg;
+  struct embed_config ec;
+  size_t dim, learned = 0;
+  ragd_err rc;
+
+  rc = parse_weight("RAGD_RRF_WEIGHT_KEYWORD", cfg->rrf_weight_keyword, &e->rrf_weight_keyword, err);
+  if (!rc) rc = parse_weight("RAGD_RRF_WEIGHT_VECTOR", cfg->rrf_weight_vector, &e->rrf_weight_vector, err);
+  if (rc) return rc;
+  e->rrf_k = (double)cfg->rrf_k;
+  rc = parse_weight("RAGD_HYBRID_FEEDBACK", cfg->hybrid_feedback, &e->vector_feedback, err);
+  if (rc) return rc;
+  e->vector_feedback_docs = (size_t)cfg->hybrid_feedback_docs;
+  if (strcmp(cfg->vector_index, "int8") != 0 && strcmp(cfg->vector_index, "exact") != 0) {
+    if (err) buf_appendf(err, "RAGD_VECTOR_INDEX: expected int8 or exact, got \"%s\"", cfg->vector_index);
+    return RAGD_ECONFIG;
+  }
+  if (pthread_rwlock_init(&e->index_lock, NULL) != 0) return RAGD_ENOMEM;
+  e->index_lock_ready = 1;
+  memset(&ec, 0, sizeof ec);
+  ec.provider = cfg->embedder[0] ? cfg->embedder : cfg->embed_base_url[0] ? "openai" : "hash";
+  ec.base_url = cfg->embed_base_url;
+  ec.api_key = cfg->embed_api_key;
+  ec.model = cfg->embed_model;
+  ec.dimensions = cfg->embed_dimensions;
+  ec.batch_size = cfg->embed_batch_size;
+  ec.batch_tokens = cfg->embed_batch_tokens;
+  ec.max_retries = cfg->embed_max_retries;
+  ec.timeout_ms = cfg->embed_timeout_ms;
+  rc = embed_create(&ec, &e->embedder, err);
+  if (rc) return rc;
+  /* hash cosines under 0.3 come from a few shared character n-grams (a
+   * nonsense question scores about 0.2 against the sample knowledge base) */
+  if (cfg->vector_min_score[0]) {
+    rc = parse_weight("RAGD_VECTOR_MIN_SCORE", cfg->vector_min_score, &e->vector_min_score, err);
+    if (rc) return rc;
+  } else {
+    e->vector_min_score = strcmp(e->embedder.ops->name, "hash") == 0 ? 0.3 : 0;
+  }
+  dim = embed_dimensions(&e->embedder);
+  rc = report_model_switch(e, dim, &learned);
+  if (rc) goto fail;
+  if (dim == 0) dim = learned; /* openai: the dimension its stored vectors have */
+  if (dim) {
+    rc = index_create_and_load(e, dim);
+    if (rc) goto fail;
+    log_info("vector index: %zu vectors of %s, %zu dimensions (%s)",
+             e->index.ops->count(e->index.ctx), e->embedder.model_key, dim, e->index.ops->name);
+  }
+  return RAGD_OK;
+fail:
+  if (err && err->len == 0)
+    buf_appendf(err, "cannot load the vector index: %s", ragd_strerror(rc));
+  return rc;
+}
+
+void rag_retrieval_close(struct rag_engine *e) {
+  retrieve_index_destroy(&e->index);
+  embed_destroy(&e->embedder);
+  if (e->index_lock_ready) pthread_rwlock_destroy(&e->index_lock);
+  e->index_lock_ready = 0;
+}
+
+ragd_err rag_index_ensure(struct rag_engine *e, size_t dim) {
+  ragd_err rc = RAGD_OK;
+  pthread_rwlock_wrlock(&e->index_lock);
+  if (!e->index.ops) rc = retrieve_index_create(e->cfg->vector_index, dim, &e->index);
+  else if (e->index.dim != dim) rc = RAGD_EINVAL;
+  pthread_rwlock_unlock(&e->index_lock);
+  return rc;
+}
+
+ragd_err rag_index_put_doc(struct rag_engine *e, int64_t document_rowid,
+                           const int64_t *chunk_rowids, const float *vectors, size_t n,
+                           size_t dim) {
+  ragd_err rc = RAGD_OK;
+  size_t i;
+  pthread_rwlock_wrlock(&e->index_lock);
+  if (!e->index.ops) {
+    rc = retrieve_index_create(e->cfg->vector_index, dim, &e->index);
+    if (rc) goto out;
+  }
+  if (e->index.dim != dim) {
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  e->index.ops->remove_group(e->index.ctx, document_rowid);
+  /* Row ids of chunks deleted behind the index's back (DELETE /v1/documents)
+   * may have been reused for these chunks. */
+  for (i = 0; i < n; i++) e->index.ops->remove(e->index.ctx, chunk_rowids[i]);
+  for (i = 0; i < n && !rc; i++)
+    rc = e->index.ops->add(e->index.ctx, chunk_rowids[i], document_rowid, vectors + i * dim);
+out:
+  pthread_rwlock_unlock(&e->index_lock);
+  return rc;
+}
+
+void rag_index_forget(struct rag_engine *e, const int64_t *chunk_rowids, size_t n) {
+  if (n == 0) return;
+  pthread_rwlock_wrlock(&e->index_lock);
+  for (size_t i = 0; e->index.ops && i < n; i++) e->index.ops->remove(e->index.ctx, chunk_rowids[i]);
+  pthread_rwlock_unlock(&e->index_lock);
+}
+
+ragd_err rag_embed_input(struct buf *out, const char *title, const char *heading_path,
+                         const char *text, size_t text_len) {
+  ragd_err rc = RAGD_OK;
+  if (title && title[0]) rc = buf_appendf(out, "%s\n", title);
+  if (!rc && heading_path && heading_path[0]) rc = buf_appendf(out, "%s\n", heading_path);
+  if (!rc) rc = buf_append(out, text, text_len);
+  return rc;
+}
+
+ragd_err rag_reindex(struct rag_engine *e, void (*progress)(void *ctx, size_t done),
+                     void *progress_ctx, size_t *embedded, size_t *dropped, struct buf *err) {
+  struct store_chunk_text_list batch = {0};
+  struct slice texts[REINDEX_BATCH];
+  struct buf inputs[REINDEX_BATCH];
+  int64_t rowids[REINDEX_BATCH];
+  float *vecs = NULL;
+  int64_t after = 0;
+  size_t done = 0, i, dim = embed_dimensions(&e->embedder);
+  ragd_err rc = RAGD_OK;
+
+  *embedded = 0;
+  *dropped = 0;
+  for (i = 0; i < REINDEX_BATCH; i++) buf_init(&inputs[i], 0);
+  rc = embed_ensure_dimensions(&e->embedder, &dim, err);
+  if (rc) goto out;
+  rc = rag_index_ensure(e, dim);
+  if (rc) goto out;
+  vecs = malloc(REINDEX_BATCH * dim * sizeof *vecs);
+  if (!vecs) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (;;) {
+    store_chunk_text_list_dispose(&batch);
+    rc = e->store.ops->chunks_without_vectors(e->store.ctx, e->embedder.model_key, dim, after,
+                                              REINDEX_BATCH, &batch);
+    if (rc || batch.count == 0) break;
+    for (i = 0; i < batch.count && !rc; i++) {
+      const struct store_chunk_text *c = &batch.items[i];
+      buf_reset(&inputs[i]);
+      rc = rag_embed_input(&inputs[i], c->title, c->heading_path, c->text, strlen(c->text));
+      texts[i].ptr = inputs[i].data ? inputs[i].data : "";
+      texts[i].len = inputs[i].len;
+      rowids[i] = c->chunk_rowid;
+    }
+    if (rc) break;
+    rc = embed_texts(&e->embedder, texts, batch.count, vecs, err);
+    if (!rc)
+      rc = e->store.ops->put_vectors(e->store.ctx, e->embedder.model_key, dim, rowids, vecs,
+                                     batch.count);
+    if (rc) break;
+    pthread_rwlock_wrlock(&e->index_lock);
+    for (i = 0; i < batch.count && !rc; i++) {
+      e->index.ops->remove(e->index.ctx, rowids[i]);
+      rc = e->index.ops->add(e->index.ctx, rowids[i], batch.items[i].document_rowid, vecs + i * dim);
+    }
+    pthread_rwlock_unlock(&e->index_lock);
+    if (rc) break;
+    done += batch.count;
+    after = batch.items[batch.count - 1].chunk_rowid;
+    if (progress) progress(progress_ctx, done);
+  }
+  if (!rc) rc = e->store.ops->delete_other_vectors(e->store.ctx, e->embedder.model_key, dim, dropped);
+  if (!rc) rc = e->store.ops->rebuild_keyword_index(e->store.ctx);
+out:
+  *embedded = done;
+  store_chunk_text_list_dispose(&batch);
+  for (i = 0; i < REINDEX_BATCH; i++) buf_dispose(&inputs[i]);
+  free(vecs);
+  return rc;
+}

@@ -1,0 +1,117 @@
+/* retrieve.h - ranking pieces that know nothing of SQL or HTTP: the vector
+ * index and rank fusion.
+ *
+ * A vector index is an ops table plus context, chosen by name (retrieve_index_
+ * create): "int8" (the default: an int8 scalar-quantized scan picks
+ * candidates, their float32 vectors re-score them) and "exact" (a float32
+ * scan of everything). Both are flat: memory and time grow linearly with the
+ * number of vectors, which stays fast to about a million chunks on one core;
+ * an approximate index (HNSW) can join behind the same ops.
+ *
+ * Items are identified by an id (the store's chunk row id) and belong to a
+ * group (the store's document row id), so that a document's vectors can be
+ * replaced or dropped at once and a metadata filter can be a set of groups.
+ *
+ * Threads: an index is not thread-safe; the caller serializes writers against
+ * readers (rag_engine holds a read-write lock). Searches may run in parallel
+ * with each other. */
+#ifndef RAGD_RETRIEVE_H
+#define RAGD_RETRIEVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/err.h"
+
+#define RETRIEVE_OPS_VERSION 1
+
+struct retrieve_hit {
+  int64_t id;
+  int64_t group;
+  float score; /* dot product with the query: a cosine for unit vectors */
+};
+
+/* Groups a search may return; NULL or count 0 with all = 1 means every group.
+ * groups must be sorted ascending. */
+struct retrieve_filter {
+  int all;
+  const int64_t *groups;
+  size_t count;
+};
+
+struct retrieve_index_ops {
+  int version; /* RETRIEVE_OPS_VERSION */
+  const char *name;
+  ragd_err (*create)(size_t dim, void **ctx /* OUT */);
+  void (*destroy)(void *ctx);
+  /* Appends one vector (dim floats, copied). The caller removes an id before
+   * adding it again; ids are not checked for duplicates. */
+  ragd_err (*add)(void *ctx, int64_t id, int64_t group, const float *v);
+  /* Drops every vector of the group / the one of this id; returns how many
+   * went. */
+  size_t (*remove_group)(void *ctx, int64_t group);
+  size_t (*remove)(void *ctx, int64_t id);
+  /* The best min(k, matching) items for the query vector q, best first (ties
+   * by smaller id). out has room for k hits; *n receives the count. filter
+   * may be NULL (everything). */
+  ragd_err (*search)(void *ctx, const float *q, size_t k, const struct retrieve_filter *filter,
+                     struct retrieve_hit *out, size_t *n /* OUT */);
+  /* Copies the float32 vector of id into out (dim floats); RAGD_ENOTFOUND
+   * when the index does not hold it. */
+  ragd_err (*get)(void *ctx, int64_t id, float *out);
+  size_t (*count)(void *ctx);
+  /* Bytes of memory held for the vectors and their ids. */
+  size_t (*memory_bytes)(void *ctx);
+};
+
+struct retrieve_index {
+  const struct retrieve_index_ops *ops;
+  void *ctx;
+  size_t dim;
+};
+
+/* name: "int8" or "exact" (NULL or "": int8). RAGD_ECONFIG for an unknown
+ * name, RAGD_EINVAL for dim 0. */
+ragd_err retrieve_index_create(const char *name, size_t dim, struct retrieve_index *out /* OUT */);
+/* Destroys and zeroes ix; accepts a zeroed index. */
+void retrieve_index_destroy(struct retrieve_index *ix);
+
+extern const struct retrieve_index_ops retrieve_int8_ops;
+extern const struct retrieve_index_ops retrieve_exact_ops;
+
+/* ---- scalar quantization, exposed for tests and benchmarks ---- */
+
+/* Quantizes v to int8 codes with one scale per vector: code = round(v / scale)
+ * with scale = max|v| / 127, so |v[i] - code[i] * scale| <= scale / 2.
+ * Returns the scale (0 for the zero vector, whose codes are all 0). */
+float retrieve_quantize(const float *v, size_t dim, int8_t *codes /* OUT */);
+float retrieve_dot_f32(const float *a, const float *b, size_t dim);
+int32_t retrieve_dot_i8(const int8_t *a, const int8_t *b, size_t dim);
+
+/* ---- fusion ---- */
+
+#define RETRIEVE_RANKERS_MAX 4
+
+/* One ranker's result list, best first (rank 1 is ids[0]). */
+struct retrieve_ranking {
+  const int64_t *ids;
+  size_t count;
+  double weight; /* >= 0; 0 ignores the ranker */
+};
+
+struct retrieve_fused {
+  int64_t id;
+  double score;                       /* sum of weight / (k + rank) */
+  size_t ranks[RETRIEVE_RANKERS_MAX]; /* 1-based rank in each ranking, 0 when absent */
+};
+
+/* Reciprocal Rank Fusion: every id of any ranking scores the sum over the
+ * rankings that hold it of weight / (k + rank). Returns the best top ids,
+ * score descending (ties: the better best rank, then the smaller id); an id
+ * repeated within one ranking counts at its first rank only. *out is
+ * malloc'd (free()), *n may be 0. RAGD_EINVAL for nrankings outside
+ * 1..RETRIEVE_RANKERS_MAX or k < 0. */
+ragd_err retrieve_rrf(const struct retrieve_ranking *rankings, size_t nrankings, double k,
+                      size_t top, struct retrieve_fused **out /* OUT */, size_t *n /* OUT */);
+
+#endif
