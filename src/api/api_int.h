@@ -94,6 +94,8 @@ struct chat {
   struct buf text;
   long prompt_tokens, completion_tokens;
   int has_usage;
+  long ragd_prompt_tokens; /* ragd's count of the prompt (has_budget) */
+  int has_budget;
   int degraded; /* the extractive last resort answered after a failure */
   const char *finish_reason; /* static */
   json_t *citations;         /* {"cited_sources":[...],"invalid_citations":[...]} */

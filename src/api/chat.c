@@ -84,6 +84,8 @@ json_t *api_chat_usage_json(const struct chat *c) {
   json_object_set_new(u, "prompt_tokens", json_integer(c->prompt_tokens));
   json_object_set_new(u, "completion_tokens", json_integer(c->completion_tokens));
   json_object_set_new(u, "total_tokens", json_integer(c->prompt_tokens + c->completion_tokens));
+  /* ragd's own count of the prompt it sent, next to the provider's figures */
+  if (c->has_budget) json_object_set_new(u, "ragd_prompt_tokens", json_integer(c->ragd_prompt_tokens));
   return u;
 }
 
@@ -137,6 +139,12 @@ static void ev_delta(void *ctx, const char *text, size_t len) {
     c->proto->on_delta(c, text, len);
   else
     buf_append(&c->text, text, len);
+}
+
+static void ev_budget(void *ctx, const struct rag_budget_report *report) {
+  struct chat *c = ctx;
+  c->has_budget = 1;
+  c->ragd_prompt_tokens = (long)report->prompt_tokens;
 }
 
 static void ev_usage(void *ctx, long prompt_tokens, long completion_tokens) {
@@ -256,6 +264,7 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   memset(&ev, 0, sizeof ev);
   ev.ctx = c;
   ev.on_notice = ev_notice;
+  ev.on_budget = ev_budget;
   ev.on_meta = ev_meta;
   ev.on_sources = ev_sources;
   ev.on_delta = ev_delta;
@@ -267,7 +276,11 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   if (rc) {
     c->refs--;
     if (strcmp(code, "invalid_field") == 0)
-      http_reply_problem(r, code, "\"conversation_id\" must be 1-64 letters, digits, '-' or '_'");
+      http_reply_problem(r, code, "\"conversation_id\" must be 1-64 letters, digits, '-' or '_', "
+                                  "and \"filters\" an object of metadata values");
+    else if (strcmp(code, "question_too_long") == 0)
+      http_reply_problem(r, code, "the question alone does not fit the model's context window "
+                                  "with room for the answer; shorten it");
     else
       http_reply_problem(r, code, "%s", ragd_strerror(rc));
     goto out;

@@ -26,6 +26,7 @@ static const struct {
     {"store_unavailable", 503, "The document store is unavailable"},
     {"not_ready", 503, "The server is not ready"},
     {"overloaded", 503, "The server is overloaded"},
+    {"question_too_long", 400, "The question does not fit the model's context window"},
 };
 
 static int find(const char *code) {

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "rag/rag.h"
+#include "text/text.h"
 #include "util/clock.h"
 #include "util/crypto.h"
 #include "util/metrics.h"
@@ -50,6 +51,13 @@ struct rag_answer {
   struct llm_message *cont_messages;
   char *cont_partial;
   int text_truncated; /* text lost bytes (cap or memory): it cannot be continued */
+  /* the token budget: passages[0..passage_count) and history from
+   * history_skip on made it into the prompt */
+  size_t passage_count;
+  size_t history_skip;
+  char *cut_text; /* the last passage, cut to fit */
+  struct rag_budget_report budget;
+  int budgeted;
   /* accounting */
   int64_t started_us;
   int64_t first_delta_us; /* 0 until the first delta */
@@ -174,6 +182,7 @@ static void answer_unref(struct rag_answer *a) {
   rag_prompt_dispose(&a->prompt);
   free(a->cont_messages);
   free(a->cont_partial);
+  free(a->cut_text);
   store_message_list_dispose(&a->history);
   store_hit_list_dispose(&a->hits);
   free(a->passages);
@@ -288,13 +297,21 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
   }
   account(a, rc, finish_reason, error_code);
   active_remove(a);
+  if (rc == RAGD_OK && !a->has_usage && a->budgeted && a->ev.on_usage) {
+    /* the provider reported no usage: ragd's own counts, exact for OpenAI
+     * encodings */
+    size_t completion = 0;
+    if (a->text.data && !a->text_truncated)
+      text_bpe_count(a->e->budget.bpe, a->text.data, a->text.len, &completion);
+    sink_usage(a, (long)a->budget.prompt_tokens, (long)completion);
+  }
   if (rc == RAGD_OK) {
     int *cited = calloc(a->cites.count + 1, sizeof *cited);
     int *invalid = calloc(a->cites.count + 1, sizeof *invalid);
     size_t nc = 0, ni = 0;
     for (size_t i = 0; cited && invalid && i < a->cites.count; i++) {
       int n = a->cites.numbers[i];
-      if (n >= 1 && (size_t)n <= a->hits.count)
+      if (n >= 1 && (size_t)n <= a->passage_count)
         cited[nc++] = n;
       else
         invalid[ni++] = n;
@@ -402,18 +419,6 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     a->passages[i].heading_path = a->hits.items[i].heading_path;
     a->passages[i].text = a->hits.items[i].text;
   }
-  rc = rag_prompt_build(q->message, a->passages, a->hits.count, &a->history, &a->prompt);
-  if (rc) goto fail;
-  rc = e->store.ops->append_message(e->store.ctx, a->conversation_id, "user", q->message);
-  if (rc) {
-    *code = "store_unavailable";
-    goto fail;
-  }
-  if (!active_add(a)) {
-    *code = "overloaded";
-    rc = RAGD_ECANCELLED;
-    goto fail;
-  }
   /* Nothing retrieved: the extractive generator says so honestly instead of
    * letting a model answer from nowhere. */
   if (a->hits.count == 0 || e->gen_count == 0) {
@@ -425,18 +430,47 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     a->gens = e->gens;
     a->gen_count = e->gen_count;
   }
+  a->passage_count = a->hits.count;
+  if (a->gens != &a->no_hits && e->budget.bpe) {
+    rc = rag_budget_fit(&e->budget, q->message, a->passages, &a->passage_count, &a->history,
+                        &a->history_skip, &a->cut_text, &a->prompt, &a->budget);
+    if (rc == RAGD_ETOOBIG) {
+      *code = "question_too_long";
+      goto fail;
+    }
+    if (rc) goto fail;
+    a->budgeted = 1;
+  } else {
+    rc = rag_prompt_build(q->message, a->passages, a->hits.count, &a->history, &a->prompt);
+    if (rc) goto fail;
+  }
+  rc = e->store.ops->append_message(e->store.ctx, a->conversation_id, "user", q->message);
+  if (rc) {
+    *code = "store_unavailable";
+    goto fail;
+  }
+  if (!active_add(a)) {
+    *code = "overloaded";
+    rc = RAGD_ECANCELLED;
+    goto fail;
+  }
+  if (a->budgeted && ev->on_budget) ev->on_budget(ev->ctx, &a->budget);
   {
     const struct llm *first = &a->gens[0].llm;
     if (ev->on_meta) ev->on_meta(ev->ctx, a->conversation_id, first->model ? first->model : first->ops->name);
   }
-  if (ev->on_sources) ev->on_sources(ev->ctx, &a->hits);
+  if (ev->on_sources) {
+    /* only the passages the prompt holds are sources */
+    struct store_hit_list shown = {a->hits.items, a->passage_count};
+    ev->on_sources(ev->ctx, &shown);
+  }
 
   memset(&a->req, 0, sizeof a->req);
   a->req.messages = a->prompt.messages;
   a->req.message_count = a->prompt.count;
   a->req.question = a->question;
   a->req.passages = a->passages;
-  a->req.passage_count = a->hits.count;
+  a->req.passage_count = a->passage_count;
   a->req.max_tokens = e->cfg->llm_max_tokens;
   a->req.temperature = -1;
   a->req.request_id = a->request_id[0] ? a->request_id : NULL;

@@ -1,7 +1,57 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/log.h"
+
 #include "rag/rag_int.h"
+
+/* Loads the model table and the BPE encoding of the chain's models and sets
+ * the prompt budget: the smallest context window among them, minus the
+ * answer's reserve (RAGD_LLM_MAX_TOKENS). A model missing from the table gets
+ * RAGD_LLM_CONTEXT_WINDOW (8192 when unset), counted with o200k_base plus a
+ * 10% margin, since its provider's tokenizer differs. */
+static ragd_err setup_budget(struct rag_engine *e, const struct ragd_config *cfg, struct buf *err) {
+  long window = 0;
+  int encoding = -1, unknown = 0, any_llm = 0;
+  ragd_err rc;
+  for (size_t i = 0; i < e->gen_count; i++) {
+    const struct llm *g = &e->gens[i].llm;
+    struct text_model m;
+    if (strcmp(g->ops->name, "extractive") == 0) continue;
+    any_llm = 1;
+    if (!e->models) {
+      rc = text_model_table_load(cfg->models_file, &e->models, err);
+      if (rc) return rc;
+    }
+    if (g->model && text_model_lookup(e->models, g->model, &m) == RAGD_OK) {
+      if (window == 0 || m.context_window < window) window = m.context_window;
+      if (encoding < 0) encoding = (int)m.encoding;
+    } else {
+      unknown = 1;
+      log_warn("model %s is not in the model table: budgeting its prompts for %ld tokens "
+               "(set RAGD_LLM_CONTEXT_WINDOW or add it with RAGD_MODELS_FILE)",
+               g->model ? g->model : "(none)", cfg->llm_context_window ? cfg->llm_context_window : 8192L);
+    }
+  }
+  if (!any_llm) return RAGD_OK;
+  if (cfg->llm_context_window > 0)
+    window = cfg->llm_context_window;
+  else if (unknown && (window == 0 || window > 8192))
+    window = 8192;
+  if (encoding < 0) encoding = TEXT_BPE_O200K_BASE;
+  rc = text_bpe_load((enum text_bpe_encoding)encoding, cfg->tokenizer_dir, &e->bpe, err);
+  if (rc) return rc;
+  e->budget.bpe = e->bpe;
+  e->budget.window = window;
+  e->budget.reserve = cfg->llm_max_tokens + (unknown ? window / 10 : 0);
+  if (e->budget.reserve >= window) {
+    if (err)
+      buf_appendf(err, "RAGD_LLM_MAX_TOKENS (%ld) leaves no room for a prompt in a %ld-token window",
+                  cfg->llm_max_tokens, window);
+    return RAGD_ECONFIG;
+  }
+  return RAGD_OK;
+}
 
 ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag_engine *out,
                          struct buf *err) {
@@ -76,6 +126,8 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
       goto fail;
     }
   }
+  rc = setup_budget(out, cfg, err);
+  if (rc) goto fail;
   return RAGD_OK;
 fail:
   rag_engine_close(out);
@@ -91,6 +143,11 @@ void rag_engine_close(struct rag_engine *e) {
   }
   free(e->gens);
   e->gens = NULL;
+  text_bpe_free(e->bpe);
+  e->bpe = NULL;
+  e->budget.bpe = NULL;
+  text_model_table_free(e->models);
+  e->models = NULL;
   rag_prices_free(e->prices, e->price_count);
   e->prices = NULL;
   e->price_count = 0;

@@ -18,6 +18,8 @@
 #include "util/config.h"
 #include "util/err.h"
 
+struct rag_budget_report;
+
 struct rag_price {
   const char *model; /* a model name or prefix */
   double input_per_million;  /* USD per 1M input tokens */
@@ -55,6 +57,14 @@ struct rag_engine {
   size_t vector_feedback_docs;
   struct rag_price *prices; /* RAGD_PRICES overrides */
   size_t price_count;
+  /* Prompt budget for the chain's models (bpe NULL: no LLM configured). */
+  struct text_model_table *models;
+  struct text_bpe *bpe;
+  struct rag_budget {
+    const struct text_bpe *bpe;
+    long window;  /* context window of the model, tokens */
+    long reserve; /* tokens kept free for the answer (the max_tokens asked for) */
+  } budget;
   /* Answers still generating, for a graceful shutdown (answer.c). */
   pthread_mutex_t answers_mu;
   struct rag_answer *answers;
@@ -174,6 +184,10 @@ struct rag_events {
    * on_sources and the first on_delta, any number of times. */
   void (*on_notice)(void *ctx, const char *provider, const char *model, int degraded,
                     const char *code, const char *message);
+  /* Optional. Fires before on_meta when the prompt was fitted to a model's
+   * context window: ragd's own token count of the prompt and what was left
+   * out to make it fit. */
+  void (*on_budget)(void *ctx, const struct rag_budget_report *report);
 };
 
 struct rag_answer;
@@ -197,6 +211,39 @@ void rag_engine_shutdown(struct rag_engine *e);
 void rag_answer_cancel(struct rag_answer *a);
 /* Drops the caller's handle. Any thread; accepts NULL. */
 void rag_answer_release(struct rag_answer *a);
+
+/* ---- token budget ---- */
+
+struct rag_prompt;
+struct rag_budget_report;
+
+/* struct rag_budget (in struct rag_engine): what a prompt may use, the
+ * model's window minus the answer's reserve, counted with the model's
+ * encoding (see budget.c for the accounting). */
+
+struct rag_budget_report {
+  size_t prompt_tokens;     /* the prompt as sent, ragd's own count */
+  size_t limit;             /* window - reserve */
+  size_t passages_dropped;  /* lowest-ranked passages left out */
+  size_t history_dropped;   /* oldest conversation turns left out */
+  int passage_truncated;    /* the last passage was cut at a token boundary */
+};
+
+/* Tokens of a chat prompt: 3 per message + role + content, + 3 for the reply. */
+ragd_err rag_prompt_count(const struct text_bpe *bpe, const struct llm_message *msgs, size_t n,
+                          size_t *tokens /* OUT */);
+
+/* Builds *prompt (rag_prompt_build) so that it fits b: drops passages from
+ * the end of passages[0..*npassages) (keeping one), then the oldest history
+ * turns (*history_skip counts them), then cuts passages[0].text at a token
+ * boundary (the cut copy is *cut_text, owned by the caller; passages[0].text
+ * points at it). RAGD_ETOOBIG when the question alone does not fit,
+ * RAGD_ECONFIG when the reserve leaves no room. */
+ragd_err rag_budget_fit(const struct rag_budget *b, const char *question,
+                        struct llm_passage *passages, size_t *npassages /* IN/OUT */,
+                        struct store_message_list *history, size_t *history_skip /* OUT */,
+                        char **cut_text /* OUT */, struct rag_prompt *prompt /* OUT */,
+                        struct rag_budget_report *report /* OUT */);
 
 /* ---- cost ---- */
 

@@ -65,6 +65,7 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_LLM_BREAKER_FAILURE_PCT", llm_breaker_failure_pct, 1, 100, "50", "share of failed requests that opens a breaker"),
     LONG_VAR("RAGD_LLM_BREAKER_WINDOW_MS", llm_breaker_window_ms, 1000, 3600000, "60000", "breaker failure-rate window"),
     LONG_VAR("RAGD_LLM_BREAKER_COOLDOWN_MS", llm_breaker_cooldown_ms, 1, 3600000, "5000", "open breaker waits this long before a half-open probe"),
+    LONG_VAR("RAGD_LLM_CONTEXT_WINDOW", llm_context_window, 0, 10000000, "0", "context window for prompt budgeting; 0: from the model table (8192 for unknown models)"),
     STR_VAR("RAGD_LLM_PARTIAL_POLICY", llm_partial_policy, "error", "after a failure mid-answer: error (an error event) or continue (the next generator of the chain continues the answer)"),
     LONG_VAR("RAGD_SHUTDOWN_GRACE_MS", shutdown_grace_ms, 0, 3600000, "10000", "on SIGTERM/SIGINT, how long answers in flight may finish before they are ended"),
     STR_VAR("RAGD_PRICES", prices, "", "price overrides, MODEL=INPUT/OUTPUT USD per 1M tokens, comma-separated"),

@@ -81,6 +81,7 @@ struct ragd_config {
   char *prices;                /* RAGD_PRICES: model=in/out,... USD per 1M tokens */
   long shutdown_grace_ms;      /* RAGD_SHUTDOWN_GRACE_MS, default 10000 */
   char *llm_partial_policy;    /* RAGD_LLM_PARTIAL_POLICY: error | continue */
+  long llm_context_window;     /* RAGD_LLM_CONTEXT_WINDOW: 0 = from the model table */
   long llm_first_token_timeout_ms; /* RAGD_LLM_FIRST_TOKEN_TIMEOUT_MS, default 30000 */
   long llm_retries;                /* RAGD_LLM_RETRIES, default 2 */
   long llm_retry_budget_ms;        /* RAGD_LLM_RETRY_BUDGET_MS, default 10000 */

@@ -55,7 +55,7 @@ function parseArgs(argv) {
   const cfg = {
     port: 0, text: DEFAULT_TEXT, split: 'whole', delay_ms: 0, status: 200,
     mode: 'normal', seed: 1, model: 'gpt-fake-1', exit_on_stdin_eof: 0,
-    retry_after: '', fail_first: 0, fail_status: 503, drip_ms: 0,
+    retry_after: '', fail_first: 0, fail_status: 503, drip_ms: 0, encoding: '',
   };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '').replace(/-/g, '_');
@@ -127,6 +127,20 @@ function directiveOverride(body) {
   try { return JSON.parse(line.slice(6)); } catch { return {}; }
 }
 
+// With --encoding cl100k_base|o200k_base, usage is counted the way OpenAI
+// counts chat prompts (3 tokens per message + role + content, + 3 for the
+// reply) with the npm gpt-tokenizer package; otherwise a word count.
+const encoders = {};
+async function exactUsage(cfg, body, text) {
+  if (!cfg.encoding) return null;
+  if (!encoders[cfg.encoding]) encoders[cfg.encoding] = await import(`gpt-tokenizer/encoding/${cfg.encoding}`);
+  const { encode } = encoders[cfg.encoding];
+  const msgs = Array.isArray(body.messages) ? body.messages : [];
+  let prompt = 3;
+  for (const m of msgs) prompt += 3 + encode(String(m.role)).length + encode(String(m.content)).length;
+  return { prompt, completion: encode(text).length };
+}
+
 function countWords(body) {
   const msgs = body && Array.isArray(body.messages) ? body.messages : [];
   let n = 0;
@@ -186,8 +200,9 @@ async function streamCompletion(req, res, body, cfg, rec) {
   for (const t of tokens) events.push(chunk({ content: t }, null, usageNull));
   events.push(chunk({}, 'stop', usageNull));
   if (includeUsage) {
-    const completion = tokens.length;
-    const prompt = countWords(body);
+    const exact = await exactUsage(cfg, body, cfg.text);
+    const completion = exact ? exact.completion : tokens.length;
+    const prompt = exact ? exact.prompt : countWords(body);
     events.push('data: ' + JSON.stringify({
       ...base, choices: [],
       usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
