@@ -398,11 +398,6 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     *code = "invalid_field";
     goto fail;
   }
-
-  if (rc == RAGD_EINVAL) {
-    *code = "invalid_field";
-    goto fail;
-  }
   if (rc) {
     *code = "store_unavailable";
     goto fail;

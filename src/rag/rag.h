@@ -7,7 +7,6 @@
 #define RAGD_RAG_H
 
 #include <pthread.h>
-#include <pthread.h>
 #include <stddef.h>
 
 #include "embed/embed.h"
@@ -42,19 +41,6 @@ struct rag_engine {
   struct rag_generator *gens;
   size_t gen_count;
   struct llm extractive; /* answers when nothing was retrieved */
-  /* Hybrid retrieval: the configured embedder and the in-memory vector index
-   * of every chunk's vector under embedder.model_key. index.ops is NULL until
-   * the dimension is known (openai without RAGD_EMBED_DIMENSIONS: its first
-   * answer). index_lock guards index: searches read, ingest writes. */
-  struct embedder embedder;
-  struct retrieve_index index;
-  pthread_rwlock_t index_lock;
-  int index_lock_ready;
-  double rrf_k, rrf_weight_keyword, rrf_weight_vector;
-  double vector_min_score; /* hybrid: vector-only hits below this cosine are dropped */
-  double vector_feedback;  /* hybrid: weight of the best keyword hits' vectors
-                              added to the query vector (0: off) */
-  size_t vector_feedback_docs;
   struct rag_price *prices; /* RAGD_PRICES overrides */
   size_t price_count;
   /* Prompt budget for the chain's models (bpe NULL: no LLM configured). */
@@ -70,6 +56,19 @@ struct rag_engine {
   struct rag_answer *answers;
   size_t answer_count;
   int shutting_down;
+  /* Hybrid retrieval: the configured embedder and the in-memory vector index
+   * of every chunk's vector under embedder.model_key. index.ops is NULL until
+   * the dimension is known (openai without RAGD_EMBED_DIMENSIONS: its first
+   * answer). index_lock guards index: searches read, ingest writes. */
+  struct embedder embedder;
+  struct retrieve_index index;
+  pthread_rwlock_t index_lock;
+  int index_lock_ready;
+  double rrf_k, rrf_weight_keyword, rrf_weight_vector;
+  double vector_min_score; /* hybrid: vector-only hits below this cosine are dropped */
+  double vector_feedback;  /* hybrid: weight of the best keyword hits' vectors
+                              added to the query vector (0: off) */
+  size_t vector_feedback_docs;
 };
 
 /* Opens the store in cfg->data_dir, creates the embedder, loads the vector
@@ -246,6 +245,8 @@ ragd_err rag_budget_fit(const struct rag_budget *b, const char *question,
                         struct rag_budget_report *report /* OUT */);
 
 /* ---- cost ---- */
+
+
 
 /* Parses RAGD_PRICES ("model=in/out,..."); *out is freed with
  * rag_prices_free. RAGD_ECONFIG with a message naming the variable. */

@@ -57,6 +57,19 @@ struct ragd_config {
   char *models_file;           /* RAGD_MODELS_FILE: model table file; "" none */
   char *llm_chain_spec;        /* RAGD_LLM_CHAIN, e.g. "primary,backup"; "" none */
   char *llm_last_resort;       /* RAGD_LLM_LAST_RESORT: extractive | none */
+  char *prices;                /* RAGD_PRICES: model=in/out,... USD per 1M tokens */
+  long shutdown_grace_ms;      /* RAGD_SHUTDOWN_GRACE_MS, default 10000 */
+  char *llm_partial_policy;    /* RAGD_LLM_PARTIAL_POLICY: error | continue */
+  long llm_context_window;     /* RAGD_LLM_CONTEXT_WINDOW: 0 = from the model table */
+  long llm_first_token_timeout_ms; /* RAGD_LLM_FIRST_TOKEN_TIMEOUT_MS, default 30000 */
+  long llm_retries;                /* RAGD_LLM_RETRIES, default 2 */
+  long llm_retry_budget_ms;        /* RAGD_LLM_RETRY_BUDGET_MS, default 10000 */
+  long llm_retry_base_ms;          /* RAGD_LLM_RETRY_BASE_MS, default 250 */
+  long llm_retry_max_delay_ms;     /* RAGD_LLM_RETRY_MAX_DELAY_MS, default 4000 */
+  long llm_breaker_min_requests;   /* RAGD_LLM_BREAKER_MIN_REQUESTS, default 5; 0 disables */
+  long llm_breaker_failure_pct;    /* RAGD_LLM_BREAKER_FAILURE_PCT, default 50 */
+  long llm_breaker_window_ms;      /* RAGD_LLM_BREAKER_WINDOW_MS, default 60000 */
+  long llm_breaker_cooldown_ms;    /* RAGD_LLM_BREAKER_COOLDOWN_MS, default 5000 */
   char *embedder;              /* RAGD_EMBEDDER: hash | openai; "" means openai when
                                   RAGD_EMBED_BASE_URL is set, else hash */
   char *embed_base_url;        /* RAGD_EMBED_BASE_URL */
@@ -78,19 +91,6 @@ struct ragd_config {
   char *hybrid_feedback;       /* RAGD_HYBRID_FEEDBACK, default "1": weight of the
                                   best keyword hits' vectors added to the query vector */
   long hybrid_feedback_docs;   /* RAGD_HYBRID_FEEDBACK_DOCS, default 3 */
-  char *prices;                /* RAGD_PRICES: model=in/out,... USD per 1M tokens */
-  long shutdown_grace_ms;      /* RAGD_SHUTDOWN_GRACE_MS, default 10000 */
-  char *llm_partial_policy;    /* RAGD_LLM_PARTIAL_POLICY: error | continue */
-  long llm_context_window;     /* RAGD_LLM_CONTEXT_WINDOW: 0 = from the model table */
-  long llm_first_token_timeout_ms; /* RAGD_LLM_FIRST_TOKEN_TIMEOUT_MS, default 30000 */
-  long llm_retries;                /* RAGD_LLM_RETRIES, default 2 */
-  long llm_retry_budget_ms;        /* RAGD_LLM_RETRY_BUDGET_MS, default 10000 */
-  long llm_retry_base_ms;          /* RAGD_LLM_RETRY_BASE_MS, default 250 */
-  long llm_retry_max_delay_ms;     /* RAGD_LLM_RETRY_MAX_DELAY_MS, default 4000 */
-  long llm_breaker_min_requests;   /* RAGD_LLM_BREAKER_MIN_REQUESTS, default 5; 0 disables */
-  long llm_breaker_failure_pct;    /* RAGD_LLM_BREAKER_FAILURE_PCT, default 50 */
-  long llm_breaker_window_ms;      /* RAGD_LLM_BREAKER_WINDOW_MS, default 60000 */
-  long llm_breaker_cooldown_ms;    /* RAGD_LLM_BREAKER_COOLDOWN_MS, default 5000 */
   /* The generators to try, in order, built by config_finish: the entries of
    * RAGD_LLM_CHAIN, or the single RAGD_LLM_* generator; the extractive last
    * resort is not in this list (see llm_last_resort). */
