@@ -84,66 +84,43 @@ static void on_error(void *ctx, const char *code, const char *message) {
 }
 
 int cli_ask(int argc, char **argv) {
-  struct cli_opts o;
-  struct ragd_config cfg;
-  struct rag_engine engine;
+  struct cli_run run;
   struct rag_question q;
   struct rag_events ev;
   struct rag_answer *answer = NULL;
   struct ask a;
-  struct buf err;
   const char *code = NULL;
-  int status = 1;
+  int status = cli_start(&run, argc, argv, "dk", help, 1, 1, 1);
   ragd_err rc;
-
-  if (cli_parse(argc, argv, "dk", &o) != 0) return 2;
-  if (o.help || o.nargs != 1) {
-    fputs(help, o.help ? stdout : stderr);
-    free(o.args);
-    return o.help ? 0 : 2;
-  }
-  if (cli_config(&o, &cfg) != 0) {
-    free(o.args);
-    return 2;
-  }
+  if (status >= 0) return status;
+  status = 1;
   memset(&a, 0, sizeof a);
   pthread_mutex_init(&a.mu, NULL);
   pthread_cond_init(&a.cv, NULL);
-  buf_init(&err, 0);
-  rc = rag_engine_open(&cfg, 1, &engine, &err);
-  if (rc) {
-    fprintf(stderr, "ragd ask: %s\n", err.data ? err.data : ragd_strerror(rc));
-    goto out;
-  }
   memset(&q, 0, sizeof q);
-  q.message = o.args[0];
-  q.top_k = (size_t)cfg.top_k;
+  q.message = run.opts.args[0];
+  q.top_k = (size_t)run.cfg.top_k;
   memset(&ev, 0, sizeof ev);
   ev.ctx = &a;
   ev.on_sources = on_sources;
   ev.on_delta = on_delta;
   ev.on_done = on_done;
   ev.on_error = on_error;
-  rc = rag_answer_start(&engine, &q, &ev, &answer, &code);
+  rc = rag_answer_start(&run.engine, &q, &ev, &answer, &code);
   if (rc) {
     fprintf(stderr, "ragd ask: %s: %s\n", code, ragd_strerror(rc));
-    goto out_engine;
+    goto out;
   }
   pthread_mutex_lock(&a.mu);
   while (!a.finished) pthread_cond_wait(&a.cv, &a.mu);
   pthread_mutex_unlock(&a.mu);
   rag_answer_release(answer);
   status = a.failed ? 1 : 0;
-out_engine:
-  llm_runtime_shutdown();
-  rag_engine_close(&engine);
 out:
+  cli_finish(&run);
   for (size_t i = 0; i < a.nlines; i++) free(a.lines[i]);
   free(a.lines);
   pthread_mutex_destroy(&a.mu);
   pthread_cond_destroy(&a.cv);
-  buf_dispose(&err);
-  config_dispose(&cfg);
-  free(o.args);
   return status;
 }

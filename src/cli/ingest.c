@@ -195,56 +195,32 @@ static void ingest_dir(struct rag_engine *e, const char *dir, const char *id_pre
 }
 
 int cli_ingest(int argc, char **argv) {
-  struct cli_opts o;
-  struct ragd_config cfg;
-  struct rag_engine engine;
+  struct cli_run run;
   struct ingest_totals t = {0};
-  struct buf err;
-  int status = 1;
-  ragd_err rc;
-
-  if (cli_parse(argc, argv, "d", &o) != 0) return 2;
-  if (o.help || o.nargs == 0) {
-    fputs(help, o.help ? stdout : stderr);
-    free(o.args);
-    return o.help ? 0 : 2;
-  }
-  if (cli_config(&o, &cfg) != 0) {
-    free(o.args);
-    return 2;
-  }
-  buf_init(&err, 0);
-  rc = rag_engine_open(&cfg, 0, &engine, &err);
-  if (rc) {
-    fprintf(stderr, "ragd ingest: %s\n", err.data ? err.data : ragd_strerror(rc));
-    goto out;
-  }
-  for (int i = 0; i < o.nargs; i++) {
+  int status = cli_start(&run, argc, argv, "d", help, 1, 1 << 30, 0);
+  if (status >= 0) return status;
+  for (int i = 0; i < run.opts.nargs; i++) {
     struct stat st;
-    char *path = strdup(o.args[i]);
+    char *path = strdup(run.opts.args[i]);
     size_t len = path ? strlen(path) : 0;
     const char *base;
     while (len > 1 && path[len - 1] == '/') path[--len] = '\0';
     if (!path || stat(path, &st) != 0) {
-      fprintf(stderr, "  failed     %s: %s\n", o.args[i], path ? strerror(errno) : "out of memory");
+      fprintf(stderr, "  failed     %s: %s\n", run.opts.args[i], path ? strerror(errno) : "out of memory");
       t.failed++;
       free(path);
       continue;
     }
     base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     if (S_ISDIR(st.st_mode))
-      ingest_dir(&engine, path, strcmp(base, ".") == 0 ? "" : base, &t, 0);
+      ingest_dir(&run.engine, path, strcmp(base, ".") == 0 ? "" : base, &t, 0);
     else
-      ingest_file(&engine, path, base, &t);
+      ingest_file(&run.engine, path, base, &t);
     free(path);
   }
-  printf("ingested into %s: %zu created, %zu updated, %zu unchanged, %zu failed\n", cfg.data_dir,
+  printf("ingested into %s: %zu created, %zu updated, %zu unchanged, %zu failed\n", run.cfg.data_dir,
          t.created, t.updated, t.unchanged, t.failed);
   status = t.failed ? 1 : 0;
-  rag_engine_close(&engine);
-out:
-  buf_dispose(&err);
-  config_dispose(&cfg);
-  free(o.args);
+  cli_finish(&run);
   return status;
 }

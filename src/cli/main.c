@@ -111,6 +111,48 @@ int cli_config(const struct cli_opts *o, struct ragd_config *cfg) {
   return 0;
 }
 
+int cli_start(struct cli_run *run, int argc, char **argv, const char *allowed, const char *help,
+              int nargs_min, int nargs_max, int with_llm) {
+  struct buf err;
+  ragd_err rc;
+  memset(run, 0, sizeof *run);
+  if (cli_parse(argc, argv, allowed, &run->opts) != 0) {
+    free(run->opts.args);
+    return 2;
+  }
+  if (run->opts.help || run->opts.nargs < nargs_min || run->opts.nargs > nargs_max) {
+    fputs(help, run->opts.help ? stdout : stderr);
+    free(run->opts.args);
+    return run->opts.help ? 0 : 2;
+  }
+  if (cli_config(&run->opts, &run->cfg) != 0) {
+    free(run->opts.args);
+    return 2;
+  }
+  run->cfg_ready = 1;
+  buf_init(&err, 0);
+  rc = rag_engine_open(&run->cfg, with_llm, &run->engine, &err);
+  if (rc) {
+    fprintf(stderr, "ragd %s: %s\n", argv[0], err.data ? err.data : ragd_strerror(rc));
+    buf_dispose(&err);
+    cli_finish(run);
+    return 1;
+  }
+  buf_dispose(&err);
+  run->engine_ready = 1;
+  return -1;
+}
+
+void cli_finish(struct cli_run *run) {
+  if (run->engine_ready) {
+    llm_runtime_shutdown();
+    rag_engine_close(&run->engine);
+  }
+  if (run->cfg_ready) config_dispose(&run->cfg);
+  free(run->opts.args);
+  memset(run, 0, sizeof *run);
+}
+
 int main(int argc, char **argv) {
   static const struct {
     const char *name;

@@ -23,31 +23,15 @@ static void progress(void *ctx, size_t done) {
 }
 
 int cli_reindex(int argc, char **argv) {
-  struct cli_opts o;
-  struct ragd_config cfg;
-  struct rag_engine engine;
+  struct cli_run run;
   struct buf err;
   size_t embedded = 0, dropped = 0;
-  int status = 1;
+  int status = cli_start(&run, argc, argv, "d", help, 0, 0, 0);
   ragd_err rc;
-
-  if (cli_parse(argc, argv, "d", &o) != 0) return 2;
-  if (o.help || o.nargs != 0) {
-    fputs(help, o.help ? stdout : stderr);
-    free(o.args);
-    return o.help ? 0 : 2;
-  }
-  if (cli_config(&o, &cfg) != 0) {
-    free(o.args);
-    return 2;
-  }
+  if (status >= 0) return status;
+  status = 1;
   buf_init(&err, 0);
-  rc = rag_engine_open(&cfg, 0, &engine, &err);
-  if (rc) {
-    fprintf(stderr, "ragd reindex: %s\n", err.data ? err.data : ragd_strerror(rc));
-    goto out;
-  }
-  rc = rag_reindex(&engine, progress, NULL, &embedded, &dropped, &err);
+  rc = rag_reindex(&run.engine, progress, NULL, &embedded, &dropped, &err);
   if (embedded) fputc('\n', stderr);
   if (rc) {
     fprintf(stderr, "ragd reindex: stopped after %zu chunks: %s\n", embedded,
@@ -55,14 +39,11 @@ int cli_reindex(int argc, char **argv) {
   } else {
     printf("reindexed %s: %zu chunks embedded with %s (%zu dimensions), %zu vectors of other "
            "models deleted, BM25 index rebuilt\n",
-           cfg.data_dir, embedded, engine.embedder.model_key, embed_dimensions(&engine.embedder),
-           dropped);
+           run.cfg.data_dir, embedded, run.engine.embedder.model_key,
+           embed_dimensions(&run.engine.embedder), dropped);
     status = 0;
   }
-  rag_engine_close(&engine);
-out:
   buf_dispose(&err);
-  config_dispose(&cfg);
-  free(o.args);
+  cli_finish(&run);
   return status;
 }

@@ -17,34 +17,16 @@ static const char help[] =
     "  --k N        number of passages (RAGD_TOP_K, default 5)\n";
 
 int cli_search(int argc, char **argv) {
-  struct cli_opts o;
-  struct ragd_config cfg;
-  struct rag_engine engine;
+  struct cli_run run;
   struct store_hit_list hits = {0};
-  struct buf err;
-  int status = 1;
+  int status = cli_start(&run, argc, argv, "dk", help, 1, 1, 0);
   ragd_err rc;
-
-  if (cli_parse(argc, argv, "dk", &o) != 0) return 2;
-  if (o.help || o.nargs != 1) {
-    fputs(help, o.help ? stdout : stderr);
-    free(o.args);
-    return o.help ? 0 : 2;
-  }
-  if (cli_config(&o, &cfg) != 0) {
-    free(o.args);
-    return 2;
-  }
-  buf_init(&err, 0);
-  rc = rag_engine_open(&cfg, 0, &engine, &err);
-  if (rc) {
-    fprintf(stderr, "ragd search: %s\n", err.data ? err.data : ragd_strerror(rc));
-    goto out;
-  }
-  rc = rag_search(&engine, o.args[0], (size_t)cfg.top_k, &hits);
+  if (status >= 0) return status;
+  status = 1;
+  rc = rag_search(&run.engine, run.opts.args[0], (size_t)run.cfg.top_k, &hits);
   if (rc) {
     fprintf(stderr, "ragd search: %s\n", ragd_strerror(rc));
-    goto out_engine;
+    goto out;
   }
   if (hits.count == 0) printf("No passage matches.\n");
   for (size_t i = 0; i < hits.count; i++) {
@@ -59,11 +41,7 @@ int cli_search(int argc, char **argv) {
   }
   status = 0;
   store_hit_list_dispose(&hits);
-out_engine:
-  rag_engine_close(&engine);
 out:
-  buf_dispose(&err);
-  config_dispose(&cfg);
-  free(o.args);
+  cli_finish(&run);
   return status;
 }

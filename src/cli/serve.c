@@ -59,91 +59,66 @@ static void drain(struct http_server *srv, struct rag_engine *engine, struct api
 }
 
 int cli_serve(int argc, char **argv) {
-  struct cli_opts o;
-  struct ragd_config cfg;
-  struct rag_engine engine;
+  struct cli_run run;
+  struct rag_engine *engine = &run.engine;
+  const struct ragd_config *cfg = &run.cfg;
   struct api_app app;
   struct http_server_opts hopts;
   struct http_server *srv = NULL;
   struct store_stats stats = {0};
-  struct buf err;
   sigset_t set;
-  int sig = 0, status = 1;
-  ragd_err rc;
+  int sig = 0, status;
 
-  if (cli_parse(argc, argv, "dl", &o) != 0) return 2;
-  if (o.help) {
-    fputs(help, stdout);
-    free(o.args);
-    return 0;
-  }
-  if (o.nargs) {
-    fprintf(stderr, "ragd serve: unexpected argument \"%s\"\n", o.args[0]);
-    free(o.args);
-    return 2;
-  }
-  if (cli_config(&o, &cfg) != 0) {
-    free(o.args);
-    return 2;
-  }
-  /* Block the stop signals before any thread starts, so only sigwait sees them. */
+  /* Block the stop signals before any thread starts (the engine starts the
+   * upstream thread), so only sigwait sees them. */
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
-
-  buf_init(&err, 0);
-  rc = rag_engine_open(&cfg, 1, &engine, &err);
-  if (rc) {
-    fprintf(stderr, "ragd serve: %s\n", err.data ? err.data : ragd_strerror(rc));
-    goto out_cfg;
-  }
-  app.engine = &engine;
-  app.cfg = &cfg;
+  status = cli_start(&run, argc, argv, "dl", help, 0, 0, 1);
+  if (status >= 0) return status;
+  status = 1;
+  app.engine = engine;
+  app.cfg = cfg;
   app.started_ms = clock_mono_ms();
   atomic_init(&app.draining, 0);
   api_metrics_init();
-  hopts.host = cfg.listen_host;
-  hopts.port = cfg.listen_port;
-  hopts.max_body_bytes = (size_t)cfg.max_body_bytes;
-  hopts.max_connections = (unsigned)cfg.max_connections;
-  hopts.ping_interval_s = (unsigned)cfg.ping_interval_s;
-  hopts.workers = (size_t)cfg.workers;
+  hopts.host = cfg->listen_host;
+  hopts.port = cfg->listen_port;
+  hopts.max_body_bytes = (size_t)cfg->max_body_bytes;
+  hopts.max_connections = (unsigned)cfg->max_connections;
+  hopts.ping_interval_s = (unsigned)cfg->ping_interval_s;
+  hopts.workers = (size_t)cfg->workers;
   hopts.routes = api_routes;
   hopts.route_count = api_route_count;
   hopts.app = &app;
-  rc = http_server_start(&hopts, &srv);
-  if (rc) {
-    fprintf(stderr, "ragd serve: cannot listen on %s\n", cfg.listen);
-    goto out_engine;
+  if (http_server_start(&hopts, &srv) != RAGD_OK) {
+    fprintf(stderr, "ragd serve: cannot listen on %s\n", cfg->listen);
+    goto out;
   }
-  engine.store.ops->stats(engine.store.ctx, &stats);
+  engine->store.ops->stats(engine->store.ctx, &stats);
   printf("ragd %s serving %zu documents (%zu chunks) from %s\n", RAGD_VERSION, stats.documents,
-         stats.chunks, cfg.data_dir);
+         stats.chunks, cfg->data_dir);
   printf("generators, in failover order:");
-  for (size_t i = 0; i < engine.gen_count; i++)
-    printf("%s %s (%s%s%s)", i ? "," : "", engine.gens[i].name, engine.gens[i].llm.ops->name,
-           engine.gens[i].llm.model && engine.gens[i].llm.model[0] ? ", model " : "",
-           engine.gens[i].llm.model ? engine.gens[i].llm.model : "");
+  for (size_t i = 0; i < engine->gen_count; i++)
+    printf("%s %s (%s%s%s)", i ? "," : "", engine->gens[i].name, engine->gens[i].llm.ops->name,
+           engine->gens[i].llm.model && engine->gens[i].llm.model[0] ? ", model " : "",
+           engine->gens[i].llm.model ? engine->gens[i].llm.model : "");
   printf("\n");
-  printf("listening on http://%s:%d  (Ctrl-C to stop)\n\n", cfg.listen_host, http_server_port(srv));
-  printf("Try it:\n  curl -N http://%s:%d/v1/chat -H 'Content-Type: application/json' \\\n"
+  printf("listening on http://%s:%d  (Ctrl-C to stop)\n\n", cfg->listen_host, http_server_port(srv));
+  printf("Open http://%s:%d/ in a browser, or try:\n"
+         "  curl -N http://%s:%d/v1/chat -H 'Content-Type: application/json' \\\n"
          "    -d '{\"message\": \"비밀번호를 잊어버렸어요. 어떻게 재설정하나요?\"}'\n\n",
-         cfg.listen_host, http_server_port(srv));
+         cfg->listen_host, http_server_port(srv), cfg->listen_host, http_server_port(srv));
   /* Machine-readable line for scripts and tests. */
   printf("READY %d\n", http_server_port(srv));
   fflush(stdout);
   sigwait(&set, &sig);
   status = 0;
-  drain(srv, &engine, &app, &cfg, sig);
+  drain(srv, engine, &app, cfg, sig);
   http_server_stop(srv);
-out_engine:
-  llm_runtime_shutdown();
-  rag_engine_close(&engine);
-out_cfg:
-  buf_dispose(&err);
-  config_dispose(&cfg);
-  free(o.args);
+out:
+  cli_finish(&run);
   return status;
 }
