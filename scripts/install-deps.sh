@@ -39,6 +39,12 @@ if [ "${1:-}" = "--test" ]; then
     ${SUDO:-} apt-get update -qq
     DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends chromium
   fi
+  # Korean glyphs for the chat page's screenshot (the sample KB is half Korean).
+  if ! dpkg-query -W -f='${Status}' fonts-nanum 2>/dev/null | grep -q "install ok installed"; then
+    echo "ragd: installing fonts-nanum for the end-to-end screenshot"
+    ${SUDO:-} apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends fonts-nanum
+  fi
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
     echo "ragd: installing the test clients (npm ci)"
     npm ci --no-audit --no-fund

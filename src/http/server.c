@@ -111,7 +111,8 @@ struct http_stream {
   int cancelled;
   int suspended;
   int watched;        /* registered in srv->watch_fd (guarded by srv->mu) */
-  uint64_t serial;    /* names the stream in epoll events */
+  int listed;         /* in srv->streams (guarded by srv->mu) */
+  uint64_t serial;    /* names the stream in log lines */
   int64_t last_write_ms;
   int64_t last_progress_ms; /* the client last took bytes, or the queue was empty */
   int64_t stall_ms;         /* 0: never cut a slow reader on time alone */
@@ -623,6 +624,7 @@ static void stream_gone(void *cls) {
   else if (srv->streams == s) srv->streams = s->next;
   if (s->next) s->next->prev = s->prev;
   s->prev = s->next = NULL;
+  s->listed = 0;
   if (s->watched) {
     /* A batch of epoll events may still name s: keep it alive until the
      * watcher has seen that batch (it empties the graveyard). */
@@ -691,11 +693,15 @@ struct http_stream *http_reply_stream_ex(struct http_request *r, const char *con
   s->next = srv->streams;
   if (srv->streams) srv->streams->prev = s;
   srv->streams = s;
+  s->listed = 1;
   if (ci && srv->watch_fd >= 0) {
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
     ev.events = EPOLLRDHUP | EPOLLONESHOT;
-    ev.data.u64 = s->serial;
+    /* The stream itself, not a serial to look up: with ten thousand open
+     * streams a lookup per event was a list walk. The pointer stays valid
+     * for the batch that names it (see stream_gone and the graveyard). */
+    ev.data.ptr = s;
     if (epoll_ctl(srv->watch_fd, EPOLL_CTL_ADD, ci->connect_fd, &ev) == 0) s->watched = 1;
   }
   pthread_mutex_unlock(&srv->mu);
@@ -781,12 +787,6 @@ struct pending_cancel {
   void *arg;
 };
 
-static struct http_stream *stream_by_serial(struct http_server *srv, uint64_t serial) {
-  for (struct http_stream *s = srv->streams; s; s = s->next)
-    if (s->serial == serial) return s;
-  return NULL;
-}
-
 /* Heartbeats and stall cut-offs. Caller holds srv->mu; cancellations to run
  * outside the lock go into out (at most cap; the rest wait a tick). */
 static size_t watch_tick(struct http_server *srv, int64_t now, struct pending_cancel *out,
@@ -838,8 +838,8 @@ static void *watcher_main(void *arg) {
       break;
     }
     for (int i = 0; i < got; i++) {
-      struct http_stream *s = stream_by_serial(srv, events[i].data.u64);
-      if (!s) continue;
+      struct http_stream *s = events[i].data.ptr;
+      if (!s->listed) continue; /* gone already: held by the graveyard */
       pthread_mutex_lock(&s->mu);
       if (stream_cancel_locked(s, &pc[n].fn, &pc[n].arg)) {
         stats_add(&stats.v.cancelled_disconnect, 1);

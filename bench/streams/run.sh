@@ -1,0 +1,145 @@
+#!/bin/sh
+# bench/streams/run.sh - many concurrent answer streams through ragd, on
+# loopback, against a fake upstream that drips tokens.
+#
+#   sh bench/streams/run.sh [path/to/ragd] [COUNTS]
+#
+#   path/to/ragd   default build/ragd (build it first: `make build`)
+#   COUNTS         space-separated stream counts, default "100 1000 10000"
+#
+# Environment (all optional):
+#   TOKENS=40       content chunks per answer from the fake upstream
+#   DELAY_MS=250    the fake's wait before each event after its first: so its
+#                   own delay before the first token is DELAY_MS, and an
+#                   answer lasts about (TOKENS+2) * DELAY_MS
+#   RATE=2000       new connections per second (0: all at once)
+#   MODE=post       post: POST /v1/chat; get: GET /v1/chat/stream
+#   SMOKE=1         a quick check that the tools work (used by the test
+#                   suite): 20 streams, short answers, no table
+#
+# Builds bench/streams/loadgen.c and fake_upstream.c with cc, raises the open
+# file limit (ragd holds two descriptors per stream: the client's and the
+# upstream's), ingests the sample knowledge base, and for each count: starts
+# a fresh ragd and fake, reads ragd's idle VmRSS and its CPU time
+# (/proc/PID/stat utime+stime) before and after the run, and prints one table
+# row. RSS per stream is (VmRSS while every stream is open - idle VmRSS) / N.
+# CPU per 1,000 events is ragd's CPU seconds over the events the clients
+# received, divided by 1,000.
+set -eu
+cd "$(dirname "$0")/../.."
+RAGD=${1:-build/ragd}
+COUNTS=${2:-"100 1000 10000"}
+TOKENS=${TOKENS:-40}
+DELAY_MS=${DELAY_MS:-250}
+RATE=${RATE:-2000}
+MODE=${MODE:-post}
+SMOKE=${SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+  COUNTS=20
+  TOKENS=3
+  DELAY_MS=20
+  RATE=0
+fi
+
+WORK=$(mktemp -d)
+RAGD_PID=
+FAKE_PID=
+cleanup() {
+  [ -n "$RAGD_PID" ] && kill "$RAGD_PID" 2>/dev/null || :
+  [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null || :
+  wait 2>/dev/null || :
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+CC=${CC:-cc}
+$CC -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/loadgen" bench/streams/loadgen.c
+$CC -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/fake_upstream" bench/streams/fake_upstream.c
+
+# Two descriptors per stream in ragd, plus room. Raising the hard limit needs
+# root; otherwise the soft limit goes up to the hard one.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -H -n)"
+
+# Waits for "WORD <port>" on the first line of a file.
+wait_port() { # file word
+  i=0
+  while [ $i -lt 200 ]; do
+    p=$(sed -n "s/^$2 \([0-9]*\)\$/\1/p" "$1" | head -1)
+    if [ -n "$p" ]; then echo "$p"; return 0; fi
+    sleep 0.05
+    i=$((i + 1))
+  done
+  echo "bench: no $2 line in $1" >&2
+  return 1
+}
+
+cpu_ticks() { # pid: utime + stime, in clock ticks
+  sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+HZ=$(getconf CLK_TCK)
+
+DATA="$WORK/data"
+RAGD_LOG_LEVEL=warn "$RAGD" ingest --data "$DATA" examples/kb/en examples/kb/ko > /dev/null
+
+if [ "$SMOKE" != 1 ]; then
+  echo "ragd $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores;" \
+    "fake upstream: $TOKENS tokens, ${DELAY_MS} ms apart; $RATE new streams/s; mode $MODE"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' streams errors \
+    "first event p50 / p99 (ms)" "first token p50 / p99 (ms, minus upstream delay)" \
+    "events relayed" "ragd CPU s" "CPU s / 1,000 events" "RSS idle (MiB)" "RSS / open stream (KiB)"
+  echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+fi
+status=0
+for N in $COUNTS; do
+  "$WORK/fake_upstream" --port 0 --tokens "$TOKENS" --delay-ms "$DELAY_MS" \
+    > "$WORK/fake.out" 2> "$WORK/fake.err" &
+  FAKE_PID=$!
+  FAKE_PORT=$(wait_port "$WORK/fake.out" LISTENING)
+  RAGD_LOG_LEVEL=error RAGD_LLM_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
+    RAGD_LLM_API_KEY=sk-bench RAGD_LLM_MODEL=gpt-fake-1 \
+    RAGD_MAX_CONNECTIONS=$((N + 1024)) \
+    "$RAGD" serve --data "$DATA" --listen 127.0.0.1:0 > "$WORK/ragd.out" 2> "$WORK/ragd.err" &
+  RAGD_PID=$!
+  PORT=$(wait_port "$WORK/ragd.out" READY)
+  sleep 0.5
+  idle_kb=$(rss_kb "$RAGD_PID")
+  cpu0=$(cpu_ticks "$RAGD_PID")
+  set +e
+  "$WORK/loadgen" --port "$PORT" --streams "$N" --rate "$RATE" --mode "$MODE" \
+    --upstream-delay-ms "$DELAY_MS" --pid "$RAGD_PID" --timeout-s 600 \
+    > "$WORK/lg.out" 2> "$WORK/lg.err"
+  lg_status=$?
+  set -e
+  cpu1=$(cpu_ticks "$RAGD_PID")
+  cat "$WORK/lg.err" >&2
+  [ $lg_status -eq 0 ] || status=1
+  upstream=$(curl -s "http://127.0.0.1:$FAKE_PORT/__admin/stats" || echo '?')
+  echo "bench: $N streams: fake upstream $upstream" >&2
+  kill "$RAGD_PID"
+  wait "$RAGD_PID" || { echo "bench: ragd exited badly:" >&2; cat "$WORK/ragd.err" >&2; status=1; }
+  RAGD_PID=
+  kill "$FAKE_PID"
+  wait "$FAKE_PID" || :
+  FAKE_PID=
+  grep -q '^RESULT ' "$WORK/lg.out" || { echo "bench: loadgen printed no result" >&2; exit 1; }
+  if [ "$SMOKE" = 1 ]; then
+    cat "$WORK/lg.out"
+    continue
+  fi
+  awk -v idle="$idle_kb" -v c0="$cpu0" -v c1="$cpu1" -v hz="$HZ" '
+    /^RESULT / {
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+      errs = r["errors"] + 0 ? r["errors"] : "0"
+      kinds = ""
+      for (k in r) if (k ~ /^err_/) kinds = kinds " " substr(k, 5) "=" r[k]
+      if (kinds != "") errs = errs " (" substr(kinds, 2) ")"
+      cpu = (c1 - c0) / hz
+      per = r["events"] > 0 ? cpu / (r["events"] / 1000) : 0
+      rss = r["rss_all_open_kb"] > 0 ? sprintf("%.1f", (r["rss_all_open_kb"] - idle) / r["streams"]) : "n/a"
+      printf "| %s | %s | %s / %s | %s / %s | %s | %.2f | %.4f | %.1f | %s |\n",
+        r["streams"], errs, r["ttfe_p50_ms"], r["ttfe_p99_ms"], r["ttft_p50_ms"],
+        r["ttft_p99_ms"], r["events"], cpu, per, idle / 1024, rss
+    }' "$WORK/lg.out"
+done
+exit $status
