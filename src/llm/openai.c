@@ -132,37 +132,18 @@ out:
 
 static ragd_err oai_start(void *ctx, const struct llm_request *req, const struct llm_sink *sink) {
   struct oai *g = ctx;
-  struct llm_stream_request sr;
   const char *headers[4];
   size_t header_count = 0;
-  struct buf request_id;
   char *body = NULL;
   size_t body_len = 0;
   ragd_err rc;
-
-  buf_init(&request_id, 1024);
-  if (!req || !sink || !sink->on_delta || !sink->on_finish) {
-    rc = RAGD_EINVAL;
-    goto out;
-  }
+  if (!req) return RAGD_EINVAL;
   rc = oai_build_body(g, req, &body, &body_len);
-  if (rc) goto out;
-  headers[header_count++] = "Content-Type: application/json";
-  headers[header_count++] = "Accept: text/event-stream";
+  if (rc) return rc;
   if (g->auth_header) headers[header_count++] = g->auth_header;
-  rc = llm_request_id_header(req->request_id, &request_id, headers, &header_count);
-  if (rc) goto out;
-
-  memset(&sr, 0, sizeof(sr));
-  sr.ep = &g->ep;
-  sr.headers = headers;
-  sr.header_count = header_count;
-  sr.body = body;
-  sr.body_len = body_len;
-  rc = llm_stream_start(&sr, sink, oai_on_event);
-out:
+  rc = llm_stream_post(&g->ep, headers, header_count, req->request_id, body, body_len, sink,
+                       oai_on_event);
   free(body);
-  buf_dispose(&request_id);
   return rc;
 }
 

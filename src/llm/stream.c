@@ -188,8 +188,8 @@ void llm_error_message(json_t *root, char *out, size_t out_len, const char *fall
   }
 }
 
-ragd_err llm_request_id_header(const char *id, struct buf *storage, const char **headers,
-                               size_t *count) {
+static ragd_err request_id_header(const char *id, struct buf *storage, const char **headers,
+                                 size_t *count) {
   ragd_err rc;
   if (!id || !id[0]) return RAGD_OK;
   if (strpbrk(id, "\r\n")) return RAGD_EINVAL;
@@ -396,5 +396,32 @@ ragd_err llm_stream_start(const struct llm_stream_request *req, const struct llm
   rc = llm_upstream_add(&up, &cb, s);
   if (rc) stream_free(s); /* on success the transfer owns s */
   else metrics_add(um.requests, 1, ep->name);
+  return rc;
+}
+
+ragd_err llm_stream_post(const struct llm_endpoint *ep, const char *const *provider_headers,
+                         size_t provider_header_count, const char *request_id, const char *body,
+                         size_t body_len, const struct llm_sink *sink, llm_stream_event_fn on_event) {
+  struct llm_stream_request sr;
+  const char *headers[8];
+  size_t count = 0;
+  struct buf id_header;
+  ragd_err rc;
+  if (!sink || !sink->on_delta || !sink->on_finish || provider_header_count > 4) return RAGD_EINVAL;
+  buf_init(&id_header, 1024);
+  headers[count++] = "Content-Type: application/json";
+  headers[count++] = "Accept: text/event-stream";
+  for (size_t i = 0; i < provider_header_count; i++) headers[count++] = provider_headers[i];
+  rc = request_id_header(request_id, &id_header, headers, &count);
+  if (!rc) {
+    memset(&sr, 0, sizeof sr);
+    sr.ep = ep;
+    sr.headers = headers;
+    sr.header_count = count;
+    sr.body = body;
+    sr.body_len = body_len;
+    rc = llm_stream_start(&sr, sink, on_event);
+  }
+  buf_dispose(&id_header);
   return rc;
 }

@@ -105,9 +105,14 @@ void llm_stream_end(struct llm_stream *s);
  * holding one (Gemini), or {"error": "text"}; fallback otherwise. */
 void llm_error_message(json_t *root, char *out, size_t out_len, const char *fallback);
 
-/* Adds "X-Request-ID: id" to headers when id is set. Returns RAGD_EINVAL
- * when id holds CR or LF. storage must outlive the headers. */
-ragd_err llm_request_id_header(const char *id, struct buf *storage, const char **headers,
-                               size_t *count);
+/* The common start of a network generator: POSTs body (borrowed) to ep with
+ * "Content-Type: application/json", "Accept: text/event-stream", the
+ * provider's own headers (at most 4, borrowed) and "X-Request-ID" when
+ * request_id is set, then streams the response through on_event. Same
+ * contract as llm_ops.start. RAGD_EINVAL for a missing sink callback or a
+ * request id holding a line break. */
+ragd_err llm_stream_post(const struct llm_endpoint *ep, const char *const *provider_headers,
+                         size_t provider_header_count, const char *request_id, const char *body,
+                         size_t body_len, const struct llm_sink *sink, llm_stream_event_fn on_event);
 
 #endif
