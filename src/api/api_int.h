@@ -76,7 +76,7 @@ struct chat_input {
 struct chat {
   pthread_mutex_t mu;
   int refs;
-  struct http_request *req; /* only until the handler returns */
+  struct http_request *req; /* until the handler returns; not streaming: until the reply */
   struct api_app *app;
   const struct chat_proto *proto;
   int streaming;
@@ -102,7 +102,7 @@ struct chat {
   char *error_code;
   char *error_message;
   int finished;
-  pthread_cond_t cv;
+  int reply_later; /* not streaming: chat_finish sends the reply (the request is deferred) */
   /* protocol state */
   int text_started;
 };

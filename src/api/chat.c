@@ -36,7 +36,6 @@ static void chat_unref(struct chat *c) {
   free(c->error_code);
   free(c->error_message);
   pthread_mutex_destroy(&c->mu);
-  pthread_cond_destroy(&c->cv);
   free(c);
 }
 
@@ -155,16 +154,23 @@ static void ev_usage(void *ctx, long prompt_tokens, long completion_tokens) {
   if (c->streaming) c->proto->on_usage(c);
 }
 
-/* The answer is over (done or error): close the stream, wake the handler. */
+/* The answer is over (done or error): close the stream, or send the JSON
+ * reply of a deferred non-streaming request. */
 static void chat_finish(struct chat *c) {
+  int reply;
   if (c->streaming) {
     if (c->entry && api_resume_finish(c->entry)) chat_unref(c); /* on_abandon never runs */
     c->entry = NULL;
   }
   pthread_mutex_lock(&c->mu);
   c->finished = 1;
-  pthread_cond_signal(&c->cv);
+  reply = c->reply_later;
   pthread_mutex_unlock(&c->mu);
+  if (reply) {
+    c->proto->reply(c->req, c);
+    http_request_finish(c->req);
+    c->req = NULL;
+  }
   chat_unref(c); /* the running answer's */
 }
 
@@ -226,7 +232,7 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   struct rag_events ev;
   const char *code = NULL;
   char seeded[48];
-  int cancel_now;
+  int cancel_now, reply_now;
   ragd_err rc;
 
   if (!c) {
@@ -235,7 +241,6 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   }
   if (!in->stream && !proto->reply) proto = &api_proto_native; /* a stream-only format */
   pthread_mutex_init(&c->mu, NULL);
-  pthread_cond_init(&c->cv, NULL);
   buf_init(&c->text, 0);
   c->refs = 1; /* the handler's */
   c->req = r;
@@ -295,10 +300,19 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
       log_debug("chat %s: the stream could not open", c->response_id);
     goto out;
   }
+  /* Not streaming: the reply waits for the answer's end, which must not
+   * hold a worker (a slow provider would starve every other request). */
+  http_request_defer(r);
   pthread_mutex_lock(&c->mu);
-  while (!c->finished) pthread_cond_wait(&c->cv, &c->mu);
+  reply_now = c->finished;
+  c->reply_later = !reply_now;
   pthread_mutex_unlock(&c->mu);
-  proto->reply(r, c);
+  if (reply_now) {
+    proto->reply(r, c);
+    http_request_finish(r);
+  }
+  chat_unref(c); /* c->req now belongs to chat_finish */
+  return;
 out:
   c->req = NULL;
   chat_unref(c);

@@ -100,6 +100,16 @@ struct http_stream *http_reply_stream(struct http_request *r, const char *conten
 struct http_stream *http_reply_stream_ex(struct http_request *r, const char *content_type,
                                          const char *const *headers);
 
+/* Replying later, from another thread, without holding a worker: the
+ * handler calls http_request_defer before it hands r to whatever will reply,
+ * and may return at once. Exactly one reply (http_reply*, not a stream) must
+ * then be made, from any one thread, followed by http_request_finish(r);
+ * after that r is no longer the caller's. Until then the connection stays
+ * suspended and r and its accessors stay valid. http_server_stop waits for
+ * every deferred request to be finished. */
+void http_request_defer(struct http_request *r);
+void http_request_finish(struct http_request *r);
+
 /* The HTTP status of a problem code; 500 for unknown codes. */
 int http_problem_status(const char *code);
 /* The title of a problem code. */

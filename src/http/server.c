@@ -29,6 +29,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http/http.h"
@@ -45,6 +46,8 @@
 #define WATCH_BATCH 256
 
 enum request_state { REQ_READING = 0, REQ_RUNNING, REQ_REPLIED, REQ_DONE };
+/* http_request_defer / http_request_finish handshake with run_handler. */
+enum request_defer { DEFER_NONE = 0, DEFER_WAITING, DEFER_FINISHED };
 
 struct http_server {
   struct MHD_Daemon *daemon;
@@ -59,6 +62,7 @@ struct http_server {
   uint64_t next_serial;
   struct http_stream *streams;   /* open streamed responses */
   struct http_stream *graveyard; /* gone, but maybe named by a pending epoll event */
+  size_t deferred; /* requests deferred and not yet finished (guarded by mu) */
 };
 
 /* Counters since start-up (see http_stream_stats). */
@@ -95,6 +99,8 @@ struct http_request {
   int too_large;
   json_t *json;
   enum request_state state;
+  enum request_defer defer;   /* guarded by srv->mu */
+  int handler_returned;       /* guarded by srv->mu; only for a deferred request */
   int status;
   struct MHD_Response *response;
 };
@@ -392,15 +398,54 @@ static int request_check_json(struct http_request *r) {
   return 1;
 }
 
-static void run_handler(void *arg) {
-  struct http_request *r = arg;
-  r->route->handler(r, r->srv->opts->app);
+/* Hands the stored reply to the daemon: the connection resumes and the event
+ * thread queues the response. r may be freed as soon as this returns. */
+static void request_complete(struct http_request *r) {
   if (!r->response) {
     log_error("request %s: handler for %s %s gave no reply", r->request_id, r->method, r->path);
     reply_problem(r, "internal_error", "the handler produced no response");
   }
   r->state = REQ_REPLIED;
   MHD_resume_connection(r->conn);
+}
+
+static void run_handler(void *arg) {
+  struct http_request *r = arg;
+  struct http_server *srv = r->srv;
+  int later;
+  r->route->handler(r, srv->opts->app);
+  /* A deferred request not finished yet is completed by http_request_finish
+   * on another thread, which may free r at any moment after the unlock. */
+  pthread_mutex_lock(&srv->mu);
+  later = r->defer == DEFER_WAITING;
+  if (r->defer == DEFER_FINISHED) srv->deferred--; /* finished before we got here */
+  r->handler_returned = 1;
+  pthread_mutex_unlock(&srv->mu);
+  if (later) return;
+  request_complete(r);
+}
+
+void http_request_defer(struct http_request *r) {
+  pthread_mutex_lock(&r->srv->mu);
+  r->defer = DEFER_WAITING;
+  r->srv->deferred++;
+  pthread_mutex_unlock(&r->srv->mu);
+}
+
+void http_request_finish(struct http_request *r) {
+  struct http_server *srv = r->srv;
+  int now;
+  pthread_mutex_lock(&srv->mu);
+  r->defer = DEFER_FINISHED;
+  now = r->handler_returned;
+  pthread_mutex_unlock(&srv->mu);
+  if (!now) return; /* run_handler completes it */
+  request_complete(r);
+  /* Counted down only now, so that http_server_stop cannot stop the daemon
+   * between our resume and its. */
+  pthread_mutex_lock(&srv->mu);
+  srv->deferred--;
+  pthread_mutex_unlock(&srv->mu);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -985,9 +1030,20 @@ void http_server_stop(struct http_server *srv) {
   }
   pthread_mutex_unlock(&srv->mu);
   /* Workers finish their handlers first: they resume suspended connections,
-   * which the daemon then closes. */
+   * which the daemon then closes. Deferred replies come from answers, which
+   * all end once the engine is shut down (the caller's job): wait for them,
+   * as the workers once waited for those answers themselves. */
   workq_free(srv->workers);
   srv->workers = NULL;
+  for (;;) {
+    size_t left;
+    struct timespec ts = {0, 10 * 1000000L};
+    pthread_mutex_lock(&srv->mu);
+    left = srv->deferred;
+    pthread_mutex_unlock(&srv->mu);
+    if (left == 0) break;
+    nanosleep(&ts, NULL);
+  }
   if (srv->daemon) MHD_stop_daemon(srv->daemon);
   /* The watcher is gone: release what it would have. */
   dead = srv->graveyard;
