@@ -12,7 +12,7 @@
 //        [--delay-ms N] [--status N] [--mode normal|hang-after:N|close-after:N|
 //        reset-after:N|garbage|stream-error|accept-hang|big-line:N] [--seed N]
 //        [--retry-after V] [--fail-first N] [--fail-status N] [--drip-ms N]
-//        [--exit-on-stdin-eof 1]
+//        [--exit-on-stdin-eof 1] [--directives 0|1]
 //
 // --exit-on-stdin-eof 1 makes the fake exit when its stdin closes, so a test
 // that gives it a pipe never leaves it running after a crash.
@@ -27,8 +27,12 @@
 //                          client_aborted (the client closed the connection
 //                          before the response finished), finished.
 //   DELETE /__admin/log    clears the log.
+//   POST /__admin/close-idle  closes every idle keep-alive connection (a
+//                          client's connection cache then holds dead ones).
 // A single request may also override the config: a line
-// `FAKE: {"text":"...","mode":"..."}` in the last user message is merged in.
+// `FAKE: {"text":"...","mode":"..."}` in the last user message is merged in
+// (unless --directives 0: a backup that must stay healthy while the same
+// prompt makes the primary fail).
 //
 // Modes: hang-after:N sends N events then stalls forever; close-after:N ends
 // the response cleanly after N events (no [DONE]); reset-after:N destroys the
@@ -55,7 +59,7 @@ function parseArgs(argv) {
   const cfg = {
     port: 0, text: DEFAULT_TEXT, split: 'whole', delay_ms: 0, status: 200,
     mode: 'normal', seed: 1, model: 'gpt-fake-1', exit_on_stdin_eof: 0,
-    retry_after: '', fail_first: 0, fail_status: 503, drip_ms: 0, encoding: '',
+    retry_after: '', fail_first: 0, fail_status: 503, drip_ms: 0, encoding: '', directives: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '').replace(/-/g, '_');
@@ -243,7 +247,7 @@ async function handleCompletions(req, res, rec) {
     sendJson(res, 400, { error: { message: "We could not parse the JSON body of your request.", type: 'invalid_request_error', param: null, code: null } });
     return;
   }
-  const cfg = { ...config, ...directiveOverride(body) };
+  const cfg = { ...config, ...(Number(config.directives) ? directiveOverride(body) : {}) };
   servedSinceConfig++;
   let status = Number(cfg.status);
   if (servedSinceConfig <= Number(cfg.fail_first)) status = Number(cfg.fail_status);
@@ -286,6 +290,11 @@ const server = http.createServer(async (req, res) => {
     }
     if (url.pathname === '/__admin/log' && req.method === 'GET') {
       sendJson(res, 200, log);
+      return;
+    }
+    if (url.pathname === '/__admin/close-idle' && req.method === 'POST') {
+      res.on('finish', () => server.closeIdleConnections());
+      sendJson(res, 200, {});
       return;
     }
     if (url.pathname === '/__admin/log' && req.method === 'DELETE') {
