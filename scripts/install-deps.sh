@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config git ca-certificates
 libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
-libutf8proc-dev libssl-dev libcmocka-dev curl"
+libutf8proc-dev libssl-dev libcmocka-dev curl libpq-dev"
 
 missing=""
 for p in $PACKAGES; do
@@ -49,6 +49,14 @@ if [ "${1:-}" = "--test" ]; then
     echo "ragd: installing the test clients (npm ci)"
     npm ci --no-audit --no-fund
   fi
+fi
+
+# The PostgreSQL store's conformance suite and multi-node tests start a
+# throw-away cluster of Debian's server (scripts/pg-test-cluster.sh).
+if [ "${1:-}" = "--test" ] && ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed"; then
+  echo "ragd: installing PostgreSQL for the store tests"
+  ${SUDO:-} apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends postgresql
 fi
 
 # scripts/fuzz.sh (CI runs it after the sanitizer suite): clang and the

@@ -19,6 +19,7 @@ static const char usage[] =
     "              [--mode M] [--json] [--answers F]   BEIR-format test collection\n"
     "  ragd tokens [--encoding E | --model M] [--ids]  exact LLM token count of stdin\n"
     "  ragd reindex [--data DIR]                       re-embed after an embedding model switch\n"
+    "  ragd migrate [--data DIR]                       create or upgrade the store schema\n"
     "  ragd COMMAND --help                             help for one command\n"
     "\n"
     "Quick start:\n"
@@ -159,7 +160,8 @@ int main(int argc, char **argv) {
     int (*fn)(int, char **);
   } commands[] = {
       {"serve", cli_serve}, {"ingest", cli_ingest}, {"search", cli_search}, {"ask", cli_ask},
-      {"eval", cli_eval}, {"reindex", cli_reindex}, {"tokens", cli_tokens}};
+      {"eval", cli_eval}, {"reindex", cli_reindex}, {"tokens", cli_tokens},
+      {"migrate", cli_migrate}};
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     print_help();

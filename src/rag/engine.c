@@ -53,6 +53,22 @@ static ragd_err setup_budget(struct rag_engine *e, const struct ragd_config *cfg
   return RAGD_OK;
 }
 
+ragd_err rag_store_open(const struct ragd_config *cfg, struct store *out, struct buf *err) {
+  struct store_options opts;
+  const char *spec = cfg->store && cfg->store[0] ? cfg->store : cfg->data_dir;
+  ragd_err rc;
+  store_options_default(&opts);
+  opts.pool_size = (size_t)cfg->store_pool;
+  opts.statement_timeout_ms = cfg->store_timeout_ms;
+  opts.migrate = cfg->store_migrate != 0;
+  rc = store_open_ex(spec, &opts, out);
+  /* Never echo a URI: it may carry a password. */
+  if (rc && err)
+    buf_appendf(err, "cannot open the store %s: %s",
+                strstr(spec, "://") ? "(connection URI)" : spec, ragd_strerror(rc));
+  return rc;
+}
+
 ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag_engine *out,
                          struct buf *err) {
   struct llm_config lc;
@@ -60,11 +76,8 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
   memset(out, 0, sizeof *out);
   out->cfg = cfg;
   pthread_mutex_init(&out->answers_mu, NULL);
-  rc = store_open(cfg->data_dir, &out->store);
-  if (rc) {
-    if (err) buf_appendf(err, "cannot open the store in \"%s\": %s", cfg->data_dir, ragd_strerror(rc));
-    goto fail;
-  }
+  rc = rag_store_open(cfg, &out->store, err);
+  if (rc) goto fail;
   rc = rag_retrieval_open(out, err);
   if (rc) goto fail;
   memset(&lc, 0, sizeof lc);

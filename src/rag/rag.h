@@ -71,6 +71,13 @@ struct rag_engine {
   size_t vector_feedback_docs;
 };
 
+/* Opens the store the configuration names: RAGD_STORE when set, else
+ * RAGD_DATA (a folder for SQLite, or itself a store spec), with the pool,
+ * statement timeout and migration settings of cfg. On error appends a
+ * message (never the URI, which may hold a password) to err. */
+ragd_err rag_store_open(const struct ragd_config *cfg, struct store *out /* OUT */,
+                        struct buf *err);
+
 /* Opens the store in cfg->data_dir, creates the embedder, loads the vector
  * index (vectors stored under the embedder's model key and dimension; a
  * model switch is logged with a hint to run `ragd reindex`) and creates the

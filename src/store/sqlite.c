@@ -497,13 +497,14 @@ static void sq_close(void *ctx) {
   free(s);
 }
 
-static ragd_err sq_open(const char *location, void **ctx) {
+static ragd_err sq_open(const char *location, const struct store_options *opts, void **ctx) {
   struct sq_store *s = NULL;
   struct buf path;
   ragd_err rc;
   int src;
   size_t i;
 
+  (void)opts; /* one connection, and the embedded schema always migrates */
   buf_init(&path, 0);
   if (!location || !*location || !ctx) return RAGD_EINVAL;
   rc = sq_mkdir_p(location);

@@ -4,29 +4,53 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Stores ragd knows, by the scheme that names them in a spec. */
+/* Stores ragd knows, by the name that prefixes a spec ("sqlite:DIR"). */
 static const struct store_ops *const store_backends[] = {
     &store_sqlite_ops,
 };
 
-/* Schemes that name a store this build does not have: refusing them beats
- * creating a directory called "postgres:..." by mistake. */
-static const char *const store_unsupported_schemes[] = {"postgres:", "postgresql:"};
+/* URI schemes handed whole to a store: libpq wants the URI as it is. */
+static const struct {
+  const char *prefix;
+  const struct store_ops *ops;
+} store_uri_schemes[] = {
+    {"postgres://", &store_postgres_ops},
+    {"postgresql://", &store_postgres_ops},
+};
 
 static int store_has_prefix(const char *s, const char *prefix) {
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+void store_options_default(struct store_options *o) {
+  memset(o, 0, sizeof *o);
+  o->pool_size = 4;
+  o->statement_timeout_ms = 30000;
+  o->migrate = 1;
+}
+
 ragd_err store_open(const char *spec, struct store *out) {
+  return store_open_ex(spec, NULL, out);
+}
+
+ragd_err store_open_ex(const char *spec, const struct store_options *opts, struct store *out) {
   const struct store_ops *ops = &store_sqlite_ops; /* a plain path means sqlite */
   const char *location = spec;
+  struct store_options defaults;
   void *ctx = NULL;
   ragd_err rc;
   size_t i;
 
   if (!spec || !out) return RAGD_EINVAL;
-  for (i = 0; i < sizeof store_unsupported_schemes / sizeof store_unsupported_schemes[0]; i++) {
-    if (store_has_prefix(spec, store_unsupported_schemes[i])) return RAGD_EUNSUPPORTED;
+  store_options_default(&defaults);
+  if (!opts) opts = &defaults;
+  if (opts->pool_size < 1 || opts->pool_size > 256 || opts->statement_timeout_ms < 0)
+    return RAGD_EINVAL;
+  for (i = 0; i < sizeof store_uri_schemes / sizeof store_uri_schemes[0]; i++) {
+    if (store_has_prefix(spec, store_uri_schemes[i].prefix)) {
+      ops = store_uri_schemes[i].ops;
+      goto found;
+    }
   }
   for (i = 0; i < sizeof store_backends / sizeof store_backends[0]; i++) {
     size_t name_len = strlen(store_backends[i]->name);
@@ -36,9 +60,10 @@ ragd_err store_open(const char *spec, struct store *out) {
       break;
     }
   }
+found:
   if (!*location) return RAGD_EINVAL;
   if (ops->version != STORE_OPS_VERSION) return RAGD_EUNSUPPORTED;
-  rc = ops->open(location, &ctx);
+  rc = ops->open(location, opts, &ctx);
   if (rc) return rc;
   out->ops = ops;
   out->ctx = ctx;

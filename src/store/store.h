@@ -141,12 +141,26 @@ struct store_stats {
   size_t chunks;
 };
 
+/* How a store is opened; store_options_default fills in the defaults. A
+ * store ignores what does not apply to it (SQLite has no pool). */
+struct store_options {
+  size_t pool_size;          /* connections held open (postgres), 1..256 */
+  long statement_timeout_ms; /* longest one SQL statement may run; 0: no limit */
+  int migrate;               /* 1: create or upgrade the schema at open; 0: refuse
+                                to open a database whose schema is older than
+                                this ragd (RAGD_ECONFIG; run `ragd migrate`) */
+};
+
+void store_options_default(struct store_options *o /* OUT */);
+
 struct store_ops {
   int version; /* STORE_OPS_VERSION */
   const char *name;
   /* location: for sqlite a data directory (created if missing; the database is
-   * DIR/ragd.db). */
-  ragd_err (*open)(const char *location, void **ctx /* OUT */);
+   * DIR/ragd.db); for postgres a libpq connection URI ("postgres://..." or
+   * "postgresql://..."). opts is never NULL. */
+  ragd_err (*open)(const char *location, const struct store_options *opts,
+                   void **ctx /* OUT */);
   void (*close)(void *ctx);
   /* Inserts or atomically replaces the document with this external id, its
    * chunks and their index entries, in one transaction. When the stored
@@ -233,7 +247,12 @@ struct store {
 };
 
 /* Opens the store named by spec: "sqlite:DIR" or a plain directory path means
- * the SQLite store in DIR. On error *out is untouched. */
+ * the SQLite store in DIR; "postgres://..." or "postgresql://..." (a libpq
+ * URI, passed to libpq whole) the PostgreSQL store. opts NULL means the
+ * defaults. On error *out is untouched. */
+ragd_err store_open_ex(const char *spec, const struct store_options *opts,
+                       struct store *out /* OUT */);
+/* store_open_ex with the default options. */
 ragd_err store_open(const char *spec, struct store *out /* OUT */);
 /* Closes and zeroes st; accepts a zeroed store. */
 void store_close(struct store *st);
@@ -246,5 +265,6 @@ void store_vector_model_list_dispose(struct store_vector_model_list *l);
 void store_chunk_text_list_dispose(struct store_chunk_text_list *l);
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_postgres_ops;
 
 #endif

@@ -29,6 +29,10 @@ struct config_var {
 
 static const struct config_var config_vars[] = {
     STR_VAR("RAGD_DATA", data_dir, "data", "data folder (SQLite database)"),
+    STR_VAR("RAGD_STORE", store, "", "store: postgres://... (a libpq URI) or sqlite:DIR; default: SQLite in RAGD_DATA"),
+    LONG_VAR("RAGD_STORE_POOL", store_pool, 1, 256, "4", "PostgreSQL connections held per process"),
+    LONG_VAR("RAGD_STORE_TIMEOUT_MS", store_timeout_ms, 0, 3600000, "30000", "PostgreSQL statement timeout; 0: none"),
+    LONG_VAR("RAGD_STORE_MIGRATE", store_migrate, 0, 1, "1", "1: create or upgrade the PostgreSQL schema at start-up; 0: refuse an old schema (run ragd migrate)"),
     STR_VAR("RAGD_LISTEN", listen, "127.0.0.1:8080", "HOST:PORT to serve on"),
     STR_VAR("RAGD_LLM_PROVIDER", llm_provider, "", "extractive | openai (default: openai when RAGD_LLM_BASE_URL is set)"),
     STR_VAR("RAGD_LLM_BASE_URL", llm_base_url, "", "OpenAI-compatible base URL, e.g. https://api.openai.com/v1"),

@@ -24,6 +24,10 @@ struct config_llm_entry {
 
 struct ragd_config {
   char *data_dir;       /* RAGD_DATA, default "data" */
+  char *store;          /* RAGD_STORE: "" (SQLite in data_dir), postgres://..., sqlite:DIR */
+  long store_pool;      /* RAGD_STORE_POOL, default 4 */
+  long store_timeout_ms; /* RAGD_STORE_TIMEOUT_MS, default 30000 */
+  long store_migrate;   /* RAGD_STORE_MIGRATE, default 1 */
   char *listen;         /* RAGD_LISTEN, default "127.0.0.1:8080" */
   char *listen_host;    /* parsed from listen */
   int listen_port;      /* parsed from listen; 0 means any free port */

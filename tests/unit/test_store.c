@@ -1,5 +1,15 @@
-/* test_store.c - the SQLite store through its public interface. */
+/* test_store.c - the store conformance suite: every store passes the same
+ * tests through the public interface.
+ *
+ * RAGD_TEST_STORE picks the store: unset or "sqlite" for SQLite in a
+ * temporary folder; "postgres" for PostgreSQL at the URL in the file named by
+ * RAGD_TEST_PG_URL_FILE (or RAGD_TEST_PG_URL itself). CTest registers the
+ * suite once per store; the PostgreSQL runs depend on fixtures that start a
+ * throw-away server (scripts/pg-test-cluster.sh, tests/pglite_server.mjs).
+ * Each test gets a schema of its own (search_path through the URL's
+ * options), so runs never see each other's rows. */
 #include <ftw.h>
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include "store/store.h"
 #include "util/buf.h"
@@ -18,9 +29,16 @@
 
 /* ---- fixtures -------------------------------------------------------------------- */
 
+static int suite_postgres;       /* RAGD_TEST_STORE=postgres */
+static char suite_pg_url[512];   /* the server, without a schema */
+static unsigned suite_schema_seq;
+static struct store_options suite_opts; /* RAGD_TEST_PG_POOL sets the pool */
+
 struct fixture {
   char dir[64];
   char data_dir[96]; /* a not-yet-existing subfolder: open must create it */
+  char schema[48];
+  char spec[768];    /* what store_open gets */
   struct store st;
 };
 
@@ -29,6 +47,47 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
   (void)flag;
   (void)ftw;
   return remove(path);
+}
+
+/* Runs one statement on the test server (schema housekeeping only). */
+static int pg_admin(const char *sql) {
+  PGconn *conn = PQconnectdb(suite_pg_url);
+  PGresult *res;
+  int ok;
+  if (PQstatus(conn) != CONNECTION_OK) {
+    fprintf(stderr, "test_store: %s", PQerrorMessage(conn));
+    PQfinish(conn);
+    return -1;
+  }
+  res = PQexec(conn, "SET client_min_messages = warning");
+  PQclear(res);
+  res = PQexec(conn, sql);
+  ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+  if (!ok) fprintf(stderr, "test_store: %s: %s", sql, PQresultErrorMessage(res));
+  PQclear(res);
+  PQfinish(conn);
+  return ok ? 0 : -1;
+}
+
+/* The spec of a store in a fresh schema of the test server. PGlite's socket
+ * server (RAGD_TEST_PG_SHARED=1) runs every client on one shared session
+ * that ignores startup options: there the tables are dropped instead. */
+static int pg_fresh_spec(struct fixture *fx) {
+  char sql[200];
+  const char *shared = getenv("RAGD_TEST_PG_SHARED");
+  if (shared && strcmp(shared, "1") == 0) {
+    snprintf(fx->spec, sizeof fx->spec, "%s", suite_pg_url);
+    fx->schema[0] = '\0';
+    return pg_admin("DROP TABLE IF EXISTS ragd_schema_migrations, messages, conversations,"
+                    " vectors, chunks, documents CASCADE");
+  }
+  snprintf(fx->schema, sizeof fx->schema, "ragd_t%ld_%u", (long)getpid(), suite_schema_seq++);
+  snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", fx->schema,
+           fx->schema);
+  if (pg_admin(sql) != 0) return -1;
+  snprintf(fx->spec, sizeof fx->spec, "%s%coptions=-csearch_path%%3D%s", suite_pg_url,
+           strchr(suite_pg_url, '?') ? '&' : '?', fx->schema);
+  return 0;
 }
 
 static int setup(void **state) {
@@ -40,7 +99,9 @@ static int setup(void **state) {
     return -1;
   }
   snprintf(fx->data_dir, sizeof fx->data_dir, "%s/data/nested", fx->dir);
-  if (store_open(fx->data_dir, &fx->st) != RAGD_OK) {
+  snprintf(fx->spec, sizeof fx->spec, "%s", fx->data_dir);
+  if ((suite_postgres && pg_fresh_spec(fx) != 0) ||
+      store_open_ex(fx->spec, &suite_opts, &fx->st) != RAGD_OK) {
     nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
     free(fx);
     return -1;
@@ -51,8 +112,13 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   struct fixture *fx = *state;
+  char sql[96];
   store_close(&fx->st);
   nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+  if (suite_postgres && fx->schema[0]) {
+    snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE", fx->schema);
+    pg_admin(sql);
+  }
   free(fx);
   return 0;
 }
@@ -128,8 +194,11 @@ static void test_open_specs(void **state) {
   struct store st = {0};
   struct buf spec;
 
-  assert_int_equal(store_open("postgres://localhost/ragd", &st), RAGD_EUNSUPPORTED);
+  /* A postgres URL goes to the postgres store whole: nothing listens on
+   * port 1, so it fails to connect, and leaves st alone. */
+  assert_int_equal(store_open("postgres://127.0.0.1:1/ragd?connect_timeout=2", &st), RAGD_EIO);
   assert_null(st.ops);
+  assert_int_equal(store_open("postgresql://127.0.0.1:1/ragd?connect_timeout=2", &st), RAGD_EIO);
   assert_int_equal(store_open("", &st), RAGD_EINVAL);
   assert_int_equal(store_open("sqlite:", &st), RAGD_EINVAL);
   assert_int_equal(store_open(NULL, &st), RAGD_EINVAL);
@@ -156,7 +225,7 @@ static void test_reopen_keeps_data(void **state) {
                               NULL),
                    RAGD_OK);
   store_close(&fx->st);
-  assert_int_equal(store_open(fx->data_dir, &fx->st), RAGD_OK);
+  assert_int_equal(store_open_ex(fx->spec, &suite_opts, &fx->st), RAGD_OK);
   assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "faq-1", &d), RAGD_OK);
   assert_string_equal(d.title, "Shipping");
   store_doc_dispose(&d);
@@ -616,6 +685,242 @@ static void test_messages(void **state) {
   store_message_list_dispose(&list);
 }
 
+/* ---- hybrid retrieval: filters and vectors ------------------------------------------------ */
+
+static ragd_err put_meta(struct store *st, const char *id, const char *text, const char *meta) {
+  struct doc_builder b;
+  struct store_put_result res;
+  const char *texts[1] = {text};
+  doc_build(&b, id, "T", text, texts, 1);
+  b.in.metadata_json = meta;
+  return st->ops->put_document(st->ctx, &b.in, &res);
+}
+
+/* Hits of a filtered search as "id,id,..." (document ids, best first). */
+static void filtered_ids(struct store *st, const char *query, const char *filters, char *out,
+                         size_t cap) {
+  struct store_hit_list hits;
+  size_t i, used = 0;
+  assert_int_equal(st->ops->search_bm25_filtered(st->ctx, query, 10, filters, &hits), RAGD_OK);
+  out[0] = '\0';
+  for (i = 0; i < hits.count; i++)
+    used += (size_t)snprintf(out + used, cap - used, "%s%s", i ? "," : "", hits.items[i].document_id);
+  store_hit_list_dispose(&hits);
+}
+
+static void test_filters(void **state) {
+  struct fixture *fx = *state;
+  struct store *st = &fx->st;
+  char ids[256];
+  int64_t *rowids = NULL;
+  size_t n = 0;
+
+  assert_int_equal(put_meta(st, "a", "Parcel alpha.", "{\"lang\":\"en\",\"tier\":1,\"vip\":true}"), RAGD_OK);
+  assert_int_equal(put_meta(st, "b", "Parcel beta.", "{\"lang\":\"ko\",\"tier\":\"1\",\"tags\":[\"x\",\"y\"]}"), RAGD_OK);
+  assert_int_equal(put_meta(st, "c", "Parcel gamma.", "{\"lang\":\"en\",\"tier\":2.0,\"tags\":[\"y\"]}"), RAGD_OK);
+
+  filtered_ids(st, "parcel", "{\"lang\":\"en\"}", ids, sizeof ids);
+  assert_string_equal(ids, "a,c");
+  filtered_ids(st, "parcel", "{\"lang\":[\"ko\",\"fr\"]}", ids, sizeof ids);
+  assert_string_equal(ids, "b");
+  /* JSON types count: 1 never equals "1"; 2 equals 2.0. */
+  filtered_ids(st, "parcel", "{\"tier\":1}", ids, sizeof ids);
+  assert_string_equal(ids, "a");
+  filtered_ids(st, "parcel", "{\"tier\":\"1\"}", ids, sizeof ids);
+  assert_string_equal(ids, "b");
+  filtered_ids(st, "parcel", "{\"tier\":2}", ids, sizeof ids);
+  assert_string_equal(ids, "c");
+  filtered_ids(st, "parcel", "{\"vip\":true}", ids, sizeof ids);
+  assert_string_equal(ids, "a");
+  /* An array in the metadata matches any of its elements; keys AND. */
+  filtered_ids(st, "parcel", "{\"tags\":\"y\"}", ids, sizeof ids);
+  assert_string_equal(ids, "b,c");
+  filtered_ids(st, "parcel", "{\"tags\":\"y\",\"lang\":\"en\"}", ids, sizeof ids);
+  assert_string_equal(ids, "c");
+  filtered_ids(st, "parcel", "{\"missing\":\"y\"}", ids, sizeof ids);
+  assert_string_equal(ids, "");
+  filtered_ids(st, "parcel", "{}", ids, sizeof ids);
+  assert_int_equal(strlen(ids), strlen("a,b,c"));
+
+  assert_int_equal(st->ops->filter_documents(st->ctx, "{\"lang\":\"en\"}", &rowids, &n), RAGD_OK);
+  assert_int_equal(n, 2);
+  assert_true(rowids[0] < rowids[1]);
+  free(rowids);
+  assert_int_equal(st->ops->filter_documents(st->ctx, NULL, &rowids, &n), RAGD_OK);
+  assert_int_equal(n, 3);
+  free(rowids);
+
+  {
+    static const char *const bad[] = {"[1]", "{\"k\":{}}", "{\"k\":[]}", "{\"k\":[[1]]}",
+                                      "{\"a\\\"b\":1}", "{\"k\":null}", "not json"};
+    struct store_hit_list hits;
+    size_t i;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      ragd_err rc = st->ops->search_bm25_filtered(st->ctx, "parcel", 5, bad[i], &hits);
+      if (rc != RAGD_EINVAL) fail_msg("filter %s: %s", bad[i], ragd_errname(rc));
+    }
+  }
+}
+
+static int collect_vector(void *ctx, int64_t chunk_rowid, int64_t document_rowid, const float *v,
+                          size_t dim) {
+  float *sum = ctx;
+  (void)chunk_rowid;
+  (void)document_rowid;
+  for (size_t i = 0; i < dim; i++) sum[i] += v[i];
+  sum[dim]++;
+  return 0;
+}
+
+static void test_vectors(void **state) {
+  struct fixture *fx = *state;
+  struct store *st = &fx->st;
+  struct doc_builder b;
+  struct store_put_result res;
+  struct store_vector_model_list models;
+  struct store_chunk_text_list todo;
+  struct store_hit_list hits;
+  const char *texts[2] = {"Vector one.", "Vector two."};
+  float vecs[2][3] = {{1, 2, 3}, {4, 5, 6}};
+  float sum[4] = {0};
+  int64_t rowids[2] = {0, 0};
+  size_t deleted = 0;
+  int unchanged = -1;
+
+  doc_build(&b, "v", "Vectors", "Vector one. Vector two.", texts, 2);
+  b.in.vector_model = "m1";
+  b.in.vector_dim = 3;
+  b.in.vectors = &vecs[0][0];
+  b.in.chunk_rowids = rowids;
+  assert_int_equal(st->ops->put_document(st->ctx, &b.in, &res), RAGD_OK);
+  assert_true(rowids[0] > 0 && rowids[1] > 0 && rowids[0] != rowids[1]);
+  assert_int_equal(st->ops->probe_document(st->ctx, &b.in, &unchanged), RAGD_OK);
+  assert_int_equal(unchanged, 1);
+
+  assert_int_equal(st->ops->load_vectors(st->ctx, "m1", 3, collect_vector, sum), RAGD_OK);
+  assert_true(sum[0] == 5 && sum[1] == 7 && sum[2] == 9 && sum[3] == 2);
+  assert_int_equal(st->ops->vector_models(st->ctx, &models), RAGD_OK);
+  assert_int_equal(models.count, 1);
+  assert_string_equal(models.items[0].model, "m1");
+  assert_int_equal(models.items[0].dimensions, 3);
+  assert_int_equal(models.items[0].count, 2);
+  store_vector_model_list_dispose(&models);
+
+  /* Under another model every chunk still needs a vector. */
+  b.in.vector_model = "m2";
+  b.in.vectors = NULL;
+  assert_int_equal(st->ops->probe_document(st->ctx, &b.in, &unchanged), RAGD_OK);
+  assert_int_equal(unchanged, 0);
+  assert_int_equal(st->ops->chunks_without_vectors(st->ctx, "m2", 3, 0, 10, &todo), RAGD_OK);
+  assert_int_equal(todo.count, 2);
+  assert_int_equal(todo.items[0].chunk_rowid, rowids[0]);
+  assert_string_equal(todo.items[0].title, "Vectors");
+  assert_string_equal(todo.items[1].text, "Vector two.");
+  store_chunk_text_list_dispose(&todo);
+  assert_int_equal(st->ops->chunks_without_vectors(st->ctx, "m2", 3, rowids[0], 10, &todo), RAGD_OK);
+  assert_int_equal(todo.count, 1);
+  store_chunk_text_list_dispose(&todo);
+
+  {
+    int64_t ids[3] = {rowids[1], 999999, rowids[0]}; /* a gone chunk is skipped */
+    float m2[3][3] = {{0, 0, 1}, {9, 9, 9}, {1, 0, 0}};
+    assert_int_equal(st->ops->put_vectors(st->ctx, "m2", 3, ids, &m2[0][0], 3), RAGD_OK);
+  }
+  assert_int_equal(st->ops->chunks_without_vectors(st->ctx, "m2", 3, 0, 10, &todo), RAGD_OK);
+  assert_int_equal(todo.count, 0);
+  store_chunk_text_list_dispose(&todo);
+  assert_int_equal(st->ops->delete_other_vectors(st->ctx, "m2", 3, &deleted), RAGD_OK);
+  assert_int_equal(deleted, 2);
+  memset(sum, 0, sizeof sum);
+  assert_int_equal(st->ops->load_vectors(st->ctx, "m1", 3, collect_vector, sum), RAGD_OK);
+  assert_true(sum[3] == 0);
+  assert_int_equal(st->ops->load_vectors(st->ctx, "m2", 3, collect_vector, sum), RAGD_OK);
+  assert_true(sum[0] == 1 && sum[2] == 1 && sum[3] == 2);
+
+  /* get_chunks keeps the order asked for and leaves out ids that are gone. */
+  {
+    int64_t ids[3] = {rowids[1], 424242, rowids[0]};
+    assert_int_equal(st->ops->get_chunks(st->ctx, ids, 3, &hits), RAGD_OK);
+    assert_int_equal(hits.count, 2);
+    assert_string_equal(hits.items[0].chunk_id, "v#1");
+    assert_string_equal(hits.items[1].chunk_id, "v#0");
+    assert_int_equal(hits.items[0].chunk_rowid, rowids[1]);
+    assert_int_equal(hits.items[0].document_rowid, res.document_rowid);
+    store_hit_list_dispose(&hits);
+  }
+
+  /* Deleting the document takes its vectors along. */
+  assert_int_equal(st->ops->delete_document(st->ctx, "v"), RAGD_OK);
+  assert_int_equal(st->ops->vector_models(st->ctx, &models), RAGD_OK);
+  assert_int_equal(models.count, 0);
+  store_vector_model_list_dispose(&models);
+}
+
+static void test_rebuild_keyword_index(void **state) {
+  struct fixture *fx = *state;
+  struct store_hit_list before, after;
+  assert_int_equal(put_simple(&fx->st, "r1", "Returns", "Return the parcel within 30 days.", NULL),
+                   RAGD_OK);
+  assert_int_equal(put_simple(&fx->st, "r2", "환불", "환불은 3일 이내", NULL), RAGD_OK);
+  assert_int_equal(fx->st.ops->search_bm25(fx->st.ctx, "return parcel 환불", 10, &before), RAGD_OK);
+  assert_int_equal(fx->st.ops->rebuild_keyword_index(fx->st.ctx), RAGD_OK);
+  assert_int_equal(fx->st.ops->search_bm25(fx->st.ctx, "return parcel 환불", 10, &after), RAGD_OK);
+  assert_int_equal(before.count, 2);
+  assert_int_equal(after.count, before.count);
+  for (size_t i = 0; i < after.count; i++) {
+    assert_string_equal(after.items[i].chunk_id, before.items[i].chunk_id);
+    assert_true(fabs(after.items[i].score - before.items[i].score) < 1e-9);
+  }
+  store_hit_list_dispose(&before);
+  store_hit_list_dispose(&after);
+}
+
+/* The same documents in SQLite and in the store under test rank alike: the
+ * same chunks, in the same order, with the same BM25 scores. */
+static void test_bm25_matches_sqlite(void **state) {
+  struct fixture *fx = *state;
+  static const char *const docs[][3] = {
+      {"refund", "Refunds", "Refunds are paid back to the card within 5 business days."},
+      {"refund-ko", "환불 안내", "환불은 영업일 기준 3일 이내에 카드로 처리됩니다."},
+      {"shipping", "Shipping", "Parcels ship within two days; express shipping costs extra."},
+      {"password", "Password reset", "To reset your password open Settings and choose reset."},
+      {"long", "Card payments", "Card card card payments are accepted. The card is charged once "
+                                "the parcel ships, and a refund goes back to the same card."},
+      {"ko-pw", "비밀번호", "비밀번호를 잊어버렸다면 비밀번호 찾기를 누르세요."},
+  };
+  static const char *const queries[] = {"refund card", "환불 언제 돼요?", "shipping parcel days",
+                                        "reset password", "비밀번호 찾기", "card", "express"};
+  struct store sq = {0};
+  char dir[64], path[96];
+  size_t i, j;
+
+  if (strcmp(fx->st.ops->name, "sqlite") == 0) skip(); /* compares another store to SQLite */
+  snprintf(dir, sizeof dir, "/tmp/ragd-store-cmp-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/db", dir);
+  assert_int_equal(store_open(path, &sq), RAGD_OK);
+  for (i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+    assert_int_equal(put_simple(&sq, docs[i][0], docs[i][1], docs[i][2], NULL), RAGD_OK);
+    assert_int_equal(put_simple(&fx->st, docs[i][0], docs[i][1], docs[i][2], NULL), RAGD_OK);
+  }
+  for (i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+    struct store_hit_list a, b;
+    assert_int_equal(sq.ops->search_bm25(sq.ctx, queries[i], 10, &a), RAGD_OK);
+    assert_int_equal(fx->st.ops->search_bm25(fx->st.ctx, queries[i], 10, &b), RAGD_OK);
+    if (a.count != b.count) fail_msg("%s: sqlite %zu hits, %s %zu", queries[i], a.count, fx->st.ops->name, b.count);
+    for (j = 0; j < a.count; j++) {
+      if (strcmp(a.items[j].chunk_id, b.items[j].chunk_id) != 0 ||
+          fabs(a.items[j].score - b.items[j].score) > 1e-6 * fabs(a.items[j].score))
+        fail_msg("%s #%zu: sqlite %s %.9f, %s %s %.9f", queries[i], j, a.items[j].chunk_id,
+                 a.items[j].score, fx->st.ops->name, b.items[j].chunk_id, b.items[j].score);
+    }
+    store_hit_list_dispose(&a);
+    store_hit_list_dispose(&b);
+  }
+  store_close(&sq);
+  nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 /* ---- threads -------------------------------------------------------------------------------- */
 
 struct worker_arg {
@@ -661,7 +966,45 @@ static void test_threads(void **state) {
   assert_int_equal(stats.chunks, 80);
 }
 
+/* Reads the store to test from the environment; 0 when the suite can run. */
+static int suite_init(void) {
+  const char *which = getenv("RAGD_TEST_STORE");
+  const char *url = getenv("RAGD_TEST_PG_URL");
+  const char *file = getenv("RAGD_TEST_PG_URL_FILE");
+  const char *pool = getenv("RAGD_TEST_PG_POOL");
+  store_options_default(&suite_opts);
+  if (pool && *pool) suite_opts.pool_size = (size_t)atoi(pool);
+  if (!which || !*which || strcmp(which, "sqlite") == 0) return 0;
+  if (strcmp(which, "postgres") != 0) {
+    fprintf(stderr, "test_store: RAGD_TEST_STORE=%s: expected sqlite or postgres\n", which);
+    return -1;
+  }
+  suite_postgres = 1;
+  if (file && *file) {
+    FILE *f = fopen(file, "r");
+    size_t n;
+    if (!f) {
+      fprintf(stderr, "test_store: cannot read %s (did the server fixture start?)\n", file);
+      return -1;
+    }
+    n = fread(suite_pg_url, 1, sizeof suite_pg_url - 1, f);
+    fclose(f);
+    while (n && (suite_pg_url[n - 1] == '\n' || suite_pg_url[n - 1] == ' ')) n--;
+    suite_pg_url[n] = '\0';
+  } else if (url && *url) {
+    snprintf(suite_pg_url, sizeof suite_pg_url, "%s", url);
+  }
+  if (!suite_pg_url[0]) {
+    fprintf(stderr, "test_store: RAGD_TEST_STORE=postgres needs RAGD_TEST_PG_URL or "
+                    "RAGD_TEST_PG_URL_FILE\n");
+    return -1;
+  }
+  fprintf(stderr, "test_store: conformance run against %s\n", suite_pg_url);
+  return 0;
+}
+
 int main(void) {
+  if (suite_init() != 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_open_specs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
@@ -680,6 +1023,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_external_id_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_vectors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rebuild_keyword_index, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bm25_matches_sqlite, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
