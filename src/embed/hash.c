@@ -97,10 +97,13 @@ static int term_is_cjk(const char *t, size_t len) {
 
 static void hash_word(struct hash_walk *w, const char *t, size_t len) {
   char framed[HASH_TERM_MAX + 2];
-  size_t starts[HASH_TERM_MAX + 2], n = 0, i;
-  hash_add(w, 'w', t, len, NULL, 0, W_WORD);
+  char stem[HASH_TERM_MAX];
+  size_t starts[HASH_TERM_MAX + 2], n = 0, i, stem_len;
+  /* words and pairs by their stem, as BM25 sees them */
+  stem_len = text_stem_en(t, len, stem);
+  hash_add(w, 'w', stem, stem_len, NULL, 0, W_WORD);
   if (w->prev_word_len)
-    hash_add(w, 'p', w->prev_word, w->prev_word_len, t, len, W_WORD_PAIR);
+    hash_add(w, 'p', w->prev_word, w->prev_word_len, stem, stem_len, W_WORD_PAIR);
   if (len + 2 > sizeof framed) {
     w->prev_word_len = 0;
     return;
@@ -114,8 +117,8 @@ static void hash_word(struct hash_walk *w, const char *t, size_t len) {
   if (n >= 4) /* words of two or more characters */
     for (i = 0; i + 3 <= n; i++)
       hash_add(w, 't', framed + starts[i], starts[i + 3] - starts[i], NULL, 0, W_TRIGRAM);
-  memcpy(w->prev_word, t, len);
-  w->prev_word_len = len;
+  memcpy(w->prev_word, stem, stem_len);
+  w->prev_word_len = stem_len;
 }
 
 static void hash_cjk(struct hash_walk *w, const char *t, size_t len, size_t start, size_t end) {

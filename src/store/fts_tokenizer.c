@@ -37,7 +37,14 @@ static void ragd_fts_delete(Fts5Tokenizer *tok) { (void)tok; }
 static int ragd_fts_on_term(void *ctx, const char *term, size_t term_len, size_t start,
                             size_t end) {
   struct ragd_fts_emit *emit = ctx;
+  char stem[64];
   int rc;
+  /* English inflections meet at one stem; text_stem_en copies anything that
+   * is not a plain lowercase ASCII word of 4..64 letters. */
+  if (term_len <= sizeof stem) {
+    term_len = text_stem_en(term, term_len, stem);
+    term = stem;
+  }
   /* Offsets fit in int: FTS5 handed us at most INT_MAX bytes. No flags: the
    * tokenizer never emits synonyms at the same position. */
   rc = emit->x_token(emit->fts_ctx, 0, term, (int)term_len, (int)start, (int)end);

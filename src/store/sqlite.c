@@ -37,7 +37,7 @@
 #include "util/json.h"
 #include "util/log.h"
 
-#define SQ_SCHEMA_VERSION 1
+#define SQ_SCHEMA_VERSION 2
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_EXTERNAL_ID_MAX 256
 #define SQ_CONVERSATION_ID_MAX 256
@@ -464,6 +464,13 @@ static ragd_err sq_migrate(struct sq_store *s, const char *path) {
     rc = sq_exec(s, sq_schema_v1, "create schema v1");
     if (rc) goto out;
     rc = sq_exec(s, "PRAGMA user_version = 1", "set schema version");
+    if (rc) goto out;
+  }
+  if (version < 2) {
+    /* Version 2: the tokenizer stems English words; terms indexed by
+     * version 1 are re-tokenized. */
+    rc = sq_exec(s, "INSERT INTO chunk_fts(chunk_fts) VALUES ('rebuild');"
+                    "PRAGMA user_version = 2", "rebuild the BM25 index for schema v2");
     if (rc) goto out;
   }
   rc = sq_exec(s, "COMMIT", "commit migration");

@@ -66,6 +66,13 @@ typedef int (*text_term_cb)(void *ctx, const char *term, size_t term_len, size_t
  * byte may already have been delivered), RAGD_ENOMEM, or RAGD_ECANCELLED. */
 ragd_err text_tokenize(const char *s, size_t len, text_term_cb cb, void *ctx);
 
+/* Light English stemming of one normalized term (see stem.c): folds
+ * plurals, -ing, -ed and a final silent e ("refunds" -> "refund", "tracking"
+ * -> "track", "charged" -> "charg"). Terms that are not 4..64 ASCII
+ * lowercase letters are copied unchanged. out must have room for len bytes;
+ * returns the stem's length (never more than len). Pure, thread-safe. */
+size_t text_stem_en(const char *term, size_t len, char *out /* OUT */);
+
 /* ---- Structure and chunks ---------------------------------------------------- */
 
 enum text_format { TEXT_FORMAT_TEXT = 0, TEXT_FORMAT_MARKDOWN = 1, TEXT_FORMAT_HTML = 2 };

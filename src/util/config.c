@@ -87,7 +87,7 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_RRF_K", rrf_k, 0, 10000, "60", "k of Reciprocal Rank Fusion: score = sum of weight / (k + rank)"),
     LONG_VAR("RAGD_RRF_DEPTH", rrf_depth, 1, 1000, "50", "candidates each ranker hands to fusion"),
     STR_VAR("RAGD_RRF_WEIGHT_KEYWORD", rrf_weight_keyword, "1", "weight of the BM25 ranking in fusion (a decimal >= 0)"),
-    STR_VAR("RAGD_RRF_WEIGHT_VECTOR", rrf_weight_vector, "0.5", "weight of the vector ranking in fusion (a decimal >= 0)"),
+    STR_VAR("RAGD_RRF_WEIGHT_VECTOR", rrf_weight_vector, "0.3", "weight of the vector ranking in fusion (a decimal >= 0)"),
     STR_VAR("RAGD_VECTOR_MIN_SCORE", vector_min_score, "", "hybrid: cosine a passage found only by the vector ranker must reach (default: 0.3 for hash, 0 otherwise)"),
     STR_VAR("RAGD_HYBRID_FEEDBACK", hybrid_feedback, "1", "hybrid: weight of the best keyword hits' vectors added to the query vector (0: off)"),
     LONG_VAR("RAGD_HYBRID_FEEDBACK_DOCS", hybrid_feedback_docs, 0, 8, "3", "hybrid: keyword hits whose vectors steer the vector ranker"),

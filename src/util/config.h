@@ -88,7 +88,7 @@ struct ragd_config {
   long rrf_k;                  /* RAGD_RRF_K, default 60 */
   long rrf_depth;              /* RAGD_RRF_DEPTH, default 50: candidates per ranker */
   char *rrf_weight_keyword;    /* RAGD_RRF_WEIGHT_KEYWORD, default "1" (a decimal) */
-  char *rrf_weight_vector;     /* RAGD_RRF_WEIGHT_VECTOR, default "0.5" (a decimal) */
+  char *rrf_weight_vector;     /* RAGD_RRF_WEIGHT_VECTOR, default "0.3" (a decimal) */
   char *vector_min_score;      /* RAGD_VECTOR_MIN_SCORE: hybrid's cosine floor for
                                   passages only the vector ranker found;
                                   "" means 0.3 for hash, 0 otherwise */

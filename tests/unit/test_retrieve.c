@@ -413,6 +413,12 @@ static void test_engine_modes(void **state) {
   assert_true(h.items[0].keyword_score == h.items[0].score);
   store_hit_list_dispose(&h);
 
+  /* BM25 meets inflections: "tracked parcels" finds "tracking ... parcel" */
+  assert_int_equal(search(&fx->e, "tracked parcels", 1, RAG_SEARCH_KEYWORD, NULL, &h), RAGD_OK);
+  assert_int_equal(h.count, 1);
+  assert_string_equal(h.items[0].document_id, "track");
+  store_hit_list_dispose(&h);
+
   /* hybrid: fused score and both rankers' ranks */
   assert_int_equal(search(&fx->e, "refunds business days", 3, RAG_SEARCH_HYBRID, NULL, &h), RAGD_OK);
   assert_true(h.count >= 1);
