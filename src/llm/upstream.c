@@ -156,6 +156,14 @@ static size_t up_on_write(char *bytes, size_t size, size_t n, void *userdata) {
     } else {
       x->committed = status >= 200 && status <= 299;
     }
+    /* A half-open probe that is answering proves the endpoint: close the
+     * breaker now, not when the answer ends (a streamed answer can take
+     * a minute, and every other request would fail over meanwhile). The
+     * request's own end is then counted as any other. */
+    if (x->committed && x->probe) {
+      llm_breaker_record(x->breaker, 1, LLM_BREAKER_SUCCESS);
+      x->probe = 0;
+    }
   }
   return len;
 }

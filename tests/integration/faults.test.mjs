@@ -431,6 +431,50 @@ test('both providers fail: the extractive last resort answers with citations', a
   });
 });
 
+// ---- breakers: a probe that answers closes the breaker at its first token ------
+
+test('a half-open probe that starts answering closes the breaker at once, not at its end', async (t) => {
+  const brk = await startServer({
+    data: dataDir,
+    env: {
+      ...chainEnv(fakeA.url, fakeB.url),
+      RAGD_LLM_RETRIES: '0',
+      RAGD_LLM_BREAKER_MIN_REQUESTS: '2',
+      RAGD_LLM_BREAKER_COOLDOWN_MS: '300',
+    },
+  });
+  t.after(() => brk.stop());
+  const primary = async () => (await (await fetch(brk.base + '/readyz')).json())
+    .breakers.find((b) => b.name === 'PRIMARY');
+  await fakeA.configure({ reset: true, status: 500 });
+  await fakeB.configure({ reset: true, text: B_TEXT });
+  for (let i = 0; i < 2; i++) assert.equal(notices(await ask(brk.base, { message: QUESTION }))[0]?.model, 'model-b');
+  assert.equal((await primary()).state, 'open');
+  await sleep(400); // the cool-down is over: the next request is the probe
+
+  // A is healthy again but slow: its answer takes about 2.4 s.
+  const slow = Array.from({ length: 12 }, (_, i) => ` w${i}`).join('');
+  await fakeA.configure({ reset: true, text: slow, delay_ms: 200 });
+  const probe = ask(brk.base, { message: QUESTION });
+  let state;
+  const deadline = Date.now() + 1500;
+  do {
+    await sleep(50);
+    state = (await primary()).state;
+  } while (state !== 'closed' && Date.now() < deadline);
+  assert.equal(state, 'closed', 'the breaker closed while the probe was still answering');
+  // A second question now goes to A too, instead of failing over.
+  const second = await ask(brk.base, { message: QUESTION });
+  checkStream(second);
+  assert.deepEqual(names(second), ['meta', 'sources', 'text_delta+', 'usage', 'done']);
+  assert.equal(answerText(second), slow);
+  const first = await probe;
+  checkStream(first);
+  assert.deepEqual(names(first), ['meta', 'sources', 'text_delta+', 'usage', 'done']);
+  assert.equal(answerText(first), slow);
+  assert.equal((await primary()).state, 'closed');
+});
+
 // ---- connection refused: a primary on a closed port ------------------------------
 
 async function closedPort() {
