@@ -71,6 +71,8 @@ struct chat_input {
                                         new conversation */
   size_t history_count;
   int include_usage; /* openai: stream_options.include_usage */
+  int mode;                 /* enum rag_search_mode; zero: hybrid */
+  const char *filters_json; /* metadata filters as JSON text; NULL: none */
 };
 
 struct chat {

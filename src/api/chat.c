@@ -256,6 +256,8 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   q.message = in->message;
   q.top_k = (size_t)in->top_k;
   q.conversation_id = in->conversation_id;
+  q.mode = (enum rag_search_mode)in->mode;
+  q.filters_json = in->filters_json;
   q.request_id = http_request_id(r);
   if (in->history_count) {
     rc = seed_history(app, in, seeded, sizeof seeded);
@@ -497,9 +499,12 @@ static void handle_chat(struct http_request *r, void *arg) {
   /* Fields of the Vercel AI SDK's useChat body ("id", "messages", "trigger",
    * "messageId") are read by api_vercel_input when the protocol is vercel. */
   static const char *const fields[] = {"message", "top_k", "stream", "conversation_id",
-                                       "protocol", NULL};
+                                       "protocol", "mode", "filters", NULL};
   struct api_app *app = arg;
   json_t *body = http_request_json(r);
+  json_t *filters = json_object_get(body, "filters");
+  const char *mode = NULL;
+  char *filters_json = NULL;
   struct chat_input in;
   const char *protocol = http_request_query(r, "protocol");
   const char *last_id = api_chat_last_event_id(r);
@@ -527,13 +532,28 @@ static void handle_chat(struct http_request *r, void *arg) {
       !api_field_string(r, body, "message", 1, (size_t)app->cfg->max_message_bytes, &in.message) ||
       !api_field_int(r, body, "top_k", 1, app->cfg->top_k_max, &in.top_k) ||
       !api_field_bool(r, body, "stream", &in.stream) ||
-      !api_field_string(r, body, "conversation_id", 0, 64, &in.conversation_id))
+      !api_field_string(r, body, "conversation_id", 0, 64, &in.conversation_id) ||
+      !api_field_string(r, body, "mode", 0, 16, &mode))
     return;
   if (message_blank(in.message)) {
     http_reply_problem(r, "invalid_field", "\"message\" must not be empty");
     return;
   }
-  api_chat_run(r, app, proto, &in);
+  in.mode = mode ? rag_search_mode_parse(mode) : RAG_SEARCH_HYBRID;
+  if (in.mode < 0) {
+    http_reply_problem(r, "invalid_field", "\"mode\" must be hybrid, keyword or vector");
+    return;
+  }
+  if (filters && !json_is_null(filters)) {
+    if (!json_is_object(filters)) {
+      http_reply_problem(r, "invalid_field", "\"filters\" must be an object");
+      return;
+    }
+    filters_json = json_dumps(filters, JSON_COMPACT);
+    in.filters_json = filters_json;
+  }
+  api_chat_run(r, app, proto, &in); /* retrieval is done when it returns */
+  free(filters_json);
 }
 
 void api_chat_handle(struct http_request *r, void *app) { handle_chat(r, app); }

@@ -110,6 +110,24 @@ test('search modes report each ranker; filters apply before top k; vectors survi
     assert.match(r.json.detail, what);
   }
 
+  // /v1/chat takes the same mode and filters
+  const chat = await postJson(srv.base, '/v1/chat', { message: 'gift cards', stream: false, filters: { lang: 'ko' } });
+  assert.equal(chat.status, 200, chat.text);
+  assert.deepEqual(chat.json.sources.map((x) => x.document_id), ['meta/ko-gift']);
+  const kwChat = await postJson(srv.base, '/v1/chat', { message: 'gift cards', stream: false, mode: 'keyword', top_k: 3 });
+  assert.equal(kwChat.status, 200, kwChat.text);
+  assert.ok(kwChat.json.sources.length >= 1);
+  for (const [body, what] of [
+    [{ message: 'gift cards', mode: 'fuzzy' }, /"mode"/],
+    [{ message: 'gift cards', filters: 'ko' }, /"filters"/],
+    [{ message: 'gift cards', filters: { lang: [] } }, /"filters"/],
+  ]) {
+    const r = await postJson(srv.base, '/v1/chat', body);
+    assert.equal(r.status, 400, r.text);
+    assert.equal(r.json.code, 'invalid_field');
+    assert.match(r.json.detail, what);
+  }
+
   // a restart loads the vectors from the store
   await srv.stop({ keepData: true });
   srv = await startServer({ data });
