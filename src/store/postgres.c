@@ -108,9 +108,15 @@ static const struct pg_migration pg_migrations[] = {
      " content text NOT NULL,"
      " created_at bigint NOT NULL);"
      "CREATE INDEX messages_by_conversation ON messages(conversation_id, id);"},
+    /* English stemming of indexed terms: the data is rewritten from C
+     * (pg_open), the version only records that. */
+    {2, "SELECT 1"},
 };
 
-#define PG_SCHEMA_VERSION 1
+#define PG_SCHEMA_VERSION 2
+/* From this version on, indexed terms are stemmed (text_stem_en): chunks
+ * indexed by an older version are re-tokenized when the store opens. */
+#define PG_SCHEMA_STEMMED 2
 
 /* ---- statements --------------------------------------------------------------- */
 
@@ -541,12 +547,22 @@ struct pg_tsv {
   char weight;
 };
 
+/* The term as the index keeps it: English inflections folded to one stem,
+ * exactly as the SQLite store's FTS5 tokenizer does (fts_tokenizer.c). */
+static const char *pg_index_term(const char *term, size_t *len, char stem[64]) {
+  if (*len > 64) return term;
+  *len = text_stem_en(term, *len, stem);
+  return stem;
+}
+
 static int pg_tsv_term(void *ctx, const char *term, size_t len, size_t start, size_t end) {
   struct pg_tsv *t = ctx;
+  char stem[64];
   ragd_err rc;
   (void)start;
   (void)end;
   if (len == 0) return 0;
+  term = pg_index_term(term, &len, stem);
   t->terms++;
   if (len > PG_LEXEME_MAX) return 0;
   t->pos++;
@@ -596,9 +612,11 @@ struct pg_query {
 static int pg_query_term(void *ctx, const char *term, size_t len, size_t start, size_t end) {
   struct pg_query *q = ctx;
   struct buf one;
+  char stem[64];
   size_t i;
   (void)start;
   (void)end;
+  if (len) term = pg_index_term(term, &len, stem);
   if (len == 0 || len > PG_LEXEME_MAX || q->count >= PG_QUERY_TERMS_MAX) return 0;
   /* Terms never hold '\n' (it separates terms); a linear scan is fine for
    * the at most 1024 terms of a query. */
@@ -732,6 +750,8 @@ out:
   return rc;
 }
 
+static ragd_err pg_rebuild_keyword_index(void *ctx);
+
 /* ---- open / close / migrate ----------------------------------------------------------- */
 
 static ragd_err pg_schema_version(PGconn *conn, int *version) {
@@ -745,7 +765,7 @@ static ragd_err pg_schema_version(PGconn *conn, int *version) {
 /* Applies the migrations newer than the database, in one transaction, under
  * an advisory lock (another node may be migrating the same database). With
  * migrate 0 only checks. */
-static ragd_err pg_migrate(PGconn *conn, int migrate) {
+static ragd_err pg_migrate(PGconn *conn, int migrate, int *from_version /* OUT */) {
   int version = 0, in_txn = 0;
   size_t i;
   ragd_err rc;
@@ -764,6 +784,7 @@ static ragd_err pg_migrate(PGconn *conn, int migrate) {
   if (rc) goto out;
   rc = pg_schema_version(conn, &version);
   if (rc) goto out;
+  *from_version = version;
   if (version > PG_SCHEMA_VERSION) {
     log_error("store: the database has schema %d, newer than this ragd (%d)", version,
               PG_SCHEMA_VERSION);
@@ -815,6 +836,7 @@ static void pg_close(void *ctx) {
 static ragd_err pg_open(const char *location, const struct store_options *opts, void **ctx) {
   struct pg_store *s;
   ragd_err rc = RAGD_OK;
+  int from_version = PG_SCHEMA_VERSION;
   size_t i;
 
   if (!location || !*location || !opts || !ctx) return RAGD_EINVAL;
@@ -845,12 +867,18 @@ static ragd_err pg_open(const char *location, const struct store_options *opts, 
     }
     /* The schema first: statements cannot be prepared against missing tables. */
     if (i == 0) {
-      rc = pg_migrate(s->conns[0].conn, opts->migrate);
+      rc = pg_migrate(s->conns[0].conn, opts->migrate, &from_version);
       if (rc) goto out;
     }
     rc = pg_conn_setup(s, &s->conns[i]);
     if (rc) goto out;
     s->idle[s->nidle++] = i;
+  }
+  if (from_version > 0 && from_version < PG_SCHEMA_STEMMED) {
+    log_info("store: re-tokenizing the keyword index (terms are stemmed from schema %d on)",
+             PG_SCHEMA_STEMMED);
+    rc = pg_rebuild_keyword_index(s);
+    if (rc) goto out;
   }
   *ctx = s;
   return RAGD_OK;
