@@ -21,6 +21,9 @@ void api_healthz_handle(struct http_request *r, void *app);
 void api_readyz_handle(struct http_request *r, void *app);
 void api_metrics_handle(struct http_request *r, void *app);
 void api_web_handle(struct http_request *r, void *app);
+void api_conversations_get(struct http_request *r, void *app);
+void api_conversations_delete(struct http_request *r, void *app);
+void api_conversations_post(struct http_request *r, void *app);
 
 /* The chat page's files, generated from web/ at build time. */
 struct api_web_asset {
@@ -107,6 +110,9 @@ struct chat {
   int reply_later; /* not streaming: chat_finish sends the reply (the request is deferred) */
   /* protocol state */
   int text_started;
+  /* conversation memory: what retrieval searched for, the stored answer's id */
+  char *retrieval_query;
+  char *message_id; /* NULL until the answer is stored */
 };
 
 /* Answers one question in proto's format: validates nothing more, starts the

@@ -35,6 +35,8 @@ static void chat_unref(struct chat *c) {
   free(c->model);
   free(c->error_code);
   free(c->error_message);
+  free(c->retrieval_query);
+  free(c->message_id);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
@@ -144,6 +146,17 @@ static void ev_budget(void *ctx, const struct rag_budget_report *report) {
   struct chat *c = ctx;
   c->has_budget = 1;
   c->ragd_prompt_tokens = (long)report->prompt_tokens;
+}
+
+static void ev_query(void *ctx, const char *retrieval_query, const char *method) {
+  struct chat *c = ctx;
+  (void)method;
+  c->retrieval_query = strdup(retrieval_query);
+}
+
+static void ev_saved(void *ctx, const char *message_id) {
+  struct chat *c = ctx;
+  c->message_id = strdup(message_id);
 }
 
 static void ev_usage(void *ctx, long prompt_tokens, long completion_tokens) {
@@ -272,6 +285,8 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   ev.ctx = c;
   ev.on_notice = ev_notice;
   ev.on_budget = ev_budget;
+  ev.on_query = ev_query;
+  ev.on_saved = ev_saved;
   ev.on_meta = ev_meta;
   ev.on_sources = ev_sources;
   ev.on_delta = ev_delta;
@@ -393,6 +408,7 @@ static void native_sources(struct chat *c) {
   json_object_set_new(o, "conversation_id", json_string(c->conversation_id ? c->conversation_id : ""));
   json_object_set_new(o, "model", json_string(c->model ? c->model : ""));
   json_object_set_new(o, "degraded", json_false());
+  if (c->retrieval_query) json_object_set_new(o, "retrieval_query", json_string(c->retrieval_query));
   if (c->req) json_object_set_new(o, "request_id", json_string(http_request_id(c->req)));
   json_object_set_new(o, "type", json_string("meta"));
   api_chat_emit(c, "meta", o);
@@ -419,6 +435,7 @@ static void native_done(struct chat *c) {
   json_t *o = json_object();
   json_object_set_new(o, "finish_reason", json_string(c->finish_reason));
   json_object_update(o, c->citations);
+  if (c->message_id) json_object_set_new(o, "message_id", json_string(c->message_id));
   json_object_set_new(o, "type", json_string("done"));
   api_chat_emit(c, "done", o);
 }
@@ -465,6 +482,8 @@ static void native_reply(struct http_request *r, struct chat *c) {
   if (c->has_usage) json_object_set_new(o, "usage", api_chat_usage_json(c));
   json_object_set_new(o, "finish_reason", json_string(c->finish_reason ? c->finish_reason : "stop"));
   if (c->citations) json_object_update(o, c->citations);
+  if (c->retrieval_query) json_object_set_new(o, "retrieval_query", json_string(c->retrieval_query));
+  if (c->message_id) json_object_set_new(o, "message_id", json_string(c->message_id));
   http_reply_json(r, 200, o);
 }
 

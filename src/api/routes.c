@@ -10,6 +10,10 @@ const struct http_route api_routes[] = {
     {"GET", "/v1/documents", HTTP_BODY_NONE, api_documents_list},
     {"GET", "/v1/documents/*", HTTP_BODY_NONE, api_documents_get},
     {"DELETE", "/v1/documents/*", HTTP_BODY_NONE, api_documents_delete},
+    {"GET", "/v1/conversations/*", HTTP_BODY_NONE, api_conversations_get},
+    {"DELETE", "/v1/conversations/*", HTTP_BODY_NONE, api_conversations_delete},
+    /* .../{conversation_id}/messages/{message_id}/feedback */
+    {"POST", "/v1/conversations/*", HTTP_BODY_JSON, api_conversations_post},
     {"GET", "/healthz", HTTP_BODY_NONE, api_healthz_handle},
     {"GET", "/readyz", HTTP_BODY_NONE, api_readyz_handle},
     {"GET", "/metrics", HTTP_BODY_NONE, api_metrics_handle},

@@ -114,7 +114,13 @@ int cli_serve(int argc, char **argv) {
   /* Machine-readable line for scripts and tests. */
   printf("READY %d\n", http_server_port(srv));
   fflush(stdout);
-  sigwait(&set, &sig);
+  /* Retention runs now and then hourly while waiting for a stop signal. */
+  for (;;) {
+    struct timespec hour = {3600, 0};
+    rag_conversations_expire(engine, NULL);
+    sig = sigtimedwait(&set, NULL, &hour);
+    if (sig > 0) break;
+  }
   status = 0;
   drain(srv, engine, &app, cfg, sig);
   http_server_stop(srv);

@@ -27,6 +27,8 @@ static const struct {
     {"not_ready", 503, "The server is not ready"},
     {"overloaded", 503, "The server is overloaded"},
     {"question_too_long", 400, "The question does not fit the model's context window"},
+    {"conversation_not_found", 404, "No such conversation"},
+    {"message_not_found", 404, "No such answer in this conversation"},
 };
 
 static int find(const char *code) {

@@ -15,10 +15,15 @@
 #include "text/text.h"
 #include "util/clock.h"
 #include "util/crypto.h"
+#include "util/json.h"
 #include "util/metrics.h"
 #include "util/log.h"
 
 #define ANSWER_TEXT_MAX (1024 * 1024)
+/* Messages read back for condensing a follow-up, when RAGD_HISTORY_TURNS asks
+ * for fewer: the last exchange, even if its answer was not saved. */
+#define ANSWER_CONDENSE_MESSAGES 4
+#define ANSWER_SNIPPET_BYTES 240
 
 struct rag_answer {
   struct rag_answer *prev_active, *next_active; /* engine->answers while generating */
@@ -33,7 +38,13 @@ struct rag_answer {
   char request_id[136];
   struct store_hit_list hits;
   struct llm_passage *passages;
-  struct store_message_list history;
+  struct store_message_list convo;   /* the conversation's last messages (owned) */
+  struct store_message_list history; /* the last history_turns of convo (a view) */
+  char *retrieval_query;             /* what retrieval searched for */
+  const char *condense_method;       /* "none" | "rules" | "llm" */
+  char user_message_id[32];
+  char message_id[32]; /* the answer's */
+  long question_tokens; /* -1: unknown */
   struct rag_prompt prompt;
   struct buf text; /* the whole answer, saved as the assistant's turn */
   struct rag_citations cites;
@@ -183,7 +194,8 @@ static void answer_unref(struct rag_answer *a) {
   free(a->cont_messages);
   free(a->cont_partial);
   free(a->cut_text);
-  store_message_list_dispose(&a->history);
+  store_message_list_dispose(&a->convo);
+  free(a->retrieval_query);
   store_hit_list_dispose(&a->hits);
   free(a->passages);
   free(a->question);
@@ -281,6 +293,144 @@ static int fail_over(struct rag_answer *a, const char *code, const char *message
   return 1;
 }
 
+/* ---- conversation memory ------------------------------------------------------ */
+
+static ragd_err new_message_id(char out[32]) {
+  memcpy(out, "msg_", 4);
+  return crypto_random_hex(out + 4, 12) == 0 ? RAGD_OK : RAGD_EIO;
+}
+
+/* The sources the prompt held, as the client saw them (a snippet of each). */
+static char *sources_json(const struct rag_answer *a) {
+  json_t *arr = json_array();
+  struct buf out;
+  char *text = NULL;
+  buf_init(&out, 0);
+  for (size_t i = 0; arr && i < a->passage_count; i++) {
+    const struct store_hit *h = &a->hits.items[i];
+    size_t len = strlen(h->text);
+    json_t *o = json_object();
+    json_object_set_new(o, "index", json_integer((json_int_t)i + 1));
+    json_object_set_new(o, "document_id", json_string(h->document_id));
+    json_object_set_new(o, "chunk_id", json_string(h->chunk_id));
+    json_object_set_new(o, "title", json_string(h->title));
+    json_object_set_new(o, "url", json_string(h->url));
+    json_object_set_new(o, "heading", json_string(h->heading_path ? h->heading_path : ""));
+    json_object_set_new(o, "snippet",
+                        json_stringn(h->text, text_utf8_prefix(h->text, len, ANSWER_SNIPPET_BYTES)));
+    json_object_set_new(o, "score", json_real(h->score));
+    json_array_append_new(arr, o);
+  }
+  if (arr && json_append(&out, arr) == RAGD_OK) text = buf_take(&out, NULL);
+  json_decref(arr);
+  buf_dispose(&out);
+  return text;
+}
+
+static char *int_array_json(const int *v, size_t n) {
+  struct buf out;
+  buf_init(&out, 0);
+  if (buf_append_char(&out, '[')) goto fail;
+  for (size_t i = 0; i < n; i++)
+    if (buf_appendf(&out, "%s%d", i ? "," : "", v[i])) goto fail;
+  if (buf_append_char(&out, ']')) goto fail;
+  return buf_take(&out, NULL);
+fail:
+  buf_dispose(&out);
+  return NULL;
+}
+
+/* Stores the finished answer as the assistant's turn, with its sources,
+ * citations, token counts and the generator that gave it. */
+static ragd_err save_answer(struct rag_answer *a, const char *finish_reason, const int *cited,
+                            size_t cited_count) {
+  const struct llm *gen = &a->gens[a->gen_index].llm;
+  struct store_message_in msg;
+  char *sources = sources_json(a);
+  char *cites = int_array_json(cited, cited_count);
+  size_t own = 0;
+  ragd_err rc = RAGD_ENOMEM;
+  if (!sources || !cites) goto out;
+  memset(&msg, 0, sizeof msg);
+  msg.conversation_id = a->conversation_id;
+  msg.message_id = a->message_id;
+  msg.role = "assistant";
+  msg.content = a->text.data;
+  msg.sources_json = sources;
+  msg.cited_json = cites;
+  msg.provider = gen->ops->name;
+  msg.model = gen->model ? gen->model : gen->ops->name;
+  msg.finish_reason = finish_reason ? finish_reason : "stop";
+  msg.tokens = a->has_usage ? a->completion_tokens : -1;
+  msg.prompt_tokens = a->has_usage ? a->prompt_tokens : -1;
+  if (msg.tokens < 0 && a->e->budget.bpe && !a->text_truncated &&
+      text_bpe_count(a->e->budget.bpe, a->text.data, a->text.len, &own) == RAGD_OK)
+    msg.tokens = (long)own;
+  /* a store without the conversation ops keeps the text alone */
+  rc = a->e->store.ops->put_message
+           ? a->e->store.ops->put_message(a->e->store.ctx, &msg)
+           : a->e->store.ops->append_message(a->e->store.ctx, msg.conversation_id, msg.role, msg.content);
+out:
+  if (rc) log_warn("conversation %s: could not save the answer: %s", a->conversation_id,
+                   ragd_strerror(rc));
+  free(sources);
+  free(cites);
+  return rc;
+}
+
+/* Reads the conversation's last messages: the prompt's history is the last
+ * RAGD_HISTORY_TURNS of them, condensing may look further back. */
+static ragd_err load_conversation(struct rag_answer *a) {
+  struct rag_engine *e = a->e;
+  size_t turns = e->cfg->history_turns > 0 ? (size_t)e->cfg->history_turns : 0;
+  size_t want = turns;
+  ragd_err rc;
+  if (strcmp(e->cfg->condense, "off") != 0 && want < ANSWER_CONDENSE_MESSAGES)
+    want = ANSWER_CONDENSE_MESSAGES;
+  if (want == 0) return RAGD_OK;
+  rc = e->store.ops->list_messages(e->store.ctx, a->conversation_id, want, &a->convo);
+  if (rc) return rc;
+  a->history.items = a->convo.items;
+  a->history.count = a->convo.count;
+  if (a->history.count > turns) {
+    a->history.items += a->history.count - turns;
+    a->history.count = turns;
+  }
+  return RAGD_OK;
+}
+
+/* The query retrieval runs: the question, or with RAGD_CONDENSE the question
+ * made standalone from the conversation. */
+static ragd_err make_retrieval_query(struct rag_answer *a, const char *question) {
+  const char *mode = a->e->cfg->condense;
+  ragd_err rc;
+  a->condense_method = "none";
+  if (strcmp(mode, "off") != 0 && a->convo.count > 0) {
+    rc = rag_condense_rules(question, &a->convo, &a->retrieval_query);
+    if (rc) return rc;
+    if (strcmp(a->retrieval_query, question) != 0) a->condense_method = "rules";
+    return RAGD_OK;
+  }
+  a->retrieval_query = strdup(question);
+  return a->retrieval_query ? RAGD_OK : RAGD_ENOMEM;
+}
+
+/* Stores the question as the user's turn, with the query it was searched as. */
+static ragd_err save_question(struct rag_answer *a) {
+  struct store_message_in msg;
+  memset(&msg, 0, sizeof msg);
+  msg.conversation_id = a->conversation_id;
+  msg.message_id = a->user_message_id;
+  msg.role = "user";
+  msg.content = a->question;
+  msg.retrieval_query = a->retrieval_query;
+  msg.tokens = a->question_tokens;
+  msg.prompt_tokens = -1;
+  if (!a->e->store.ops->put_message)
+    return a->e->store.ops->append_message(a->e->store.ctx, msg.conversation_id, msg.role, msg.content);
+  return a->e->store.ops->put_message(a->e->store.ctx, &msg);
+}
+
 static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const char *error_code,
                         const char *error_message) {
   struct rag_answer *a = ctx;
@@ -323,10 +473,10 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
         cited[j] = cited[j - 1];
         cited[j - 1] = t;
       }
-    if (a->text.data &&
-        a->e->store.ops->append_message(a->e->store.ctx, a->conversation_id, "assistant",
-                                        a->text.data) != RAGD_OK)
-      log_warn("conversation %s: could not save the answer", a->conversation_id);
+    /* the id is the stored message's only when the store keeps ids */
+    if (a->text.data && save_answer(a, finish_reason, cited, nc) == RAGD_OK &&
+        a->e->store.ops->put_message && a->ev.on_saved)
+      a->ev.on_saved(a->ev.ctx, a->message_id);
     a->ev.on_done(a->ev.ctx, finish_reason ? finish_reason : "stop", cited, nc, invalid, ni);
     free(cited);
     free(invalid);
@@ -375,13 +525,10 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
       goto fail;
     }
     snprintf(a->conversation_id, sizeof a->conversation_id, "%s", q->conversation_id);
-    if (e->cfg->history_turns > 0) {
-      rc = e->store.ops->list_messages(e->store.ctx, a->conversation_id,
-                                       (size_t)e->cfg->history_turns, &a->history);
-      if (rc) {
-        *code = "store_unavailable";
-        goto fail;
-      }
+    rc = load_conversation(a);
+    if (rc) {
+      *code = "store_unavailable";
+      goto fail;
     }
   } else {
     memcpy(a->conversation_id, "conv_", 5);
@@ -390,8 +537,20 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
       goto fail;
     }
   }
+  if (new_message_id(a->user_message_id) || new_message_id(a->message_id)) {
+    rc = RAGD_EIO;
+    goto fail;
+  }
+  a->question_tokens = -1;
   {
-    struct rag_search_opts so = {q->message, q->top_k, q->mode, q->filters_json};
+    size_t n = 0;
+    if (e->budget.bpe && text_bpe_count(e->budget.bpe, q->message, strlen(q->message), &n) == RAGD_OK)
+      a->question_tokens = (long)n;
+  }
+  rc = make_retrieval_query(a, q->message);
+  if (rc) goto fail;
+  {
+    struct rag_search_opts so = {a->retrieval_query, q->top_k, q->mode, q->filters_json};
     rc = rag_search_ex(e, &so, &a->hits);
   }
   if (rc == RAGD_EINVAL) {
@@ -439,7 +598,7 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     rc = rag_prompt_build(q->message, a->passages, a->hits.count, &a->history, &a->prompt);
     if (rc) goto fail;
   }
-  rc = e->store.ops->append_message(e->store.ctx, a->conversation_id, "user", q->message);
+  rc = save_question(a);
   if (rc) {
     *code = "store_unavailable";
     goto fail;
@@ -450,6 +609,7 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     goto fail;
   }
   if (a->budgeted && ev->on_budget) ev->on_budget(ev->ctx, &a->budget);
+  if (ev->on_query) ev->on_query(ev->ctx, a->retrieval_query, a->condense_method);
   {
     const struct llm *first = &a->gens[0].llm;
     if (ev->on_meta) ev->on_meta(ev->ctx, a->conversation_id, first->model ? first->model : first->ops->name);

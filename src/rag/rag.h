@@ -194,6 +194,14 @@ struct rag_events {
    * context window: ragd's own token count of the prompt and what was left
    * out to make it fit. */
   void (*on_budget)(void *ctx, const struct rag_budget_report *report);
+  /* Optional. Fires before on_meta: the query retrieval ran (the question,
+   * or the follow-up made standalone from the conversation, see
+   * RAGD_CONDENSE) and how it was made: "none", "rules" or "llm". */
+  void (*on_query)(void *ctx, const char *retrieval_query, const char *method);
+  /* Optional. Fires just before on_done when the answer was stored as the
+   * conversation's next message: its id ("msg_..."), for feedback. Does not
+   * fire when the store refused it (the answer is still delivered). */
+  void (*on_saved)(void *ctx, const char *message_id);
 };
 
 struct rag_answer;
@@ -264,6 +272,32 @@ void rag_prices_free(struct rag_price *items, size_t n);
  * the built-in table (see cost.c for its date). 0 when unknown. */
 int rag_price_lookup(const struct rag_price *overrides, size_t n, const char *model,
                      struct rag_price *out /* OUT */);
+
+/* ---- conversation memory (condense.c) ---- */
+
+/* Terms of earlier turns a condensed query carries at most. */
+#define RAG_CONDENSE_TERMS_MAX 8
+
+/* Whether question leans on earlier turns (English or Korean): it opens with
+ * a connective ("and", "what about", "그럼"), refers back with a pronoun or
+ * demonstrative ("it", "그거") in a short question, or has at most two
+ * content words ("and the fee?", "배송비는?"). */
+int rag_condense_needed(const char *question);
+
+/* The standalone retrieval query for question, asked after history (oldest
+ * first; NULL or empty for none): when rag_condense_needed(question) and
+ * history holds a user message, the salient terms of the last user message's
+ * retrieval_query (its content when that is NULL or empty) that the
+ * question lacks, at most RAG_CONDENSE_TERMS_MAX (the most recent ones),
+ * each followed by a space, then the question verbatim; otherwise a copy of
+ * question. Deterministic; no I/O. *out is owned by the caller (free). */
+ragd_err rag_condense_rules(const char *question, const struct store_message_list *history,
+                            char **out /* OUT */);
+
+/* Retention: deletes the conversations (and their feedback) whose last
+ * message is older than RAGD_CONVERSATION_RETENTION_DAYS; nothing when it is
+ * 0. Logs what it did. *deleted (may be NULL) counts them. Any thread. */
+ragd_err rag_conversations_expire(struct rag_engine *e, size_t *deleted /* OUT */);
 
 /* ---- pieces, exposed for tests ---- */
 

@@ -37,7 +37,7 @@
 #include "util/json.h"
 #include "util/log.h"
 
-#define SQ_SCHEMA_VERSION 2
+#define SQ_SCHEMA_VERSION 3
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_EXTERNAL_ID_MAX 256
 #define SQ_CONVERSATION_ID_MAX 256
@@ -99,6 +99,32 @@ static const char sq_schema_v1[] =
     " content='chunk_fts_source', content_rowid='id',"
     " tokenize='" STORE_FTS_TOKENIZER_NAME "');";
 
+/* Version 3: conversation memory. Messages get a public id, the retrieval
+ * query, their sources and citations, token counts, provider, model and
+ * finish reason; answers get feedback; conversations are found by age for
+ * retention. Messages stored before get a random id. */
+static const char sq_schema_v3[] =
+    "ALTER TABLE messages ADD COLUMN public_id TEXT;"
+    "ALTER TABLE messages ADD COLUMN retrieval_query TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE messages ADD COLUMN sources_json TEXT NOT NULL DEFAULT '[]';"
+    "ALTER TABLE messages ADD COLUMN cited_json TEXT NOT NULL DEFAULT '[]';"
+    "ALTER TABLE messages ADD COLUMN provider TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE messages ADD COLUMN model TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE messages ADD COLUMN finish_reason TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE messages ADD COLUMN tokens INTEGER;"
+    "ALTER TABLE messages ADD COLUMN prompt_tokens INTEGER;"
+    "UPDATE messages SET public_id = 'msg_' || lower(hex(randomblob(12)))"
+    " WHERE public_id IS NULL;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_public_id ON messages(public_id);"
+    "CREATE INDEX IF NOT EXISTS conversations_by_updated ON conversations(updated_at);"
+    "CREATE TABLE IF NOT EXISTS feedback ("
+    " message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
+    " rating TEXT NOT NULL CHECK (rating IN ('up', 'down')),"
+    " comment TEXT NOT NULL DEFAULT '',"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS feedback_by_updated ON feedback(updated_at, message_id);";
+
 enum sq_stmt_id {
   SQ_BEGIN,
   SQ_COMMIT,
@@ -128,6 +154,14 @@ enum sq_stmt_id {
   SQ_CHUNKS_NO_VEC,
   SQ_CHUNK_GET,
   SQ_FTS_REBUILD,
+  SQ_MSG_PUT,
+  SQ_CONV_GET,
+  SQ_CONV_MESSAGES,
+  SQ_CONV_DELETE,
+  SQ_CONV_EXPIRE,
+  SQ_FB_TARGET,
+  SQ_FB_PUT,
+  SQ_FB_LIST,
   SQ_STMT_COUNT
 };
 
@@ -199,9 +233,9 @@ static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
                       " ON CONFLICT(id) DO UPDATE SET updated_at = excluded.updated_at",
     [SQ_MSG_INSERT] = "INSERT INTO messages(conversation_id, role, content, created_at)"
                       " VALUES (?1, ?2, ?3, ?4)",
-    [SQ_MSG_LIST] = "SELECT role, content, created_at FROM"
-                    " (SELECT id, role, content, created_at FROM messages"
-                    " WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2)"
+    [SQ_MSG_LIST] = "SELECT role, content, created_at, public_id, retrieval_query FROM"
+                    " (SELECT id, role, content, created_at, public_id, retrieval_query"
+                    " FROM messages WHERE conversation_id = ?1 ORDER BY id DESC LIMIT ?2)"
                     " ORDER BY id",
     [SQ_STATS] = "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)",
     [SQ_PING] = "SELECT 1",
@@ -225,6 +259,33 @@ static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
                      " JOIN documents d ON d.id = c.document_id"
                      " JOIN (SELECT 0.0 AS score) f WHERE c.id = ?1",
     [SQ_FTS_REBUILD] = "INSERT INTO chunk_fts(chunk_fts) VALUES ('rebuild')",
+    [SQ_MSG_PUT] = "INSERT INTO messages(conversation_id, role, content, created_at, public_id,"
+                   " retrieval_query, sources_json, cited_json, provider, model, finish_reason,"
+                   " tokens, prompt_tokens)"
+                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [SQ_CONV_GET] = "SELECT created_at, updated_at FROM conversations WHERE id = ?1",
+    /* the columns sq_read_message reads, in this order */
+    [SQ_CONV_MESSAGES] = "SELECT m.role, m.content, m.created_at, m.public_id, m.retrieval_query,"
+                         " m.sources_json, m.cited_json, m.provider, m.model, m.finish_reason,"
+                         " m.tokens, m.prompt_tokens, f.rating, f.comment"
+                         " FROM messages m LEFT JOIN feedback f ON f.message_id = m.id"
+                         " WHERE m.conversation_id = ?1 ORDER BY m.id",
+    [SQ_CONV_DELETE] = "DELETE FROM conversations WHERE id = ?1",
+    [SQ_CONV_EXPIRE] = "DELETE FROM conversations WHERE updated_at < ?1",
+    [SQ_FB_TARGET] = "SELECT m.id, EXISTS (SELECT 1 FROM feedback f WHERE f.message_id = m.id)"
+                     " FROM messages m WHERE m.conversation_id = ?1 AND m.public_id = ?2"
+                     " AND m.role = 'assistant'",
+    [SQ_FB_PUT] = "INSERT INTO feedback(message_id, rating, comment, created_at, updated_at)"
+                  " VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT(message_id) DO UPDATE SET"
+                  " rating = excluded.rating, comment = excluded.comment,"
+                  " updated_at = excluded.updated_at",
+    [SQ_FB_LIST] = "SELECT m.conversation_id, m.public_id, f.rating, f.comment, f.created_at,"
+                   " f.updated_at,"
+                   " (SELECT u.content FROM messages u WHERE u.conversation_id = m.conversation_id"
+                   " AND u.id < m.id AND u.role = 'user' ORDER BY u.id DESC LIMIT 1),"
+                   " m.content, m.provider, m.model, m.sources_json, m.cited_json"
+                   " FROM feedback f JOIN messages m ON m.id = f.message_id"
+                   " WHERE f.updated_at >= ?1 ORDER BY f.updated_at, f.message_id",
 };
 
 struct sq_store {
@@ -471,6 +532,12 @@ static ragd_err sq_migrate(struct sq_store *s, const char *path) {
      * version 1 are re-tokenized. */
     rc = sq_exec(s, "INSERT INTO chunk_fts(chunk_fts) VALUES ('rebuild');"
                     "PRAGMA user_version = 2", "rebuild the BM25 index for schema v2");
+    if (rc) goto out;
+  }
+  if (version < 3) {
+    rc = sq_exec(s, sq_schema_v3, "migrate schema to v3");
+    if (rc) goto out;
+    rc = sq_exec(s, "PRAGMA user_version = 3", "set schema version");
     if (rc) goto out;
   }
   rc = sq_exec(s, "COMMIT", "commit migration");
@@ -1665,35 +1732,65 @@ static ragd_err sq_rebuild_keyword_index(void *ctx) {
 
 /* ---- conversations ------------------------------------------------------------------ */
 
-static ragd_err sq_append_message(void *ctx, const char *conversation_id, const char *role,
-                                  const char *content) {
+static int sq_role_ok(const char *role) {
+  return role && (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0);
+}
+
+static ragd_err sq_check_opt(const char *p) { return p ? sq_check_str(p) : RAGD_OK; }
+
+static int sq_bind_count(sqlite3_stmt *st, int idx, long n) {
+  return n < 0 ? sqlite3_bind_null(st, idx) : sqlite3_bind_int64(st, idx, n);
+}
+
+static ragd_err sq_put_message(void *ctx, const struct store_message_in *m) {
   struct sq_store *s = ctx;
   sqlite3_stmt *st;
-  int64_t now = clock_wall_s();
+  int64_t now;
   int in_txn = 0, src;
   ragd_err rc;
 
-  if (!s || !role || !content) return RAGD_EINVAL;
-  rc = sq_check_id(conversation_id, SQ_CONVERSATION_ID_MAX);
+  if (!s || !m || !sq_role_ok(m->role) || !m->content || !store_message_id_ok(m->message_id))
+    return RAGD_EINVAL;
+  rc = sq_check_id(m->conversation_id, SQ_CONVERSATION_ID_MAX);
+  if (!rc) rc = sq_check_str(m->content);
+  if (!rc) rc = sq_check_opt(m->retrieval_query);
+  if (!rc) rc = sq_check_opt(m->sources_json);
+  if (!rc) rc = sq_check_opt(m->cited_json);
+  if (!rc) rc = sq_check_opt(m->provider);
+  if (!rc) rc = sq_check_opt(m->model);
+  if (!rc) rc = sq_check_opt(m->finish_reason);
   if (rc) return rc;
-  if (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0) return RAGD_EINVAL;
-  rc = sq_check_str(content);
-  if (rc) return rc;
+  now = m->created_at > 0 ? m->created_at : clock_wall_s();
   pthread_mutex_lock(&s->lock);
   rc = sq_begin(s);
   if (rc) goto out;
   in_txn = 1;
   st = s->stmts[SQ_CONV_TOUCH];
-  src = sq_bind_str(st, 1, conversation_id);
+  src = sq_bind_str(st, 1, m->conversation_id);
   if (!src) src = sqlite3_bind_int64(st, 2, now);
   rc = sq_run(s, st, src, "touch conversation");
   if (rc) goto out;
-  st = s->stmts[SQ_MSG_INSERT];
-  src = sq_bind_str(st, 1, conversation_id);
-  if (!src) src = sq_bind_str(st, 2, role);
-  if (!src) src = sq_bind_str(st, 3, content);
+  st = s->stmts[SQ_MSG_PUT];
+  src = sq_bind_str(st, 1, m->conversation_id);
+  if (!src) src = sq_bind_str(st, 2, m->role);
+  if (!src) src = sq_bind_str(st, 3, m->content);
   if (!src) src = sqlite3_bind_int64(st, 4, now);
-  rc = sq_run(s, st, src, "insert message");
+  if (!src) src = sq_bind_str(st, 5, m->message_id);
+  if (!src) src = sq_bind_str(st, 6, m->retrieval_query);
+  if (!src) src = sq_bind_str(st, 7, m->sources_json ? m->sources_json : "[]");
+  if (!src) src = sq_bind_str(st, 8, m->cited_json ? m->cited_json : "[]");
+  if (!src) src = sq_bind_str(st, 9, m->provider);
+  if (!src) src = sq_bind_str(st, 10, m->model);
+  if (!src) src = sq_bind_str(st, 11, m->finish_reason);
+  if (!src) src = sq_bind_count(st, 12, m->tokens);
+  if (!src) src = sq_bind_count(st, 13, m->prompt_tokens);
+  if (!src) src = sqlite3_step(st);
+  if ((src & 0xff) == SQLITE_CONSTRAINT) {
+    rc = RAGD_EINVAL; /* the message id is taken */
+  } else if (src != SQLITE_DONE) {
+    rc = sq_fail(s, src, "insert message");
+  }
+  sq_release(st);
   if (rc) goto out;
   rc = sq_commit(s);
   if (rc) goto out;
@@ -1702,6 +1799,22 @@ out:
   if (in_txn) sq_rollback(s);
   pthread_mutex_unlock(&s->lock);
   return rc;
+}
+
+static ragd_err sq_append_message(void *ctx, const char *conversation_id, const char *role,
+                                  const char *content) {
+  struct store_message_in m;
+  char id[4 + 24 + 1];
+  memset(&m, 0, sizeof m);
+  memcpy(id, "msg_", 4);
+  if (crypto_random_hex(id + 4, 12) != 0) return RAGD_EIO;
+  m.conversation_id = conversation_id;
+  m.message_id = id;
+  m.role = role;
+  m.content = content;
+  m.tokens = -1;
+  m.prompt_tokens = -1;
+  return sq_put_message(ctx, &m);
 }
 
 static ragd_err sq_list_messages(void *ctx, const char *conversation_id, size_t limit,
@@ -1739,8 +1852,12 @@ static ragd_err sq_list_messages(void *ctx, const char *conversation_id, size_t 
     memset(m, 0, sizeof *m);
     rc = sq_col_dup(st, 0, &m->role, NULL);
     if (!rc) rc = sq_col_dup(st, 1, &m->content, NULL);
+    if (!rc) rc = sq_col_dup(st, 3, &m->id, NULL);
+    if (!rc) rc = sq_col_dup(st, 4, &m->retrieval_query, NULL);
     if (rc) goto out;
     m->created_at = sqlite3_column_int64(st, 2);
+    m->tokens = -1;
+    m->prompt_tokens = -1;
     src = SQLITE_OK;
   }
   if (src != SQLITE_DONE) rc = sq_fail(s, src, "list messages");
@@ -1753,6 +1870,228 @@ out:
   }
   *out = list;
   return RAGD_OK;
+}
+
+/* ---- transcripts, retention, feedback ------------------------------------------------- */
+
+/* Copies a nullable text column: NULL stays NULL. */
+static ragd_err sq_col_dup_opt(sqlite3_stmt *st, int col, char **out) {
+  if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+    *out = NULL;
+    return RAGD_OK;
+  }
+  return sq_col_dup(st, col, out, NULL);
+}
+
+static long sq_col_count(sqlite3_stmt *st, int col) {
+  if (sqlite3_column_type(st, col) == SQLITE_NULL) return -1;
+  return (long)sqlite3_column_int64(st, col);
+}
+
+/* One row of SQ_CONV_MESSAGES into *m (zeroed first). */
+static ragd_err sq_read_message(sqlite3_stmt *st, struct store_message *m) {
+  ragd_err rc;
+  memset(m, 0, sizeof *m);
+  rc = sq_col_dup(st, 0, &m->role, NULL);
+  if (!rc) rc = sq_col_dup(st, 1, &m->content, NULL);
+  if (!rc) rc = sq_col_dup(st, 3, &m->id, NULL);
+  if (!rc) rc = sq_col_dup(st, 4, &m->retrieval_query, NULL);
+  if (!rc) rc = sq_col_dup(st, 5, &m->sources_json, NULL);
+  if (!rc) rc = sq_col_dup(st, 6, &m->cited_json, NULL);
+  if (!rc) rc = sq_col_dup(st, 7, &m->provider, NULL);
+  if (!rc) rc = sq_col_dup(st, 8, &m->model, NULL);
+  if (!rc) rc = sq_col_dup(st, 9, &m->finish_reason, NULL);
+  if (!rc) rc = sq_col_dup_opt(st, 12, &m->feedback_rating);
+  if (!rc) rc = sq_col_dup_opt(st, 13, &m->feedback_comment);
+  m->created_at = sqlite3_column_int64(st, 2);
+  m->tokens = sq_col_count(st, 10);
+  m->prompt_tokens = sq_col_count(st, 11);
+  return rc;
+}
+
+static ragd_err sq_get_conversation(void *ctx, const char *conversation_id,
+                                    struct store_conversation *out) {
+  struct sq_store *s = ctx;
+  struct store_conversation conv;
+  sqlite3_stmt *st = NULL;
+  size_t cap = 0;
+  int src;
+  ragd_err rc;
+
+  if (!s || !out) return RAGD_EINVAL;
+  rc = sq_check_id(conversation_id, SQ_CONVERSATION_ID_MAX);
+  if (rc) return rc;
+  memset(&conv, 0, sizeof conv);
+  conv.id = strdup(conversation_id);
+  if (!conv.id) return RAGD_ENOMEM;
+  pthread_mutex_lock(&s->lock);
+  /* One read transaction: the messages belong to the conversation row read. */
+  rc = sq_exec(s, "BEGIN", "begin read");
+  if (rc) goto out;
+  st = s->stmts[SQ_CONV_GET];
+  src = sq_bind_str(st, 1, conversation_id);
+  if (!src) src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    conv.created_at = sqlite3_column_int64(st, 0);
+    conv.updated_at = sqlite3_column_int64(st, 1);
+  } else if (src == SQLITE_DONE) {
+    rc = RAGD_ENOTFOUND;
+  } else {
+    rc = sq_fail(s, src, "get conversation");
+  }
+  sq_release(st);
+  if (rc) goto out;
+  st = s->stmts[SQ_CONV_MESSAGES];
+  src = sq_bind_str(st, 1, conversation_id);
+  while (!src) {
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    if (conv.messages.count == cap) {
+      size_t grown_cap = cap ? cap * 2 : 16;
+      struct store_message *grown = realloc(conv.messages.items, grown_cap * sizeof *grown);
+      if (!grown) {
+        rc = RAGD_ENOMEM;
+        break;
+      }
+      conv.messages.items = grown;
+      cap = grown_cap;
+    }
+    rc = sq_read_message(st, &conv.messages.items[conv.messages.count++]);
+    if (rc) break;
+    src = SQLITE_OK;
+  }
+  if (!rc && src != SQLITE_DONE) rc = sq_fail(s, src, "list conversation");
+  sq_release(st);
+out:
+  if (!sqlite3_get_autocommit(s->db)) (void)sq_exec(s, "COMMIT", "end read");
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    store_conversation_dispose(&conv);
+    return rc;
+  }
+  *out = conv;
+  return RAGD_OK;
+}
+
+static ragd_err sq_delete_conversation(void *ctx, const char *conversation_id) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  ragd_err rc;
+  if (!s) return RAGD_EINVAL;
+  rc = sq_check_id(conversation_id, SQ_CONVERSATION_ID_MAX);
+  if (rc) return rc;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_CONV_DELETE];
+  /* messages and their feedback go by cascade, in the statement's own
+   * transaction */
+  rc = sq_run(s, st, sq_bind_str(st, 1, conversation_id), "delete conversation");
+  if (!rc && sqlite3_changes(s->db) == 0) rc = RAGD_ENOTFOUND;
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_delete_conversations_before(void *ctx, int64_t before, size_t *deleted) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  ragd_err rc;
+  if (!s) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_CONV_EXPIRE];
+  rc = sq_run(s, st, sqlite3_bind_int64(st, 1, before), "expire conversations");
+  if (deleted) *deleted = rc ? 0 : (size_t)sqlite3_changes(s->db);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_put_feedback(void *ctx, const struct store_feedback_in *f, int *created) {
+  struct sq_store *s = ctx;
+  const char *comment;
+  sqlite3_stmt *st;
+  int64_t row = 0;
+  int existed = 0, in_txn = 0, src;
+  ragd_err rc;
+
+  if (!s || !f || !f->rating || !store_message_id_ok(f->message_id)) return RAGD_EINVAL;
+  if (strcmp(f->rating, "up") != 0 && strcmp(f->rating, "down") != 0) return RAGD_EINVAL;
+  comment = f->comment ? f->comment : "";
+  rc = sq_check_id(f->conversation_id, SQ_CONVERSATION_ID_MAX);
+  if (!rc) rc = sq_check_str(comment);
+  if (rc) return rc;
+  pthread_mutex_lock(&s->lock);
+  rc = sq_begin(s);
+  if (rc) goto out;
+  in_txn = 1;
+  st = s->stmts[SQ_FB_TARGET];
+  src = sq_bind_str(st, 1, f->conversation_id);
+  if (!src) src = sq_bind_str(st, 2, f->message_id);
+  if (!src) src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    row = sqlite3_column_int64(st, 0);
+    existed = sqlite3_column_int(st, 1);
+  } else if (src == SQLITE_DONE) {
+    rc = RAGD_ENOTFOUND;
+  } else {
+    rc = sq_fail(s, src, "find rated message");
+  }
+  sq_release(st);
+  if (rc) goto out;
+  st = s->stmts[SQ_FB_PUT];
+  src = sqlite3_bind_int64(st, 1, row);
+  if (!src) src = sq_bind_str(st, 2, f->rating);
+  if (!src) src = sq_bind_str(st, 3, comment);
+  if (!src) src = sqlite3_bind_int64(st, 4, clock_wall_s());
+  rc = sq_run(s, st, src, "store feedback");
+  if (rc) goto out;
+  rc = sq_commit(s);
+  if (rc) goto out;
+  in_txn = 0;
+  if (created) *created = !existed;
+out:
+  if (in_txn) sq_rollback(s);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static const char *sq_col_text(sqlite3_stmt *st, int col) {
+  const unsigned char *p = sqlite3_column_text(st, col);
+  return p ? (const char *)p : "";
+}
+
+static ragd_err sq_list_feedback(void *ctx, int64_t since, store_feedback_cb cb, void *cb_ctx) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || !cb) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_FB_LIST];
+  src = sqlite3_bind_int64(st, 1, since);
+  while (!src) {
+    struct store_feedback_row row;
+    src = sqlite3_step(st);
+    if (src != SQLITE_ROW) break;
+    row.conversation_id = sq_col_text(st, 0);
+    row.message_id = sq_col_text(st, 1);
+    row.rating = sq_col_text(st, 2);
+    row.comment = sq_col_text(st, 3);
+    row.created_at = sqlite3_column_int64(st, 4);
+    row.updated_at = sqlite3_column_int64(st, 5);
+    row.question = sq_col_text(st, 6);
+    row.answer = sq_col_text(st, 7);
+    row.provider = sq_col_text(st, 8);
+    row.model = sq_col_text(st, 9);
+    row.sources_json = sq_col_text(st, 10);
+    row.cited_json = sq_col_text(st, 11);
+    if (cb(cb_ctx, &row)) {
+      rc = RAGD_ECANCELLED;
+      break;
+    }
+    src = SQLITE_OK;
+  }
+  if (!rc && src != SQLITE_DONE) rc = sq_fail(s, src, "list feedback");
+  sq_release(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
 }
 
 /* ---- health ---------------------------------------------------------------------------- */
@@ -1816,4 +2155,10 @@ const struct store_ops store_sqlite_ops = {
     .delete_other_vectors = sq_delete_other_vectors,
     .probe_document = sq_probe_document,
     .rebuild_keyword_index = sq_rebuild_keyword_index,
+    .put_message = sq_put_message,
+    .get_conversation = sq_get_conversation,
+    .delete_conversation = sq_delete_conversation,
+    .delete_conversations_before = sq_delete_conversations_before,
+    .put_feedback = sq_put_feedback,
+    .list_feedback = sq_list_feedback,
 };

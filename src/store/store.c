@@ -118,11 +118,42 @@ void store_message_list_dispose(struct store_message_list *l) {
   size_t i;
   if (!l) return;
   for (i = 0; i < l->count; i++) {
-    free(l->items[i].role);
-    free(l->items[i].content);
+    struct store_message *m = &l->items[i];
+    free(m->role);
+    free(m->content);
+    free(m->id);
+    free(m->retrieval_query);
+    free(m->sources_json);
+    free(m->cited_json);
+    free(m->provider);
+    free(m->model);
+    free(m->finish_reason);
+    free(m->feedback_rating);
+    free(m->feedback_comment);
   }
   free(l->items);
   memset(l, 0, sizeof *l);
+}
+
+void store_conversation_dispose(struct store_conversation *c) {
+  if (!c) return;
+  free(c->id);
+  store_message_list_dispose(&c->messages);
+  memset(c, 0, sizeof *c);
+}
+
+int store_message_id_ok(const char *id) {
+  size_t n;
+  if (!id) return 0;
+  n = strlen(id);
+  if (n == 0 || n > 64) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = id[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '_'))
+      return 0;
+  }
+  return 1;
 }
 
 void store_vector_model_list_dispose(struct store_vector_model_list *l) {

@@ -98,12 +98,83 @@ struct store_message {
   char *role; /* "user" | "assistant" */
   char *content;
   int64_t created_at;
+  /* Filled by get_conversation; list_messages fills id and retrieval_query
+   * (either may be NULL from a store that does not keep them). Strings are
+   * NULL when absent; numbers -1 when unknown. */
+  char *id;              /* "msg_..." */
+  char *retrieval_query; /* user: the query retrieval ran for this question */
+  char *sources_json;    /* assistant: JSON array of the sources it was given */
+  char *cited_json;      /* assistant: JSON array of the source numbers it cited */
+  char *provider;        /* assistant: generator that answered ("openai", ...) */
+  char *model;
+  char *finish_reason;   /* assistant: "stop", "length", ... */
+  long tokens;           /* tokens of content (ragd's count) */
+  long prompt_tokens;    /* assistant: tokens of the prompt that produced it */
+  char *feedback_rating; /* assistant: "up" | "down" | NULL (no feedback) */
+  char *feedback_comment;
 };
 
 struct store_message_list {
   struct store_message *items;
   size_t count;
 };
+
+/* A message handed to put_message. Strings are borrowed; NULL optional
+ * strings are stored as "" ("[]" for the JSON arrays). */
+struct store_message_in {
+  const char *conversation_id; /* required; the conversation is created when new */
+  const char *message_id;      /* required, unique in the store: 1..64 bytes of
+                                  [A-Za-z0-9_-] (ragd makes "msg_" + 24 hex) */
+  const char *role;            /* "user" | "assistant" */
+  const char *content;         /* valid UTF-8 */
+  const char *retrieval_query;
+  const char *sources_json; /* a JSON array as text */
+  const char *cited_json;   /* a JSON array as text */
+  const char *provider;
+  const char *model;
+  const char *finish_reason;
+  long tokens;        /* < 0: unknown */
+  long prompt_tokens; /* < 0: unknown */
+  int64_t created_at; /* Unix seconds; 0: now */
+};
+
+/* One whole conversation (get_conversation). */
+struct store_conversation {
+  char *id;
+  int64_t created_at; /* Unix seconds */
+  int64_t updated_at; /* the last message */
+  struct store_message_list messages; /* oldest first, every field filled */
+};
+
+/* Feedback on one answer (put_feedback). */
+struct store_feedback_in {
+  const char *conversation_id;
+  const char *message_id; /* an assistant message of that conversation */
+  const char *rating;     /* "up" | "down" */
+  const char *comment;    /* NULL: ""; valid UTF-8 */
+};
+
+/* One feedback row as list_feedback reports it, with the answer it rates
+ * and the question before it. Every string is borrowed for the callback and
+ * never NULL ("" when absent). */
+struct store_feedback_row {
+  const char *conversation_id;
+  const char *message_id;
+  const char *rating;
+  const char *comment;
+  int64_t created_at; /* first rated, Unix seconds */
+  int64_t updated_at; /* last changed */
+  const char *question; /* the user message before the answer */
+  const char *answer;
+  const char *provider;
+  const char *model;
+  const char *sources_json; /* the answer's sources, a JSON array */
+  const char *cited_json;   /* the source numbers it cited, a JSON array */
+};
+
+/* Called once per row by list_feedback; return nonzero to stop
+ * (list_feedback then returns RAGD_ECANCELLED). */
+typedef int (*store_feedback_cb)(void *ctx, const struct store_feedback_row *row);
 
 /* A set of vectors in the store: one model key and dimension. */
 struct store_vector_model {
@@ -183,7 +254,8 @@ struct store_ops {
    * an error. */
   ragd_err (*search_bm25)(void *ctx, const char *query, size_t k,
                           struct store_hit_list *out /* OUT */);
-  /* Creates the conversation when new, then appends one message. */
+  /* Creates the conversation when new, then appends one message (with a
+   * fresh message id, see put_message). */
   ragd_err (*append_message)(void *ctx, const char *conversation_id, const char *role,
                              const char *content);
   /* Oldest first, at most limit of the most recent messages. */
@@ -239,6 +311,39 @@ struct store_ops {
   /* Re-tokenizes every chunk into the BM25 index (after the tokenizer's
    * rules changed). */
   ragd_err (*rebuild_keyword_index)(void *ctx);
+
+  /* ---- conversations: messages with ids, transcripts, retention, feedback ---- */
+
+  /* Creates the conversation when new (its updated_at becomes the message's
+   * time), then stores one message with all its fields. RAGD_EINVAL for a
+   * missing or malformed id or role, RAGD_EUTF8 for text that is not UTF-8;
+   * a message_id already stored is RAGD_EINVAL too. append_message is
+   * put_message with a fresh id and no extra fields. */
+  ragd_err (*put_message)(void *ctx, const struct store_message_in *m);
+  /* The conversation with every message, oldest first, each with its
+   * feedback. RAGD_ENOTFOUND when there is no such conversation. Release
+   * with store_conversation_dispose. */
+  ragd_err (*get_conversation)(void *ctx, const char *conversation_id,
+                               struct store_conversation *out /* OUT */);
+  /* Deletes the conversation, its messages and their feedback in one
+   * transaction. RAGD_ENOTFOUND when there is no such conversation. */
+  ragd_err (*delete_conversation)(void *ctx, const char *conversation_id);
+  /* Retention: deletes (as delete_conversation) every conversation whose
+   * last message is older than before (Unix seconds, updated_at < before).
+   * *deleted counts the conversations. */
+  ragd_err (*delete_conversations_before)(void *ctx, int64_t before,
+                                          size_t *deleted /* OUT, may be NULL */);
+  /* Records the rating of an answer, replacing an earlier one for the same
+   * message (created_at is kept, updated_at is now). RAGD_ENOTFOUND when the
+   * conversation has no assistant message with this id; RAGD_EINVAL for a
+   * rating other than "up"/"down"; RAGD_EUTF8 for a comment that is not
+   * UTF-8. *created (may be NULL) is 1 for a first rating, 0 for a change. */
+  ragd_err (*put_feedback)(void *ctx, const struct store_feedback_in *f,
+                           int *created /* OUT, may be NULL */);
+  /* Calls cb for every feedback row last changed at or after since (Unix
+   * seconds; 0: all), oldest change first (ties by message). The store may
+   * be locked while cb runs: cb must not call the store. */
+  ragd_err (*list_feedback)(void *ctx, int64_t since, store_feedback_cb cb, void *cb_ctx);
 };
 
 struct store {
@@ -261,6 +366,9 @@ void store_doc_dispose(struct store_doc *d);
 void store_doc_list_dispose(struct store_doc_list *l);
 void store_hit_list_dispose(struct store_hit_list *l);
 void store_message_list_dispose(struct store_message_list *l);
+void store_conversation_dispose(struct store_conversation *c);
+/* Whether id can name a message: 1..64 bytes of [A-Za-z0-9_-]. */
+int store_message_id_ok(const char *id);
 void store_vector_model_list_dispose(struct store_vector_model_list *l);
 void store_chunk_text_list_dispose(struct store_chunk_text_list *l);
 

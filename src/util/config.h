@@ -95,6 +95,10 @@ struct ragd_config {
   char *hybrid_feedback;       /* RAGD_HYBRID_FEEDBACK, default "1": weight of the
                                   best keyword hits' vectors added to the query vector */
   long hybrid_feedback_docs;   /* RAGD_HYBRID_FEEDBACK_DOCS, default 3 */
+  char *condense;              /* RAGD_CONDENSE: rules (default) | off: how a
+                                  follow-up question is made standalone for retrieval */
+  long conversation_retention_days; /* RAGD_CONVERSATION_RETENTION_DAYS, default 0: keep
+                                       forever; else conversations idle this long are deleted */
   /* The generators to try, in order, built by config_finish: the entries of
    * RAGD_LLM_CHAIN, or the single RAGD_LLM_* generator; the extractive last
    * resort is not in this list (see llm_last_resort). */

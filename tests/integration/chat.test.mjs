@@ -127,7 +127,9 @@ test('openai generator: deltas relay the upstream text byte for byte', async (t)
     assert.equal(usage.completion_tokens, (text.match(/\s*\S+|\s+/gu) || []).length);
     assert.ok(usage.prompt_tokens > 0);
     assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
-    assert.deepEqual(evs.at(-1).json, { type: 'done', finish_reason: 'stop', cited_sources: [1, 2], invalid_citations: [] });
+    const { message_id: answerId, ...done } = evs.at(-1).json;
+    assert.deepEqual(done, { type: 'done', finish_reason: 'stop', cited_sources: [1, 2], invalid_citations: [] });
+    assert.match(answerId, /^msg_[0-9a-f]{24}$/); // the stored answer, for feedback
     // What went upstream: the model, streaming, the key, the request id, and
     // a prompt holding the passages and the question.
     assert.equal(req.body.model, 'gpt-fake-1');

@@ -24,7 +24,9 @@ function routeTable() {
 function documented(doc) {
   const routes = new Set();
   for (const [p, item] of Object.entries(doc.paths))
-    for (const m of METHODS) if (item[m]) routes.add(`${m.toUpperCase()} ${p.replace(/\{[^}]+\}$/, '{param}')}`);
+    // a route ending in * serves its whole subtree: everything from the first
+    // path parameter on ("/v1/conversations/{id}/messages/{message_id}/feedback")
+    for (const m of METHODS) if (item[m]) routes.add(`${m.toUpperCase()} ${p.replace(/\{.*$/, '{param}')}`);
   return routes;
 }
 
@@ -112,7 +114,16 @@ test('the OpenAPI document matches the route table and the real responses', asyn
   await json('delete', '/v1/documents/{id}', '/v1/documents/openapi-doc');
   const found = await json('post', '/v1/search', '/v1/search', { query: 'refund', top_k: 3 });
   assert.ok(found.results.length > 0);
-  await json('post', '/v1/chat', '/v1/chat', { message: 'How long do refunds take?', stream: false });
+  const answered = await json('post', '/v1/chat', '/v1/chat', { message: 'How long do refunds take?', stream: false });
+  const convPath = `/v1/conversations/${answered.conversation_id}`;
+  const feedbackTemplate = '/v1/conversations/{id}/messages/{message_id}/feedback';
+  await json('get', '/v1/conversations/{id}', convPath);
+  await json('post', feedbackTemplate, `${convPath}/messages/${answered.message_id}/feedback`, { rating: 'up' }, 201);
+  await json('post', feedbackTemplate, `${convPath}/messages/${answered.message_id}/feedback`, { rating: 'down', comment: 'x' });
+  await json('post', feedbackTemplate, `${convPath}/messages/${answered.message_id}/feedback`, { rating: 'sideways' }, 400);
+  await json('post', feedbackTemplate, `${convPath}/messages/msg_nope/feedback`, { rating: 'up' }, 404);
+  await json('delete', '/v1/conversations/{id}', convPath);
+  await json('get', '/v1/conversations/{id}', convPath, undefined, 404);
   await json('post', '/v1/chat/completions', '/v1/chat/completions', { messages: [{ role: 'user', content: 'How long do refunds take?' }] });
   await json('get', '/healthz', '/healthz');
   await json('get', '/readyz', '/readyz');

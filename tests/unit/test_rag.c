@@ -71,7 +71,8 @@ static void test_prompt_delimits_passages(void **state) {
 }
 
 static void test_prompt_history(void **state) {
-  struct store_message items[2] = {{"user", "first question", 0}, {"assistant", "first answer", 0}};
+  struct store_message items[2] = {{.role = "user", .content = "first question"},
+                                   {.role = "assistant", .content = "first answer"}};
   struct store_message_list hist = {items, 2};
   struct rag_prompt prompt;
   (void)state;
