@@ -59,6 +59,14 @@ if [ "${1:-}" = "--test" ] && ! dpkg-query -W -f='${Status}' postgresql 2>/dev/n
   DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends postgresql
 fi
 
+# tests/integration/nginx.test.mjs runs Debian's nginx in front of two nodes
+# with the shipped proxy settings (deploy/nginx/).
+if [ "${1:-}" = "--test" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  echo "ragd: installing nginx for the reverse-proxy test"
+  ${SUDO:-} apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive ${SUDO:-} apt-get install -y -qq --no-install-recommends nginx-light
+fi
+
 # scripts/fuzz.sh (CI runs it after the sanitizer suite): clang and the
 # libFuzzer runtime that Debian 12 ships in libclang-rt-14-dev.
 if [ "${1:-}" = "--fuzz" ]; then
