@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
   SOURCE_DIR, startServer, postJson, ingestSampleKb, runRagd, tempDir, waitForPort,
@@ -253,4 +253,31 @@ test('a model switch is detected at start-up and healed by ragd reindex', async 
   s = await search(srv.base, { query: 'refund', mode: 'vector' });
   assert.ok(s.json.results.length > 0);
   assert.match(s.json.results[0].document_id, /refund/);
+});
+
+// Floors on 300-query slices of the shared development sets, when they sit
+// beside the repository. Measured (commit 062b64c): ko_welfare_faq keyword
+// 0.831, vector 0.715, hybrid 0.833; en_stackfaq keyword 0.770, vector 0.389,
+// hybrid 0.769 (nDCG@10). Floors leave a margin; hybrid must stay within 0.01
+// of keyword.
+const shared = path.resolve(SOURCE_DIR, '..', 'shared', 'eval');
+test('hybrid quality floors on slices of the shared development sets', async (t) => {
+  if (!existsSync(path.join(shared, 'ko_welfare_faq', 'qrels.tsv'))) {
+    t.skip(`no development sets at ${shared}`);
+    return;
+  }
+  for (const [name, floors] of [
+    ['ko_welfare_faq', { keyword: 0.80, vector: 0.68, hybrid: 0.80 }],
+    ['en_stackfaq', { keyword: 0.74, vector: 0.35, hybrid: 0.74 }],
+  ]) {
+    const f = (x) => path.join(shared, name, x);
+    const r = await runRagd(['eval', '--corpus', f('corpus.jsonl'), '--queries', f('queries.jsonl'),
+      '--qrels', f('qrels.tsv'), '--mode', 'all', '--json', '--limit-queries', '300']);
+    assert.equal(r.code, 0, r.stderr);
+    const m = JSON.parse(r.stdout).modes;
+    for (const mode of ['keyword', 'vector', 'hybrid'])
+      assert.ok(m[mode]['ndcg@10'] >= floors[mode], `${name} ${mode} nDCG@10 ${m[mode]['ndcg@10']}`);
+    assert.ok(m.hybrid['ndcg@10'] >= m.keyword['ndcg@10'] - 0.01,
+      `${name}: hybrid ${m.hybrid['ndcg@10']} fell below keyword ${m.keyword['ndcg@10']}`);
+  }
 });
