@@ -41,11 +41,18 @@ struct resume_entry {
   struct resume_entry *next; /* table order: oldest first */
 };
 
+/* Expired answers are looked for at most this often on the hot paths (a
+ * new answer, a held event), so that they cost O(1) and not a walk of every
+ * held answer under table.mu: at 1,000 streams the table holds tens of
+ * thousands of answers and the upstream thread holds events. */
+#define RESUME_EXPIRE_EVERY_MS 1000
+
 static struct {
   pthread_mutex_t mu;
   struct resume_entry *head, *tail;
   size_t bytes;
-} table = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0};
+  int64_t expired_ms; /* when the last walk for expired answers ran */
+} table = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0};
 
 static void entry_unref(struct resume_entry *e) {
   int last;
@@ -69,14 +76,20 @@ static void table_unlink(struct resume_entry *e, struct resume_entry *prev) {
   table.bytes -= e->bytes.len;
 }
 
-/* Drops expired entries, and finished ones while over max_bytes. Caller holds
- * table.mu; the dropped entries are returned as a list to unref unlocked. */
-static struct resume_entry *table_sweep(const struct ragd_config *cfg, size_t need) {
+/* Drops expired entries (every time when expire_now, else at most every
+ * RESUME_EXPIRE_EVERY_MS), and finished ones, oldest first, while over
+ * max_bytes. Caller holds table.mu; the dropped entries are returned as a
+ * list to unref unlocked. */
+static struct resume_entry *table_sweep(const struct ragd_config *cfg, size_t need,
+                                        int expire_now) {
   struct resume_entry *dead = NULL, *prev = NULL, *e = table.head;
   int64_t now = clock_mono_ms();
+  int expire = expire_now || now - table.expired_ms >= RESUME_EXPIRE_EVERY_MS;
+  if (expire) table.expired_ms = now;
   while (e) {
     struct resume_entry *next = e->next;
     int drop;
+    if (!expire && table.bytes + need <= (size_t)cfg->resume_max_bytes) break;
     pthread_mutex_lock(&e->mu);
     drop = e->finished && (now - e->finished_ms >= cfg->resume_retention_s * 1000 ||
                            table.bytes + need > (size_t)cfg->resume_max_bytes);
@@ -114,7 +127,7 @@ struct resume_entry *api_resume_open(const struct ragd_config *cfg, const char *
   e->refs = 2; /* the table's and the producer's */
   buf_init(&e->bytes, 0);
   pthread_mutex_lock(&table.mu);
-  dead = table_sweep(cfg, 0);
+  dead = table_sweep(cfg, 0, 0);
   if (table.tail) table.tail->next = e;
   else table.head = e;
   table.tail = e;
@@ -138,7 +151,7 @@ static void entry_hold(const struct ragd_config *cfg, struct resume_entry *e, co
   pthread_mutex_lock(&table.mu);
   fits = table.bytes + n <= (size_t)cfg->resume_max_bytes;
   if (!fits) {
-    dead = table_sweep(cfg, n);
+    dead = table_sweep(cfg, n, 0);
     fits = table.bytes + n <= (size_t)cfg->resume_max_bytes;
   }
   pthread_mutex_lock(&e->mu);
@@ -293,7 +306,7 @@ ragd_err api_resume_attach(struct resume_entry *e, struct http_stream *s, long a
 struct resume_entry *api_resume_find(const struct ragd_config *cfg, const char *response_id) {
   struct resume_entry *found = NULL, *dead;
   pthread_mutex_lock(&table.mu);
-  dead = table_sweep(cfg, 0);
+  dead = table_sweep(cfg, 0, 1);
   for (struct resume_entry *e = table.head; e; e = e->next)
     if (strcmp(e->response_id, response_id) == 0) {
       pthread_mutex_lock(&e->mu);
