@@ -11,7 +11,7 @@
 //   node tests/fakes/fake_openai.mjs --port 0 [--text S] [--split whole|bytes|random]
 //        [--delay-ms N] [--status N] [--mode normal|hang-after:N|close-after:N|
 //        reset-after:N|garbage|stream-error|accept-hang|big-line:N] [--seed N]
-//        [--retry-after V] [--fail-first N] [--fail-status N] [--drip-ms N]
+//        [--retry-after V] [--fail-first N] [--fail-status N] [--drip-ms N] [--drip-from N]
 //        [--exit-on-stdin-eof 1] [--directives 0|1]
 //
 // --exit-on-stdin-eof 1 makes the fake exit when its stdin closes, so a test
@@ -42,7 +42,8 @@
 // Fault modes for the resilience suite: accept-hang reads the request and
 // never answers (not even a status line); big-line:N sends one data line of N
 // bytes (default 10 MiB) after the role chunk; --drip-ms N writes the stream
-// one byte at a time, N ms apart. --retry-after V adds `Retry-After: V` to
+// one byte at a time, N ms apart (from event --drip-from N on, counted from
+// 0: 2 sends the role chunk and the first token whole). --retry-after V adds `Retry-After: V` to
 // error responses (seconds or an HTTP date). --fail-first N answers the first
 // N API requests after the last /__admin/config with --fail-status (default
 // 503), then behaves normally: "fail, fail, succeed".
@@ -59,7 +60,7 @@ function parseArgs(argv) {
   const cfg = {
     port: 0, text: DEFAULT_TEXT, split: 'whole', delay_ms: 0, status: 200,
     mode: 'normal', seed: 1, model: 'gpt-fake-1', exit_on_stdin_eof: 0,
-    retry_after: '', fail_first: 0, fail_status: 503, drip_ms: 0, encoding: '', directives: 1,
+    retry_after: '', fail_first: 0, fail_status: 503, drip_ms: 0, drip_from: 0, encoding: '', directives: 1,
   };
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '').replace(/-/g, '_');
@@ -152,9 +153,9 @@ function countWords(body) {
   return n + 3 * msgs.length;
 }
 
-async function writePiece(res, piece, cfg, rec) {
+async function writePiece(res, piece, cfg, rec, drip = true) {
   const data = Buffer.from(piece, 'utf8');
-  if (Number(cfg.drip_ms) > 0) {
+  if (drip && Number(cfg.drip_ms) > 0) {
     for (let i = 0; i < data.length; i++) {
       if (rec.closed) return;
       res.write(data.subarray(i, i + 1));
@@ -233,7 +234,7 @@ async function streamCompletion(req, res, body, cfg, rec) {
     }
     if (i > 0 && cfg.delay_ms > 0) await sleep(cfg.delay_ms);
     if (rec.closed) return;
-    await writePiece(res, events[i], cfg, rec);
+    await writePiece(res, events[i], cfg, rec, i >= Number(cfg.drip_from));
   }
   res.end();
 }
