@@ -12,6 +12,22 @@ const statusLine = document.getElementById('status');
 let conversationId = null;
 let controller = null;
 
+// The API key, when the server has keys: kept in localStorage, sent as a
+// Bearer token. A 401 opens the key box so the visitor can paste one.
+const keyBox = document.getElementById('keybox');
+const keyInput = document.getElementById('api-key');
+const KEY_STORAGE = 'ragd.apiKey';
+keyInput.value = localStorage.getItem(KEY_STORAGE) || '';
+keyInput.addEventListener('change', () => {
+  const k = keyInput.value.trim();
+  if (k) localStorage.setItem(KEY_STORAGE, k);
+  else localStorage.removeItem(KEY_STORAGE);
+});
+function authHeaders() {
+  const k = keyInput.value.trim();
+  return k ? { authorization: `Bearer ${k}` } : {};
+}
+
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
@@ -98,10 +114,14 @@ async function ask(question) {
     if (conversationId) body.conversation_id = conversationId;
     const res = await fetch('/v1/chat', {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...authHeaders() },
       body: JSON.stringify(body),
       signal: controller.signal,
     });
+    if (res.status === 401 || res.status === 403) {
+      keyBox.open = true;
+      keyInput.focus();
+    }
     if (!res.ok) {
       const problem = await res.json().catch(() => ({}));
       throw new Error(problem.detail || problem.title || `HTTP ${res.status}`);

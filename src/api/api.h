@@ -36,6 +36,11 @@ void api_metrics_init(void);
 /* The status word of a put result: "created", "updated", "unchanged". */
 const char *api_put_status_name(enum store_put_status s);
 
+/* Fills *out from the configuration (RAGD_ALLOW_OPEN, RAGD_METRICS_AUTH,
+ * RAGD_CORS_ORIGINS, RAGD_RATE_LIMIT_*), with keys looked up in the store of
+ * the api_app given to the server as its app. out borrows from cfg. */
+void api_access_opts(const struct ragd_config *cfg, struct http_access_opts *out /* OUT */);
+
 /* ---- shared by the handlers (api/common.c) ---- */
 
 /* Field readers: on a bad value they reply with a problem and return 0.

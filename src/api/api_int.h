@@ -108,6 +108,7 @@ struct chat {
   char *error_message;
   int finished;
   int reply_later; /* not streaming: chat_finish sends the reply (the request is deferred) */
+  int timed_out;   /* RAGD_REQUEST_TIMEOUT_S passed before the answer ended (guarded by mu) */
   /* protocol state */
   int text_started;
   /* conversation memory: what retrieval searched for, the stored answer's id */

@@ -167,10 +167,21 @@ static void ev_usage(void *ctx, long prompt_tokens, long completion_tokens) {
   if (c->streaming) c->proto->on_usage(c);
 }
 
+/* RAGD_REQUEST_TIMEOUT_S passed before a non-streamed answer ended (the
+ * watcher thread; c lives until http_request_finish, which waits for this):
+ * cancel the answer, whose end then replies request_timeout. */
+static void chat_timed_out(void *arg) {
+  struct chat *c = arg;
+  pthread_mutex_lock(&c->mu);
+  c->timed_out = 1;
+  pthread_mutex_unlock(&c->mu);
+  rag_answer_cancel(c->answer);
+}
+
 /* The answer is over (done or error): close the stream, or send the JSON
  * reply of a deferred non-streaming request. */
 static void chat_finish(struct chat *c) {
-  int reply;
+  int reply, timed_out;
   if (c->streaming) {
     if (c->entry && api_resume_finish(c->entry)) chat_unref(c); /* on_abandon never runs */
     c->entry = NULL;
@@ -178,8 +189,16 @@ static void chat_finish(struct chat *c) {
   pthread_mutex_lock(&c->mu);
   c->finished = 1;
   reply = c->reply_later;
+  timed_out = c->timed_out;
   pthread_mutex_unlock(&c->mu);
-  if (reply) {
+  if (reply && timed_out) {
+    http_reply_problem(c->req, "request_timeout",
+                       "the answer took longer than the server's limit of %ld s "
+                       "(RAGD_REQUEST_TIMEOUT_S); ask with \"stream\": true to see it grow",
+                       c->app->cfg->request_timeout_s);
+    http_request_finish(c->req);
+    c->req = NULL;
+  } else if (reply) {
     c->proto->reply(c->req, c);
     http_request_finish(c->req);
     c->req = NULL;
@@ -320,6 +339,7 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   /* Not streaming: the reply waits for the answer's end, which must not
    * hold a worker (a slow provider would starve every other request). */
   http_request_defer(r);
+  http_request_on_timeout(r, chat_timed_out, c);
   pthread_mutex_lock(&c->mu);
   reply_now = c->finished;
   c->reply_later = !reply_now;

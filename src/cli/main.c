@@ -21,6 +21,7 @@ static const char usage[] =
     "  ragd reindex [--data DIR]                       re-embed after an embedding model switch\n"
     "  ragd migrate [--data DIR]                       create or upgrade the store schema\n"
     "  ragd feedback export [--data DIR] [--since W]   answer ratings as CSV\n"
+    "  ragd keys create|list|revoke [--data DIR] ...   API keys for the HTTP API\n"
     "  ragd COMMAND --help                             help for one command\n"
     "\n"
     "Quick start:\n"
@@ -162,7 +163,7 @@ int main(int argc, char **argv) {
   } commands[] = {
       {"serve", cli_serve}, {"ingest", cli_ingest}, {"search", cli_search}, {"ask", cli_ask},
       {"eval", cli_eval}, {"reindex", cli_reindex}, {"tokens", cli_tokens},
-      {"migrate", cli_migrate}, {"feedback", cli_feedback}};
+      {"migrate", cli_migrate}, {"feedback", cli_feedback}, {"keys", cli_keys}};
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     print_help();

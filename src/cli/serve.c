@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "api/api.h"
@@ -64,6 +65,8 @@ int cli_serve(int argc, char **argv) {
   const struct ragd_config *cfg = &run.cfg;
   struct api_app app;
   struct http_server_opts hopts;
+  struct http_access_opts access;
+  size_t keys = 0;
   struct http_server *srv = NULL;
   struct store_stats stats = {0};
   sigset_t set;
@@ -84,6 +87,28 @@ int cli_serve(int argc, char **argv) {
   app.started_ms = clock_mono_ms();
   atomic_init(&app.draining, 0);
   api_metrics_init();
+  /* Without keys nobody can be told apart: serve only where nobody else can
+   * reach us, unless the operator says otherwise. */
+  if (engine->store.ops->key_count && engine->store.ops->key_count(engine->store.ctx, &keys) != RAGD_OK) {
+    fprintf(stderr, "ragd serve: cannot read the API keys from the store\n");
+    goto out;
+  }
+  if (keys == 0 && !http_host_is_loopback(cfg->listen_host) && !cfg->allow_open) {
+    fprintf(stderr,
+            "ragd serve: refusing to listen on %s without API keys: anyone who can reach it "
+            "could read and change the knowledge base.\n"
+            "  Create a key first:  ragd keys create --scope admin   (and --scope query for clients)\n"
+            "  or listen on loopback (127.0.0.1), or set RAGD_ALLOW_OPEN=1 to serve without "
+            "authentication on purpose.\n",
+            cfg->listen);
+    status = 2;
+    goto out;
+  }
+  api_access_opts(cfg, &access);
+  memset(&hopts, 0, sizeof hopts);
+  hopts.access = &access;
+  hopts.max_header_bytes = (size_t)cfg->max_header_bytes;
+  hopts.request_timeout_s = (unsigned)cfg->request_timeout_s;
   hopts.host = cfg->listen_host;
   hopts.port = cfg->listen_port;
   hopts.max_body_bytes = (size_t)cfg->max_body_bytes;
@@ -106,6 +131,16 @@ int cli_serve(int argc, char **argv) {
            engine->gens[i].llm.model && engine->gens[i].llm.model[0] ? ", model " : "",
            engine->gens[i].llm.model ? engine->gens[i].llm.model : "");
   printf("\n");
+  if (keys == 0 && http_host_is_loopback(cfg->listen_host))
+    printf("no API keys: serving without authentication, on loopback only "
+           "(ragd keys create --scope admin turns authentication on)\n");
+  else if (keys == 0)
+    printf("no API keys and RAGD_ALLOW_OPEN=1: serving WITHOUT authentication on %s\n",
+           cfg->listen_host);
+  else
+    printf("API keys: %zu active; every route but /healthz, /readyz, the chat page and the API "
+           "description needs one\n",
+           keys);
   printf("listening on http://%s:%d  (Ctrl-C to stop)\n\n", cfg->listen_host, http_server_port(srv));
   printf("Open http://%s:%d/ in a browser, or try:\n"
          "  curl -N http://%s:%d/v1/chat -H 'Content-Type: application/json' \\\n"

@@ -30,6 +30,16 @@ typedef void (*http_handler_fn)(struct http_request *req, void *app);
  * OpenAI clients parse only that. */
 enum http_body { HTTP_BODY_NONE = 0, HTTP_BODY_JSON = 1, HTTP_BODY_OPENAI_JSON = 2 };
 
+/* Who may call a route when API keys exist (see http_access_opts). The zero
+ * value is QUERY, so a route added without a word about access is closed
+ * rather than open. An admin key may call QUERY routes too. */
+enum http_access {
+  HTTP_ACCESS_QUERY = 0, /* a query or admin key */
+  HTTP_ACCESS_ADMIN = 1, /* an admin key */
+  HTTP_ACCESS_OPEN = 2,  /* anyone: health, the chat page, the API description */
+  HTTP_ACCESS_METRICS = 3 /* OPEN, or ADMIN when http_access_opts.metrics_admin */
+};
+
 struct http_route {
   const char *method; /* "GET", "POST", "DELETE" */
   /* An exact path, or a prefix ending in an asterisk that matches any
@@ -40,6 +50,45 @@ struct http_route {
                           be application/json, the body valid UTF-8 and a
                           JSON object, checked before the handler runs */
   http_handler_fn handler;
+  enum http_access access;
+};
+
+/* What the access check knows of one API key. */
+struct http_key {
+  char id[72]; /* the key's public id (never the key) */
+  int admin;   /* admin scope; otherwise query */
+  long rpm;     /* requests per minute; 0: http_access_opts.rpm_key */
+  long streams; /* requests in flight, streams included; 0: .streams_key */
+};
+
+/* Looks up the active key whose SHA-256 is hash_hex (64 lower-case hex
+ * digits): RAGD_OK and *out, RAGD_ENOTFOUND, or another error when the
+ * store failed. Runs on worker threads, at most once per key per cache_ms. */
+typedef ragd_err (*http_key_lookup_fn)(void *app, const char *hash_hex, struct http_key *out);
+/* The number of active keys; same threads and caching. */
+typedef ragd_err (*http_key_count_fn)(void *app, size_t *active);
+
+/* Access control and limits. With no active key the server is open, but
+ * only when it listens on a loopback address or allow_open is set;
+ * otherwise every non-OPEN route answers 401. With keys, non-OPEN routes
+ * need "Authorization: Bearer KEY" (401 unauthorized without a valid key,
+ * 403 forbidden for a query key on an admin route). Admitted requests take
+ * a token from their key's bucket (keyless requests: their client
+ * address's, except loopback peers, which may be a local proxy speaking for
+ * everyone) and a place among its requests in flight; 429 rate_limited with
+ * Retry-After when there is none. Zero values: no limit. */
+struct http_access_opts {
+  http_key_lookup_fn key_lookup; /* NULL: no keys exist, ever */
+  http_key_count_fn key_count;
+  long cache_ms;     /* key cache lifetime; 0: 500 ms */
+  int allow_open;    /* serve without keys on a non-loopback address */
+  int metrics_admin; /* HTTP_ACCESS_METRICS routes need an admin key */
+  long rpm_key;      /* default requests per minute of a key */
+  long rpm_address;  /* requests per minute of a client address, without a key */
+  long streams_key;  /* default requests in flight (streams until they end) of a
+                        key, and of a client address without a key */
+  const char *cors_origins; /* comma-separated allowed origins, "*" for any;
+                               NULL or "": no CORS headers at all */
 };
 
 struct http_server_opts {
@@ -49,10 +98,20 @@ struct http_server_opts {
   unsigned max_connections;
   unsigned ping_interval_s; /* SSE heartbeat comment while a stream is idle */
   size_t workers;
+  size_t max_header_bytes;    /* a connection's memory, which holds the request
+                                 line and headers: headers that do not fit get
+                                 431 from libmicrohttpd; 0: 64 KiB */
+  unsigned request_timeout_s; /* time limit of deferred requests (see
+                                 http_request_on_timeout); 0: none */
+  const struct http_access_opts *access; /* NULL: every route open, no limits */
   const struct http_route *routes;
   size_t route_count;
   void *app;
 };
+
+/* Nonzero when host (a numeric IPv4/IPv6 address or "localhost") is a
+ * loopback address: 127.0.0.0/8, ::1, ::ffff:127.x.y.z. */
+int http_host_is_loopback(const char *host);
 
 /* Binds and starts serving. opts and routes must outlive the server. */
 ragd_err http_server_start(const struct http_server_opts *opts, struct http_server **out /* OUT */);
@@ -76,6 +135,9 @@ const char *http_request_query(const struct http_request *r, const char *name);
 json_t *http_request_json(const struct http_request *r);
 /* The request id (incoming X-Request-ID when sane, else generated). */
 const char *http_request_id(const struct http_request *r);
+/* The public id of the API key the request was admitted with, or NULL
+ * (no keys exist; an OPEN route). */
+const char *http_request_key_id(const struct http_request *r);
 
 /* ---- replies: exactly one per request, from the handler's thread ---- */
 
@@ -109,6 +171,15 @@ struct http_stream *http_reply_stream_ex(struct http_request *r, const char *con
  * every deferred request to be finished. */
 void http_request_defer(struct http_request *r);
 void http_request_finish(struct http_request *r);
+/* For a deferred request: on_timeout(arg) runs at most once, on the watcher
+ * thread, when the request's time limit (http_server_opts.request_timeout_s,
+ * counted from the request line) passes before http_request_finish. The
+ * owner should then stop its work and reply (request_timeout) as usual.
+ * http_request_finish waits for a running on_timeout to return, so arg need
+ * only stay alive until the owner has called it; on_timeout must not call
+ * http_request_finish itself. No effect without a time limit. Call after
+ * http_request_defer, from the thread that deferred. */
+void http_request_on_timeout(struct http_request *r, void (*on_timeout)(void *arg), void *arg);
 
 /* The HTTP status of a problem code; 500 for unknown codes. */
 int http_problem_status(const char *code);

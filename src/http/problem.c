@@ -29,6 +29,10 @@ static const struct {
     {"question_too_long", 400, "The question does not fit the model's context window"},
     {"conversation_not_found", 404, "No such conversation"},
     {"message_not_found", 404, "No such answer in this conversation"},
+    {"unauthorized", 401, "A valid API key is required"},
+    {"forbidden", 403, "Not allowed: the API key's scope or the request's origin"},
+    {"rate_limited", 429, "Too many requests"},
+    {"request_timeout", 504, "The request took longer than the server's time limit"},
 };
 
 static int find(const char *code) {

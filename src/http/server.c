@@ -20,6 +20,7 @@
  * The same thread sends heartbeats and cuts streams whose client stopped
  * reading (stall_ms). */
 #include <arpa/inet.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -33,6 +34,7 @@
 #include <unistd.h>
 
 #include "http/http.h"
+#include "http/http_int.h"
 #include "text/text.h"
 #include "util/clock.h"
 #include "util/crypto.h"
@@ -44,6 +46,8 @@
 #define STREAM_BLOCK_SIZE (16u * 1024u)
 #define WATCH_TICK_MS 100 /* heartbeats and stall checks */
 #define WATCH_BATCH 256
+#define HEADER_BYTES_DEFAULT (64u * 1024u)
+#define LIMITER_ENTRIES_MAX 100000 /* keys and client addresses with live buckets */
 
 enum request_state { REQ_READING = 0, REQ_RUNNING, REQ_REPLIED, REQ_DONE };
 /* http_request_defer / http_request_finish handshake with run_handler. */
@@ -63,6 +67,11 @@ struct http_server {
   struct http_stream *streams;   /* open streamed responses */
   struct http_stream *graveyard; /* gone, but maybe named by a pending epoll event */
   size_t deferred; /* requests deferred and not yet finished (guarded by mu) */
+  struct http_request *deferred_list; /* deferred, not yet finished */
+  pthread_cond_t timeout_done;        /* an on_timeout call returned */
+  struct http_key_cache *keys;   /* NULL without opts->access */
+  struct http_limiter *limiter;  /* NULL without opts->access */
+  int listen_loopback;           /* opts->host is a loopback address */
 };
 
 /* Counters since start-up (see http_stream_stats). */
@@ -101,8 +110,18 @@ struct http_request {
   enum request_state state;
   enum request_defer defer;   /* guarded by srv->mu */
   int handler_returned;       /* guarded by srv->mu; only for a deferred request */
+  /* RAGD_REQUEST_TIMEOUT_S for a deferred request (guarded by srv->mu). */
+  struct http_request *deferred_prev, *deferred_next; /* in srv->deferred_list */
+  void (*on_timeout)(void *arg);
+  void *timeout_arg;
+  int timeout_running; /* the watcher is calling on_timeout */
   int status;
   struct MHD_Response *response;
+  char peer[72];      /* client address ("" unknown); IPv6 as its /64 */
+  int peer_loopback;
+  char *cors_origin;  /* the request's Origin when the allow-list admits it */
+  struct http_limit_slot *slot; /* its place among its client's requests in flight */
+  char key_id[72];    /* the admitting key's public id; "" without one */
 };
 
 struct http_stream {
@@ -126,6 +145,8 @@ struct http_stream {
   void *cancel_arg;
   void (*on_release)(void *arg);
   void *release_arg;
+  struct http_limit_slot *slot; /* taken over from the request: the place is held
+                                   until the connection is done with the stream */
   struct http_stream *prev, *next;
 };
 
@@ -233,6 +254,8 @@ static void stream_unref(struct http_stream *s);
 
 static void request_free(struct http_request *r) {
   if (!r) return;
+  if (r->slot) http_limiter_release(r->srv->limiter, r->slot);
+  free(r->cors_origin);
   if (r->stream) stream_unref(r->stream);
   if (r->response) MHD_destroy_response(r->response);
   json_decref(r->json);
@@ -243,8 +266,29 @@ static void request_free(struct http_request *r) {
 }
 
 static void add_common_headers(struct http_request *r, struct MHD_Response *resp) {
+  const struct http_access_opts *a = r->srv->opts->access;
   MHD_add_response_header(resp, "X-Request-ID", r->request_id);
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  if (a && a->cors_origins && a->cors_origins[0]) MHD_add_response_header(resp, "Vary", "Origin");
+  if (r->cors_origin) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            "Retry-After, WWW-Authenticate, X-Request-ID, "
+                            "x-vercel-ai-ui-message-stream");
+  }
+}
+
+/* Appends the methods the route table takes on path ("GET, POST"), or
+ * nothing when no route has this path. */
+static void path_methods(const struct http_server *srv, const char *path, struct buf *allow) {
+  for (size_t i = 0; i < srv->opts->route_count; i++) {
+    const struct http_route *rt = &srv->opts->routes[i];
+    size_t n = strlen(rt->path);
+    int m = (n && rt->path[n - 1] == '*') ? strncmp(path, rt->path, n - 1) == 0 && path[n - 1]
+                                          : strcmp(path, rt->path) == 0;
+    if (m && (!allow->data || !strstr(allow->data, rt->method)))
+      if (buf_appendf(allow, "%s%s", allow->len ? ", " : "", rt->method)) break;
+  }
 }
 
 static void set_response(struct http_request *r, int status, struct MHD_Response *resp) {
@@ -314,14 +358,7 @@ static struct MHD_Response *problem_response(struct http_request *r, const char 
     /* List the methods this path takes. */
     struct buf allow;
     buf_init(&allow, 256);
-    for (size_t i = 0; i < r->srv->opts->route_count; i++) {
-      const struct http_route *rt = &r->srv->opts->routes[i];
-      size_t n = strlen(rt->path);
-      int m = (n && rt->path[n - 1] == '*') ? strncmp(r->path, rt->path, n - 1) == 0
-                                            : strcmp(r->path, rt->path) == 0;
-      if (m && (!allow.data || !strstr(allow.data, rt->method)))
-        if (buf_appendf(&allow, "%s%s", allow.len ? ", " : "", rt->method)) break;
-    }
+    path_methods(r->srv, r->path, &allow);
     if (allow.data) MHD_add_response_header(resp, "Allow", allow.data);
     buf_dispose(&allow);
   }
@@ -398,6 +435,172 @@ static int request_check_json(struct http_request *r) {
   return 1;
 }
 
+/* ---- access and limits ------------------------------------------------------------ */
+
+/* 401 with the RFC 6750 challenge; error is NULL (no key sent) or
+ * "invalid_token". */
+static void reply_unauthorized(struct http_request *r, const char *error, const char *detail) {
+  char challenge[96];
+  reply_problem(r, "unauthorized", "%s", detail);
+  snprintf(challenge, sizeof challenge, "Bearer realm=\"ragd\"%s%s%s", error ? ", error=\"" : "",
+           error ? error : "", error ? "\"" : "");
+  if (r->response) MHD_add_response_header(r->response, "WWW-Authenticate", challenge);
+}
+
+/* The key of "Authorization: Bearer KEY" (scheme case-insensitive), or NULL. */
+static const char *request_bearer(struct http_request *r, size_t *len) {
+  const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+  size_t n;
+  if (!h || strncasecmp(h, "Bearer ", 7) != 0) return NULL;
+  h += 7;
+  while (*h == ' ') h++;
+  n = strlen(h);
+  while (n && (h[n - 1] == ' ' || h[n - 1] == '\t')) n--;
+  *len = n;
+  return n ? h : NULL;
+}
+
+/* Checks who may call the route and takes the caller's rate-limit token and
+ * in-flight place. Worker thread, before the handler. Returns 1 when the
+ * handler may run; otherwise a reply is stored. */
+static int request_admit(struct http_request *r) {
+  const struct http_access_opts *a = r->srv->opts->access;
+  enum http_access need = r->route->access;
+  struct http_key key;
+  char name[96];
+  const char *token;
+  size_t active = 0, token_len = 0;
+  long rpm, concurrent;
+  int64_t now = clock_mono_ms(), retry_ms = 0;
+  enum http_limit_verdict verdict;
+  ragd_err rc = RAGD_OK;
+  if (!a || need == HTTP_ACCESS_OPEN || (need == HTTP_ACCESS_METRICS && !a->metrics_admin))
+    return 1;
+  if (a->key_lookup) rc = http_key_cache_count(r->srv->keys, now, &active);
+  if (rc) {
+    reply_problem(r, "store_unavailable", "API keys cannot be checked: %s", ragd_strerror(rc));
+    return 0;
+  }
+  if (active == 0) {
+    /* No keys: open, but only where nobody else can reach us. */
+    if (!r->srv->listen_loopback && !a->allow_open) {
+      reply_unauthorized(r, NULL,
+                         "this server has no API keys and does not listen on loopback; create "
+                         "one with `ragd keys create --scope query`");
+      return 0;
+    }
+    if (r->peer_loopback || !r->peer[0]) return 1;
+    snprintf(name, sizeof name, "addr:%s", r->peer);
+    rpm = a->rpm_address;
+    concurrent = a->streams_key;
+  } else {
+    token = request_bearer(r, &token_len);
+    if (!token) {
+      reply_unauthorized(r, NULL, "this route needs an API key: send \"Authorization: Bearer <key>\"");
+      return 0;
+    }
+    rc = http_key_cache_lookup(r->srv->keys, token, token_len, now, &key);
+    if (rc == RAGD_ENOTFOUND) {
+      reply_unauthorized(r, "invalid_token", "the API key is not valid (unknown or revoked)");
+      return 0;
+    }
+    if (rc) {
+      reply_problem(r, "store_unavailable", "API keys cannot be checked: %s", ragd_strerror(rc));
+      return 0;
+    }
+    if (need == HTTP_ACCESS_ADMIN && !key.admin) {
+      reply_problem(r, "forbidden", "%s %s needs an admin key; key %s has the query scope",
+                    r->method, r->route->path, key.id);
+      if (r->response)
+        MHD_add_response_header(r->response, "WWW-Authenticate",
+                                "Bearer realm=\"ragd\", error=\"insufficient_scope\", scope=\"admin\"");
+      return 0;
+    }
+    snprintf(r->key_id, sizeof r->key_id, "%s", key.id);
+    snprintf(name, sizeof name, "key:%s", key.id);
+    rpm = key.rpm > 0 ? key.rpm : a->rpm_key;
+    concurrent = key.streams > 0 ? key.streams : a->streams_key;
+  }
+  verdict = http_limiter_admit(r->srv->limiter, name, rpm, concurrent, now, &r->slot, &retry_ms);
+  if (verdict != HTTP_LIMIT_OK) {
+    char secs[24];
+    const char *who = r->key_id[0] ? "key " : "address ";
+    const char *id = r->key_id[0] ? r->key_id : r->peer;
+    if (verdict == HTTP_LIMIT_RATE)
+      reply_problem(r, "rate_limited", "%s%s is over its limit of %ld requests per minute", who,
+                    id, rpm);
+    else
+      reply_problem(r, "rate_limited",
+                    "%s%s already has %ld requests or streams in flight, its limit", who, id,
+                    concurrent);
+    snprintf(secs, sizeof secs, "%lld", (long long)((retry_ms + 999) / 1000));
+    if (r->response) MHD_add_response_header(r->response, "Retry-After", secs);
+    return 0;
+  }
+  return 1;
+}
+
+/* The client's address, IPv6 cut to its /64 (one host's share), and
+ * whether it is loopback. Event thread. */
+static void request_peer(struct http_request *r) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+  if (!sa) return;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+    inet_ntop(AF_INET, &in->sin_addr, r->peer, sizeof r->peer);
+  } else if (sa->sa_family == AF_INET6) {
+    struct in6_addr a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&a)) {
+      inet_ntop(AF_INET, &a.s6_addr[12], r->peer, sizeof r->peer);
+    } else if (IN6_IS_ADDR_LOOPBACK(&a)) {
+      snprintf(r->peer, sizeof r->peer, "::1");
+    } else {
+      char text[INET6_ADDRSTRLEN];
+      memset(&a.s6_addr[8], 0, 8);
+      if (inet_ntop(AF_INET6, &a, text, sizeof text))
+        snprintf(r->peer, sizeof r->peer, "%s/64", text);
+    }
+  }
+  r->peer_loopback = http_host_is_loopback(r->peer);
+}
+
+/* An OPTIONS request: the methods of the path (Allow) and, for a CORS
+ * preflight from an allowed origin, the Access-Control-* answer. Event
+ * thread; the reply is stored. */
+static void reply_options(struct http_request *r) {
+  const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+  const char *want = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                                 "Access-Control-Request-Method");
+  struct MHD_Response *resp;
+  struct buf allow;
+  buf_init(&allow, 256);
+  path_methods(r->srv, r->path, &allow);
+  if (!allow.data) {
+    reply_problem(r, "not_found", "no route for OPTIONS %s", r->path);
+    goto out;
+  }
+  if (origin && want && !r->cors_origin) {
+    reply_problem(r, "forbidden", "origin %s is not allowed (RAGD_CORS_ORIGINS)", origin);
+    goto out;
+  }
+  resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (!resp) goto out;
+  add_common_headers(r, resp);
+  if (r->cors_origin && want) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow.data);
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, Last-Event-ID, X-Request-ID");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+  }
+  buf_append_str(&allow, ", OPTIONS");
+  MHD_add_response_header(resp, "Allow", allow.data);
+  set_response(r, 204, resp);
+out:
+  buf_dispose(&allow);
+}
+
 /* Hands the stored reply to the daemon: the connection resumes and the event
  * thread queues the response. r may be freed as soon as this returns. */
 static void request_complete(struct http_request *r) {
@@ -413,7 +616,10 @@ static void run_handler(void *arg) {
   struct http_request *r = arg;
   struct http_server *srv = r->srv;
   int later;
-  r->route->handler(r, srv->opts->app);
+  /* Who is asking comes first: a caller without a key learns nothing about
+   * its body. The body checks run here too, off the event thread. */
+  if (request_admit(r) && (r->route->body == HTTP_BODY_NONE || request_check_json(r)))
+    r->route->handler(r, srv->opts->app);
   /* A deferred request not finished yet is completed by http_request_finish
    * on another thread, which may free r at any moment after the unlock. */
   pthread_mutex_lock(&srv->mu);
@@ -428,6 +634,10 @@ static void run_handler(void *arg) {
 void http_request_defer(struct http_request *r) {
   pthread_mutex_lock(&r->srv->mu);
   r->defer = DEFER_WAITING;
+  r->deferred_prev = NULL;
+  r->deferred_next = r->srv->deferred_list;
+  if (r->deferred_next) r->deferred_next->deferred_prev = r;
+  r->srv->deferred_list = r;
   r->srv->deferred++;
   pthread_mutex_unlock(&r->srv->mu);
 }
@@ -436,6 +646,12 @@ void http_request_finish(struct http_request *r) {
   struct http_server *srv = r->srv;
   int now;
   pthread_mutex_lock(&srv->mu);
+  while (r->timeout_running) pthread_cond_wait(&srv->timeout_done, &srv->mu);
+  r->on_timeout = NULL;
+  if (r->deferred_prev) r->deferred_prev->deferred_next = r->deferred_next;
+  else if (srv->deferred_list == r) srv->deferred_list = r->deferred_next;
+  if (r->deferred_next) r->deferred_next->deferred_prev = r->deferred_prev;
+  r->deferred_prev = r->deferred_next = NULL;
   r->defer = DEFER_FINISHED;
   now = r->handler_returned;
   pthread_mutex_unlock(&srv->mu);
@@ -446,6 +662,30 @@ void http_request_finish(struct http_request *r) {
   pthread_mutex_lock(&srv->mu);
   srv->deferred--;
   pthread_mutex_unlock(&srv->mu);
+}
+
+void http_request_on_timeout(struct http_request *r, void (*on_timeout)(void *arg), void *arg) {
+  pthread_mutex_lock(&r->srv->mu);
+  if (r->defer == DEFER_WAITING && r->srv->opts->request_timeout_s > 0) {
+    r->on_timeout = on_timeout;
+    r->timeout_arg = arg;
+  }
+  pthread_mutex_unlock(&r->srv->mu);
+}
+
+/* Deferred requests past their time limit: marks each running and returns
+ * them (at most cap) for their on_timeout to be called outside the lock.
+ * Caller holds srv->mu. */
+static size_t watch_timeouts(struct http_server *srv, int64_t now_us, struct http_request **out,
+                             size_t cap) {
+  int64_t limit_us = (int64_t)srv->opts->request_timeout_s * 1000000;
+  size_t n = 0;
+  for (struct http_request *r = srv->deferred_list; r && n < cap; r = r->deferred_next) {
+    if (!r->on_timeout || now_us - r->started_us < limit_us) continue;
+    r->timeout_running = 1;
+    out[n++] = r;
+  }
+  return n;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -478,6 +718,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       memcpy(r->request_id, "req_", 4);
       if (crypto_random_hex(r->request_id + 4, 12) != 0) snprintf(r->request_id, sizeof r->request_id, "req_unknown");
     }
+    request_peer(r);
+    if (srv->opts->access && http_cors_origin_allowed(srv->opts->access->cors_origins,
+                                                      MHD_lookup_connection_value(
+                                                          conn, MHD_HEADER_KIND, "Origin")))
+      r->cors_origin = strdup(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin"));
+    if (strcmp(method, "OPTIONS") == 0) {
+      reply_options(r);
+      return queue_stored(r);
+    }
     r->route = route_find(srv->opts, method, url, &r->param, &path_matched);
     if (!r->route) r->problem = path_matched ? "method_not_allowed" : "not_found";
     cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -508,7 +757,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                     srv->opts->max_body_bytes);
       return queue_stored(r);
     }
-    if (r->route->body != HTTP_BODY_NONE && !request_check_json(r)) return queue_stored(r);
     r->state = REQ_RUNNING;
     MHD_suspend_connection(conn);
     if (workq_submit(srv->workers, run_handler, r) != RAGD_OK) {
@@ -539,6 +787,8 @@ const char *http_request_method(const struct http_request *r) { return r->method
 const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_path_param(const struct http_request *r) { return r->param ? r->param : ""; }
 const char *http_request_id(const struct http_request *r) { return r->request_id; }
+const char *http_request_key_id(const struct http_request *r) { return r->key_id[0] ? r->key_id : NULL; }
+
 json_t *http_request_json(const struct http_request *r) { return r->json; }
 
 const char *http_request_header(const struct http_request *r, const char *name) {
@@ -692,6 +942,8 @@ static void stream_gone(void *cls) {
   stream_cancel_locked(s, &fn, &arg);
   pthread_mutex_unlock(&s->mu);
   stats_add(&stats.v.open, -1);
+  if (s->slot) http_limiter_release(srv->limiter, s->slot);
+  s->slot = NULL;
   if (fn) fn(arg);
   stream_unref(s);
 }
@@ -732,6 +984,8 @@ struct http_stream *http_reply_stream_ex(struct http_request *r, const char *con
   set_response(r, 200, resp);
   if (r->stream) stream_unref(r->stream);
   r->stream = s;
+  s->slot = r->slot; /* the client's place in flight lasts as long as the stream */
+  r->slot = NULL;
   ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
   pthread_mutex_lock(&srv->mu);
   s->serial = ++srv->next_serial;
@@ -871,11 +1125,12 @@ static void *watcher_main(void *arg) {
   struct http_server *srv = arg;
   struct epoll_event events[WATCH_BATCH];
   struct pending_cancel pc[WATCH_BATCH];
+  struct http_request *late[WATCH_BATCH];
   int64_t last_tick = clock_mono_ms();
   for (;;) {
     int got = epoll_wait(srv->watch_fd, events, WATCH_BATCH, WATCH_TICK_MS);
     struct http_stream *dead;
-    size_t n = 0;
+    size_t n = 0, n_late = 0;
     int64_t now = clock_mono_ms();
     pthread_mutex_lock(&srv->mu);
     if (srv->stopping) {
@@ -896,12 +1151,23 @@ static void *watcher_main(void *arg) {
     }
     if (now - last_tick >= WATCH_TICK_MS) {
       n += watch_tick(srv, now, pc + n, WATCH_BATCH - n);
+      n_late = watch_timeouts(srv, clock_mono_us(), late, WATCH_BATCH);
       last_tick = now;
     }
     dead = srv->graveyard;
     srv->graveyard = NULL;
     pthread_mutex_unlock(&srv->mu);
     run_cancels(pc, n);
+    for (size_t i = 0; i < n_late; i++) {
+      /* The owner cannot finish r (and free what arg points to) until
+       * timeout_running drops: http_request_finish waits for it. */
+      late[i]->on_timeout(late[i]->timeout_arg);
+      pthread_mutex_lock(&srv->mu);
+      late[i]->timeout_running = 0;
+      late[i]->on_timeout = NULL;
+      pthread_cond_broadcast(&srv->timeout_done);
+      pthread_mutex_unlock(&srv->mu);
+    }
     while (dead) {
       struct http_stream *next = dead->next;
       dead->next = NULL;
@@ -942,6 +1208,12 @@ static void raise_fd_limit(void) {
   if (setrlimit(RLIMIT_NOFILE, &rl) != 0) log_warn("http: cannot raise the open file limit");
 }
 
+/* libmicrohttpd keeps a connection's request line, headers and buffers in
+ * one pool of this size and answers 431 when the headers do not fit. */
+static size_t connection_memory(const struct http_server_opts *opts) {
+  return opts->max_header_bytes ? opts->max_header_bytes : HEADER_BYTES_DEFAULT;
+}
+
 ragd_err http_server_start(const struct http_server_opts *opts, struct http_server **out) {
   struct http_server *srv = calloc(1, sizeof *srv);
   struct sockaddr_storage ss;
@@ -955,6 +1227,7 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   srv->opts = opts;
   srv->watch_fd = -1;
   pthread_mutex_init(&srv->mu, NULL);
+  pthread_cond_init(&srv->timeout_done, NULL);
   http_metrics_init();
   raise_fd_limit();
   memset(&ss, 0, sizeof ss);
@@ -981,13 +1254,19 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   }
   rc = workq_new(opts->workers, &srv->workers);
   if (rc) goto fail;
+  srv->listen_loopback = http_host_is_loopback(opts->host);
+  if (opts->access) {
+    rc = http_key_cache_new(opts->access, opts->app, &srv->keys);
+    if (!rc) rc = http_limiter_new(LIMITER_ENTRIES_MAX, &srv->limiter);
+    if (rc) goto fail;
+  }
   srv->daemon = MHD_start_daemon(
       flags, (uint16_t)opts->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
       log_mhd, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
       on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
       MHD_OPTION_CONNECTION_LIMIT, opts->max_connections,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);
+      connection_memory(opts), MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_END);
   if (!srv->daemon) {
     log_error("cannot listen on %s:%d (in use, or not an address of this machine)", opts->host,
               opts->port);
@@ -1055,6 +1334,9 @@ void http_server_stop(struct http_server *srv) {
     dead = next;
   }
   if (srv->watch_fd >= 0) close(srv->watch_fd);
+  http_key_cache_free(srv->keys);
+  http_limiter_free(srv->limiter);
   pthread_mutex_destroy(&srv->mu);
+  pthread_cond_destroy(&srv->timeout_done);
   free(srv);
 }

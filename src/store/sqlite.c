@@ -494,6 +494,23 @@ static ragd_err sq_exec(struct sq_store *s, const char *sql, const char *what) {
   return sq_map(src);
 }
 
+/* The api_keys table stands apart from the numbered schema: it is created
+ * (IF NOT EXISTS) at every open, so adding it needed no schema version of its
+ * own and older databases simply gain it. Key operations are rare (the HTTP
+ * layer caches lookups for well under a second), so their statements are
+ * prepared per call rather than held in s->stmts. Only hashes are stored. */
+static const char sq_schema_keys[] =
+    "CREATE TABLE IF NOT EXISTS api_keys ("
+    " id INTEGER PRIMARY KEY,"
+    " public_id TEXT NOT NULL UNIQUE,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " scope TEXT NOT NULL CHECK (scope IN ('query', 'admin')),"
+    " key_hash TEXT NOT NULL UNIQUE,"
+    " rpm INTEGER NOT NULL DEFAULT 0,"
+    " streams INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL,"
+    " revoked_at INTEGER);";
+
 static ragd_err sq_user_version(struct sq_store *s, int *version) {
   sqlite3_stmt *st = NULL;
   ragd_err rc = RAGD_OK;
@@ -622,6 +639,7 @@ static ragd_err sq_open(const char *location, const struct store_options *opts, 
     goto out;
   }
   rc = sq_migrate(s, path.data);
+  if (!rc) rc = sq_exec(s, sq_schema_keys, "create the api_keys table");
   if (rc) goto out;
   for (i = 0; i < SQ_STMT_COUNT; i++) {
     src = sqlite3_prepare_v3(s->db, sq_stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -2131,6 +2149,186 @@ static ragd_err sq_ping(void *ctx) {
   return rc;
 }
 
+/* ---- API keys ------------------------------------------------------------------- */
+
+#define SQ_KEY_COLUMNS "public_id, name, scope, key_hash, rpm, streams, created_at, revoked_at"
+#define SQ_KEY_NAME_MAX 200
+#define SQ_KEY_ID_MAX 64
+
+static int sq_key_hash_ok(const char *h) {
+  size_t n = 0;
+  if (!h) return 0;
+  for (; h[n]; n++)
+    if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f'))) return 0;
+  return n == 64;
+}
+
+static ragd_err sq_key_read(sqlite3_stmt *st, struct store_key *k) {
+  ragd_err rc;
+  memset(k, 0, sizeof *k);
+  rc = sq_col_dup(st, 0, &k->id, NULL);
+  if (!rc) rc = sq_col_dup(st, 1, &k->name, NULL);
+  if (!rc) rc = sq_col_dup(st, 2, &k->scope, NULL);
+  if (!rc) rc = sq_col_dup(st, 3, &k->hash, NULL);
+  k->rpm = (long)sqlite3_column_int64(st, 4);
+  k->streams = (long)sqlite3_column_int64(st, 5);
+  k->created_at = sqlite3_column_int64(st, 6);
+  k->revoked_at = sqlite3_column_int64(st, 7);
+  if (rc) store_key_dispose(k);
+  return rc;
+}
+
+static ragd_err sq_key_create(void *ctx, const struct store_key *key) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st = NULL;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || !key || sq_check_id(key->id, SQ_KEY_ID_MAX) || !key->scope ||
+      (strcmp(key->scope, "query") != 0 && strcmp(key->scope, "admin") != 0) ||
+      !sq_key_hash_ok(key->hash) || key->rpm < 0 || key->streams < 0 ||
+      (key->name && (strlen(key->name) > SQ_KEY_NAME_MAX || sq_check_str(key->name))))
+    return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  src = sqlite3_prepare_v2(s->db,
+                           "INSERT INTO api_keys (public_id, name, scope, key_hash, rpm, streams,"
+                           " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           -1, &st, NULL);
+  if (src != SQLITE_OK) {
+    rc = sq_fail(s, src, "prepare key insert");
+    goto out;
+  }
+  src = sq_bind_str(st, 1, key->id);
+  if (src == SQLITE_OK) src = sq_bind_str(st, 2, key->name ? key->name : "");
+  if (src == SQLITE_OK) src = sq_bind_str(st, 3, key->scope);
+  if (src == SQLITE_OK) src = sq_bind_str(st, 4, key->hash);
+  if (src == SQLITE_OK) src = sqlite3_bind_int64(st, 5, key->rpm);
+  if (src == SQLITE_OK) src = sqlite3_bind_int64(st, 6, key->streams);
+  if (src == SQLITE_OK) src = sqlite3_bind_int64(st, 7, clock_wall_s());
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if ((src & 0xff) == SQLITE_CONSTRAINT)
+    rc = RAGD_EINVAL; /* the id or the hash exists: draw another key */
+  else if (src != SQLITE_DONE)
+    rc = sq_fail(s, src, "insert key");
+out:
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_key_lookup(void *ctx, const char *hash_hex, struct store_key *out) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st = NULL;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || !out || !sq_key_hash_ok(hash_hex)) return !out ? RAGD_EINVAL : RAGD_ENOTFOUND;
+  pthread_mutex_lock(&s->lock);
+  src = sqlite3_prepare_v2(s->db,
+                           "SELECT " SQ_KEY_COLUMNS " FROM api_keys"
+                           " WHERE key_hash = ?1 AND revoked_at IS NULL",
+                           -1, &st, NULL);
+  if (src != SQLITE_OK) {
+    rc = sq_fail(s, src, "prepare key lookup");
+    goto out;
+  }
+  src = sq_bind_str(st, 1, hash_hex);
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    rc = sq_key_read(st, out);
+  else if (src == SQLITE_DONE)
+    rc = RAGD_ENOTFOUND;
+  else
+    rc = sq_fail(s, src, "look up key");
+out:
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_key_list(void *ctx, struct store_key_list *out) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st = NULL;
+  ragd_err rc = RAGD_OK;
+  size_t cap = 0;
+  int src;
+  if (!s || !out) return RAGD_EINVAL;
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&s->lock);
+  src = sqlite3_prepare_v2(s->db, "SELECT " SQ_KEY_COLUMNS " FROM api_keys ORDER BY id", -1, &st,
+                           NULL);
+  if (src != SQLITE_OK) {
+    rc = sq_fail(s, src, "prepare key list");
+    goto out;
+  }
+  while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+    if (out->count == cap) {
+      size_t ncap = cap ? cap * 2 : 8;
+      struct store_key *p = realloc(out->items, ncap * sizeof *p);
+      if (!p) {
+        rc = RAGD_ENOMEM;
+        goto out;
+      }
+      out->items = p;
+      cap = ncap;
+    }
+    rc = sq_key_read(st, &out->items[out->count]);
+    if (rc) goto out;
+    out->count++;
+  }
+  if (src != SQLITE_DONE) rc = sq_fail(s, src, "list keys");
+out:
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->lock);
+  if (rc) store_key_list_dispose(out);
+  return rc;
+}
+
+static ragd_err sq_key_revoke(void *ctx, const char *id) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st = NULL;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || sq_check_id(id, SQ_KEY_ID_MAX)) return RAGD_ENOTFOUND;
+  pthread_mutex_lock(&s->lock);
+  src = sqlite3_prepare_v2(s->db,
+                           "UPDATE api_keys SET revoked_at = ?2"
+                           " WHERE public_id = ?1 AND revoked_at IS NULL",
+                           -1, &st, NULL);
+  if (src != SQLITE_OK) {
+    rc = sq_fail(s, src, "prepare key revoke");
+    goto out;
+  }
+  src = sq_bind_str(st, 1, id);
+  if (src == SQLITE_OK) src = sqlite3_bind_int64(st, 2, clock_wall_s());
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if (src != SQLITE_DONE)
+    rc = sq_fail(s, src, "revoke key");
+  else if (sqlite3_changes(s->db) == 0)
+    rc = RAGD_ENOTFOUND;
+out:
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_key_count(void *ctx, size_t *active) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st = NULL;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || !active) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  src = sqlite3_prepare_v2(s->db, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL", -1,
+                           &st, NULL);
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if (src == SQLITE_ROW)
+    *active = (size_t)sqlite3_column_int64(st, 0);
+  else
+    rc = sq_fail(s, src, "count keys");
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .version = STORE_OPS_VERSION,
     .name = "sqlite",
@@ -2161,4 +2359,9 @@ const struct store_ops store_sqlite_ops = {
     .delete_conversations_before = sq_delete_conversations_before,
     .put_feedback = sq_put_feedback,
     .list_feedback = sq_list_feedback,
+    .key_create = sq_key_create,
+    .key_lookup = sq_key_lookup,
+    .key_list = sq_key_list,
+    .key_revoke = sq_key_revoke,
+    .key_count = sq_key_count,
 };

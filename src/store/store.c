@@ -175,3 +175,20 @@ void store_chunk_text_list_dispose(struct store_chunk_text_list *l) {
   free(l->items);
   memset(l, 0, sizeof *l);
 }
+
+void store_key_dispose(struct store_key *k) {
+  if (!k) return;
+  free(k->id);
+  free(k->name);
+  free(k->scope);
+  free(k->hash);
+  memset(k, 0, sizeof *k);
+}
+
+void store_key_list_dispose(struct store_key_list *l) {
+  size_t i;
+  if (!l) return;
+  for (i = 0; i < l->count; i++) store_key_dispose(&l->items[i]);
+  free(l->items);
+  memset(l, 0, sizeof *l);
+}

@@ -223,6 +223,25 @@ struct store_options {
 };
 
 void store_options_default(struct store_options *o /* OUT */);
+/* An API key as the store keeps it: never the key itself, only its SHA-256.
+ * In results every string is owned (store_key_dispose); handed to key_create
+ * they are borrowed. */
+struct store_key {
+  char *id;    /* public, non-secret prefix of the key ("rk_" + 8 characters):
+                  names the key in lists, logs and revoke; unique */
+  char *name;  /* a label for people, "" when none; at most 200 bytes of UTF-8 */
+  char *scope; /* "query" | "admin" */
+  char *hash;  /* lower-case hex SHA-256 of the whole key: 64 characters; unique */
+  long rpm;     /* requests per minute for this key; 0: the server's default */
+  long streams; /* concurrent streams for this key; 0: the server's default */
+  int64_t created_at; /* Unix seconds (set by key_create) */
+  int64_t revoked_at; /* Unix seconds; 0 while active */
+};
+
+struct store_key_list {
+  struct store_key *items;
+  size_t count;
+};
 
 struct store_ops {
   int version; /* STORE_OPS_VERSION */
@@ -344,6 +363,27 @@ struct store_ops {
    * seconds; 0: all), oldest change first (ties by message). The store may
    * be locked while cb runs: cb must not call the store. */
   ragd_err (*list_feedback)(void *ctx, int64_t since, store_feedback_cb cb, void *cb_ctx);
+  /* ---- API keys (ragd keys; the HTTP access check) ----
+   * Another process (a second server on the same database, `ragd keys` from
+   * a shell) may create and revoke keys at any time: every call reads the
+   * stored state, nothing is cached here. */
+
+  /* Stores a new active key (created_at = now; revoked_at ignored).
+   * RAGD_EINVAL when id, scope, hash or name is malformed (see struct
+   * store_key), rpm or streams is negative, or a key with this id or hash
+   * already exists (the caller draws a new key and tries again). */
+  ragd_err (*key_create)(void *ctx, const struct store_key *key);
+  /* The active key whose hash is hash_hex (64 lower-case hex digits), or
+   * RAGD_ENOTFOUND (no such key, or revoked). */
+  ragd_err (*key_lookup)(void *ctx, const char *hash_hex, struct store_key *out /* OUT */);
+  /* Every key, revoked ones included, oldest first. */
+  ragd_err (*key_list)(void *ctx, struct store_key_list *out /* OUT */);
+  /* Revokes the active key with this id (revoked_at = now): from then on
+   * key_lookup no longer finds it. RAGD_ENOTFOUND when no active key has
+   * this id. */
+  ragd_err (*key_revoke)(void *ctx, const char *id);
+  /* The number of active keys. */
+  ragd_err (*key_count)(void *ctx, size_t *active /* OUT */);
 };
 
 struct store {
@@ -371,6 +411,8 @@ void store_conversation_dispose(struct store_conversation *c);
 int store_message_id_ok(const char *id);
 void store_vector_model_list_dispose(struct store_vector_model_list *l);
 void store_chunk_text_list_dispose(struct store_chunk_text_list *l);
+void store_key_dispose(struct store_key *k);
+void store_key_list_dispose(struct store_key_list *l);
 
 extern const struct store_ops store_sqlite_ops;
 extern const struct store_ops store_postgres_ops;

@@ -93,6 +93,14 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_HYBRID_FEEDBACK_DOCS", hybrid_feedback_docs, 0, 8, "3", "hybrid: keyword hits whose vectors steer the vector ranker"),
     STR_VAR("RAGD_CONDENSE", condense, "rules", "follow-up questions made standalone for retrieval: rules (terms of the previous question) or off"),
     LONG_VAR("RAGD_CONVERSATION_RETENTION_DAYS", conversation_retention_days, 0, 36500, "0", "delete conversations (and their feedback) idle this many days, at start-up and hourly; 0 keeps them"),
+    LONG_VAR("RAGD_ALLOW_OPEN", allow_open, 0, 1, "0", "1: serve without API keys even on a non-loopback address (no authentication at all)"),
+    STR_VAR("RAGD_METRICS_AUTH", metrics_auth, "", "none | admin: whether /metrics needs an admin key (default: none on loopback, admin otherwise)"),
+    STR_VAR("RAGD_CORS_ORIGINS", cors_origins, "", "origins allowed to call the API from a browser, comma-separated (https://help.example.com), * for any; empty: CORS off"),
+    LONG_VAR("RAGD_RATE_LIMIT_RPM", rate_limit_rpm, 0, 100000000L, "600", "requests per minute per API key (a key's --rpm overrides); 0: no limit"),
+    LONG_VAR("RAGD_RATE_LIMIT_ADDRESS_RPM", rate_limit_address_rpm, 0, 100000000L, "120", "requests per minute per client address without a key (loopback clients exempt); 0: no limit"),
+    LONG_VAR("RAGD_RATE_LIMIT_STREAMS", rate_limit_streams, 0, 1000000, "50", "requests in flight per API key, streams until they end (a key's --streams overrides); 0: no limit"),
+    LONG_VAR("RAGD_REQUEST_TIMEOUT_S", request_timeout_s, 1, 86400, "120", "longest a non-streamed answer may take before 504 request_timeout"),
+    LONG_VAR("RAGD_MAX_HEADER_BYTES", max_header_bytes, 8192, 16777216, "65536", "memory per connection for the request line and headers; headers that do not fit get 431"),
 };
 
 #define CONFIG_VAR_COUNT (sizeof config_vars / sizeof config_vars[0])
@@ -394,6 +402,11 @@ ragd_err config_finish(struct ragd_config *c, struct buf *err) {
   }
   if (c->top_k > c->top_k_max) {
     set_error(err, "RAGD_TOP_K: must not exceed RAGD_TOP_K_MAX");
+    return RAGD_ECONFIG;
+  }
+  if (strcmp(c->metrics_auth, "") != 0 && strcmp(c->metrics_auth, "none") != 0 &&
+      strcmp(c->metrics_auth, "admin") != 0) {
+    set_error(err, "RAGD_METRICS_AUTH: expected none or admin, got \"%s\"", c->metrics_auth);
     return RAGD_ECONFIG;
   }
   if (c->chunk_overlap >= c->chunk_tokens) {

@@ -99,6 +99,19 @@ struct ragd_config {
                                   follow-up question is made standalone for retrieval */
   long conversation_retention_days; /* RAGD_CONVERSATION_RETENTION_DAYS, default 0: keep
                                        forever; else conversations idle this long are deleted */
+  long allow_open;             /* RAGD_ALLOW_OPEN, default 0: 1 serves without API keys
+                                  on a non-loopback address */
+  char *metrics_auth;          /* RAGD_METRICS_AUTH: none | admin; "" means none when
+                                  listening on loopback, else admin */
+  char *cors_origins;          /* RAGD_CORS_ORIGINS: allowed origins, comma-separated,
+                                  "*" any; "" CORS off */
+  long rate_limit_rpm;         /* RAGD_RATE_LIMIT_RPM, default 600 per key; 0 none */
+  long rate_limit_address_rpm; /* RAGD_RATE_LIMIT_ADDRESS_RPM, default 120 per client
+                                  address without a key; 0 none */
+  long rate_limit_streams;     /* RAGD_RATE_LIMIT_STREAMS, default 50 in flight per key;
+                                  0 none */
+  long request_timeout_s;      /* RAGD_REQUEST_TIMEOUT_S, default 120 */
+  long max_header_bytes;       /* RAGD_MAX_HEADER_BYTES, default 65536 */
   /* The generators to try, in order, built by config_finish: the entries of
    * RAGD_LLM_CHAIN, or the single RAGD_LLM_* generator; the extractive last
    * resort is not in this list (see llm_last_resort). */

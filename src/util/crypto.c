@@ -1,5 +1,6 @@
 #include "util/crypto.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -26,3 +27,28 @@ int crypto_random_hex(char *out, size_t nbytes) {
   to_hex(raw, nbytes, out);
   return 0;
 }
+
+int crypto_random_base64url(char *out, size_t nbytes) {
+  static const char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  unsigned char raw[64];
+  size_t o = 0;
+  out[0] = '\0';
+  if (nbytes > sizeof raw) return -1;
+  if (RAND_bytes(raw, (int)nbytes) != 1) return -1;
+  for (size_t i = 0; i < nbytes; i += 3) {
+    unsigned v = (unsigned)raw[i] << 16;
+    size_t left = nbytes - i;
+    if (left > 1) v |= (unsigned)raw[i + 1] << 8;
+    if (left > 2) v |= raw[i + 2];
+    out[o++] = alphabet[(v >> 18) & 63];
+    out[o++] = alphabet[(v >> 12) & 63];
+    if (left > 1) out[o++] = alphabet[(v >> 6) & 63];
+    if (left > 2) out[o++] = alphabet[v & 63];
+  }
+  out[o] = '\0';
+  OPENSSL_cleanse(raw, sizeof raw);
+  return 0;
+}
+
+int crypto_equal(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) == 0; }

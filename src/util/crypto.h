@@ -9,5 +9,13 @@ void crypto_sha256_hex(const void *p, size_t n, char out[65]);
 /* Writes 2*nbytes random hex digits and a NUL into out (out holds 2*nbytes+1).
  * Returns 0 on success, -1 when the random source failed. */
 int crypto_random_hex(char *out, size_t nbytes);
+/* Writes nbytes (at most 64) random bytes from OpenSSL's CSPRNG encoded as
+ * unpadded base64url (RFC 4648 section 5: A-Z a-z 0-9 - _) and a NUL into
+ * out, which holds at least (4 * nbytes + 2) / 3 + 1 bytes. Returns 0, or -1
+ * when the random source failed (out is then the empty string). */
+int crypto_random_base64url(char *out, size_t nbytes);
+/* Nonzero when a[0..n) equals b[0..n). Takes the same time whatever the
+ * contents (OpenSSL's CRYPTO_memcmp): use it for secrets and their hashes. */
+int crypto_equal(const void *a, const void *b, size_t n);
 
 #endif
