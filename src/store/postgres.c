@@ -28,7 +28,13 @@
  * types for a scalar and "has this element" for an array.
  *
  * Vectors are float32 arrays (bytea, the host's byte order) served to the
- * in-memory index through load_vectors, as with SQLite. */
+ * in-memory index through load_vectors, as with SQLite.
+ *
+ * Conversations (schema 3) keep what the SQLite store keeps: messages with
+ * public ids and their answer's metadata, feedback per answer (deleted with
+ * its conversation by cascade). A message id already taken inserts nothing
+ * (ON CONFLICT DO NOTHING), so put_message reports RAGD_EINVAL without an
+ * aborted transaction or an error in the server's log. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -55,7 +61,7 @@
 #define PG_FILTER_KEY_MAX 64
 #define PG_FILTER_KEYS_MAX 16
 #define PG_FILTER_VALUES_MAX 100
-#define PG_PARAMS_MAX 12
+#define PG_PARAMS_MAX 16
 /* The key of the advisory lock that serializes migrations ('ragd'). */
 #define PG_MIGRATION_LOCK "1918986596"
 
@@ -111,9 +117,39 @@ static const struct pg_migration pg_migrations[] = {
     /* English stemming of indexed terms: the data is rewritten from C
      * (pg_open), the version only records that. */
     {2, "SELECT 1"},
+    /* Conversation memory, as the SQLite store's schema 3: messages get a
+     * public id (random for the ones stored before), the retrieval query,
+     * sources, citations, provider, model, finish reason and token counts;
+     * answers get feedback; conversations are found by age for retention.
+     * Every statement may run again over its own result. */
+    {3,
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS public_id text COLLATE \"C\";"
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS retrieval_query text NOT NULL DEFAULT '';"
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS sources_json text NOT NULL DEFAULT '[]';"
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS cited_json text NOT NULL DEFAULT '[]';"
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS provider text NOT NULL DEFAULT '';"
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS model text NOT NULL DEFAULT '';"
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS finish_reason text NOT NULL DEFAULT '';"
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS tokens integer;"
+     "ALTER TABLE messages ADD COLUMN IF NOT EXISTS prompt_tokens integer;"
+     /* "msg_" and 24 hex digits, as ragd makes them: 90 random bits of a
+      * version 4 UUID (gen_random_uuid is built in from PostgreSQL 13 on) */
+     "UPDATE messages SET public_id ="
+     " 'msg_' || substr(replace(gen_random_uuid()::text, '-', ''), 1, 24)"
+     " WHERE public_id IS NULL;"
+     "ALTER TABLE messages ALTER COLUMN public_id SET NOT NULL;"
+     "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_public_id ON messages(public_id);"
+     "CREATE INDEX IF NOT EXISTS conversations_by_updated ON conversations(updated_at);"
+     "CREATE TABLE IF NOT EXISTS feedback ("
+     " message_id bigint PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,"
+     " rating text NOT NULL CHECK (rating IN ('up', 'down')),"
+     " comment text NOT NULL DEFAULT '',"
+     " created_at bigint NOT NULL,"
+     " updated_at bigint NOT NULL);"
+     "CREATE INDEX IF NOT EXISTS feedback_by_updated ON feedback(updated_at, message_id);"},
 };
 
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 /* From this version on, indexed terms are stemmed (text_stem_en): chunks
  * indexed by an older version are re-tokenized when the store opens. */
 #define PG_SCHEMA_STEMMED 2
@@ -133,7 +169,6 @@ enum pg_stmt_id {
   PG_SEARCH,
   PG_FILTER_DOCS,
   PG_CONV_TOUCH,
-  PG_MSG_INSERT,
   PG_MSG_LIST,
   PG_STATS,
   PG_PING,
@@ -146,6 +181,14 @@ enum pg_stmt_id {
   PG_CHUNK_GET,
   PG_CHUNKS_ALL,
   PG_CHUNK_RETERM,
+  PG_MSG_PUT,
+  PG_CONV_GET,
+  PG_CONV_DELETE,
+  PG_CONV_EXPIRE,
+  PG_FB_TARGET,
+  PG_FB_EXISTS,
+  PG_FB_PUT,
+  PG_FB_LIST,
   PG_STMT_COUNT
 };
 
@@ -220,12 +263,10 @@ static const char *const pg_stmt_sql[PG_STMT_COUNT] = {
     [PG_CONV_TOUCH] = "INSERT INTO conversations(id, created_at, updated_at)"
                       " VALUES ($1::text, $2::bigint, $2::bigint)"
                       " ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at",
-    [PG_MSG_INSERT] = "INSERT INTO messages(conversation_id, role, content, created_at)"
-                      " VALUES ($1::text, $2::text, $3::text, $4::bigint)",
-    [PG_MSG_LIST] = "SELECT role, content, created_at FROM"
-                    " (SELECT id, role, content, created_at FROM messages"
-                    " WHERE conversation_id = $1::text ORDER BY id DESC LIMIT $2::bigint) AS m"
-                    " ORDER BY id",
+    [PG_MSG_LIST] = "SELECT role, content, created_at, public_id, retrieval_query FROM"
+                    " (SELECT id, role, content, created_at, public_id, retrieval_query"
+                    " FROM messages WHERE conversation_id = $1::text"
+                    " ORDER BY id DESC LIMIT $2::bigint) AS m ORDER BY id",
     [PG_STATS] = "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)",
     [PG_PING] = "SELECT 1",
     [PG_VEC_INSERT] = "INSERT INTO vectors(chunk_id, model, dimensions, data)"
@@ -256,6 +297,43 @@ static const char *const pg_stmt_sql[PG_STMT_COUNT] = {
                       " JOIN documents d ON d.id = c.document_id ORDER BY c.id FOR UPDATE OF c",
     [PG_CHUNK_RETERM] = "UPDATE chunks SET tsv = $2::text::tsvector, term_count = $3::int"
                         " WHERE id = $1::bigint",
+    /* A message id already stored inserts nothing (and returns no row):
+     * the caller tells that from a failure without aborting the transaction. */
+    [PG_MSG_PUT] = "INSERT INTO messages(conversation_id, role, content, created_at, public_id,"
+                   " retrieval_query, sources_json, cited_json, provider, model, finish_reason,"
+                   " tokens, prompt_tokens)"
+                   " VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::text, $6::text,"
+                   " $7::text, $8::text, $9::text, $10::text, $11::text, $12::int, $13::int)"
+                   " ON CONFLICT (public_id) DO NOTHING RETURNING id",
+    /* The conversation and its messages in one statement (one snapshot):
+     * no row means no conversation; the columns pg_read_message reads
+     * follow the first two. */
+    [PG_CONV_GET] = "SELECT c.created_at, c.updated_at, m.role, m.content, m.created_at,"
+                    " m.public_id, m.retrieval_query, m.sources_json, m.cited_json, m.provider,"
+                    " m.model, m.finish_reason, m.tokens, m.prompt_tokens, f.rating, f.comment"
+                    " FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id"
+                    " LEFT JOIN feedback f ON f.message_id = m.id"
+                    " WHERE c.id = $1::text ORDER BY m.id",
+    /* messages and their feedback go by cascade */
+    [PG_CONV_DELETE] = "DELETE FROM conversations WHERE id = $1::text",
+    [PG_CONV_EXPIRE] = "DELETE FROM conversations WHERE updated_at < $1::bigint",
+    /* Locks the rated answer: ratings of one answer from several nodes take
+     * turns, so each sees whether one was stored before it. */
+    [PG_FB_TARGET] = "SELECT m.id FROM messages m WHERE m.conversation_id = $1::text"
+                     " AND m.public_id = $2::text AND m.role = 'assistant' FOR UPDATE",
+    [PG_FB_EXISTS] = "SELECT EXISTS (SELECT 1 FROM feedback WHERE message_id = $1::bigint)",
+    [PG_FB_PUT] = "INSERT INTO feedback(message_id, rating, comment, created_at, updated_at)"
+                  " VALUES ($1::bigint, $2::text, $3::text, $4::bigint, $4::bigint)"
+                  " ON CONFLICT (message_id) DO UPDATE SET rating = excluded.rating,"
+                  " comment = excluded.comment, updated_at = excluded.updated_at",
+    [PG_FB_LIST] = "SELECT m.conversation_id, m.public_id, f.rating, f.comment, f.created_at,"
+                   " f.updated_at,"
+                   " coalesce((SELECT u.content FROM messages u"
+                   " WHERE u.conversation_id = m.conversation_id AND u.id < m.id"
+                   " AND u.role = 'user' ORDER BY u.id DESC LIMIT 1), ''),"
+                   " m.content, m.provider, m.model, m.sources_json, m.cited_json"
+                   " FROM feedback f JOIN messages m ON m.id = f.message_id"
+                   " WHERE f.updated_at >= $1::bigint ORDER BY f.updated_at, f.message_id",
 };
 
 /* ---- the pool ------------------------------------------------------------------ */
@@ -316,6 +394,18 @@ static void pp_literal(struct pg_params *p, const struct buf *b) {
 static void pp_i64(struct pg_params *p, int64_t v) {
   snprintf(p->numbers[p->n], sizeof p->numbers[p->n], "%lld", (long long)v);
   p->values[p->n] = p->numbers[p->n];
+  p->lengths[p->n] = 0;
+  p->formats[p->n] = 0;
+  p->n++;
+}
+
+/* A count that may be unknown (< 0): SQL NULL then. */
+static void pp_count(struct pg_params *p, long v) {
+  if (v >= 0) {
+    pp_i64(p, v);
+    return;
+  }
+  p->values[p->n] = NULL;
   p->lengths[p->n] = 0;
   p->formats[p->n] = 0;
   p->n++;
@@ -1714,39 +1804,98 @@ out:
 
 /* ---- conversations ------------------------------------------------------------------ */
 
-static ragd_err pg_append_message(void *ctx, const char *conversation_id, const char *role,
-                                  const char *content) {
+static int pg_role_ok(const char *role) {
+  return role && (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0);
+}
+
+static ragd_err pg_check_opt(const char *p) { return p ? pg_check_str(p) : RAGD_OK; }
+
+/* A nullable text column: NULL stays NULL. */
+static ragd_err pg_dup_opt(const PGresult *res, int row, int col, char **out) {
+  if (PQgetisnull(res, row, col)) {
+    *out = NULL;
+    return RAGD_OK;
+  }
+  return pg_dup(res, row, col, out, NULL);
+}
+
+/* A nullable count column: NULL is -1 (unknown). */
+static long pg_count(const PGresult *res, int row, int col) {
+  if (PQgetisnull(res, row, col)) return -1;
+  return (long)pg_i64(res, row, col);
+}
+
+static ragd_err pg_put_message(void *ctx, const struct store_message_in *m) {
   struct pg_store *s = ctx;
   struct pg_conn *c = NULL;
   struct pg_params p;
-  int64_t now = clock_wall_s();
+  PGresult *res = NULL;
+  int64_t now;
   ragd_err rc;
 
-  if (!s || !role || !content) return RAGD_EINVAL;
-  rc = pg_check_id(conversation_id, PG_CONVERSATION_ID_MAX);
+  if (!s || !m || !pg_role_ok(m->role) || !m->content || !store_message_id_ok(m->message_id))
+    return RAGD_EINVAL;
+  rc = pg_check_id(m->conversation_id, PG_CONVERSATION_ID_MAX);
+  if (!rc) rc = pg_check_str(m->content);
+  if (!rc) rc = pg_check_opt(m->retrieval_query);
+  if (!rc) rc = pg_check_opt(m->sources_json);
+  if (!rc) rc = pg_check_opt(m->cited_json);
+  if (!rc) rc = pg_check_opt(m->provider);
+  if (!rc) rc = pg_check_opt(m->model);
+  if (!rc) rc = pg_check_opt(m->finish_reason);
   if (rc) return rc;
-  if (strcmp(role, "user") != 0 && strcmp(role, "assistant") != 0) return RAGD_EINVAL;
-  rc = pg_check_str(content);
-  if (rc) return rc;
+  now = m->created_at > 0 ? m->created_at : clock_wall_s();
   rc = pg_acquire(s, &c);
   if (rc) return rc;
   rc = pg_begin(c);
   if (rc) goto out;
   pp_init(&p);
-  pp_text(&p, conversation_id);
+  pp_text(&p, m->conversation_id);
   pp_i64(&p, now);
   rc = pg_run(c, PG_CONV_TOUCH, &p, 0, "touch conversation", NULL);
   if (rc) goto out;
   pp_init(&p);
-  pp_text(&p, conversation_id);
-  pp_text(&p, role);
-  pp_text(&p, content);
+  pp_text(&p, m->conversation_id);
+  pp_text(&p, m->role);
+  pp_text(&p, m->content);
   pp_i64(&p, now);
-  rc = pg_run(c, PG_MSG_INSERT, &p, 0, "insert message", NULL);
-  if (!rc) rc = pg_commit(c);
+  pp_text(&p, m->message_id);
+  pp_text(&p, m->retrieval_query);
+  pp_text(&p, m->sources_json ? m->sources_json : "[]");
+  pp_text(&p, m->cited_json ? m->cited_json : "[]");
+  pp_text(&p, m->provider);
+  pp_text(&p, m->model);
+  pp_text(&p, m->finish_reason);
+  pp_count(&p, m->tokens);
+  pp_count(&p, m->prompt_tokens);
+  rc = pg_run(c, PG_MSG_PUT, &p, 0, "insert message", &res);
+  if (rc) goto out;
+  /* The message id is taken: pg_release rolls the touch back. */
+  if (PQntuples(res) == 0) {
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  rc = pg_commit(c);
 out:
+  PQclear(res);
   pg_release(s, c);
   return rc;
+}
+
+static ragd_err pg_append_message(void *ctx, const char *conversation_id, const char *role,
+                                  const char *content) {
+  struct store_message_in m;
+  char id[4 + 24 + 1];
+  memset(&m, 0, sizeof m);
+  memcpy(id, "msg_", 4);
+  if (crypto_random_hex(id + 4, 12) != 0) return RAGD_EIO;
+  m.conversation_id = conversation_id;
+  m.message_id = id;
+  m.role = role;
+  m.content = content;
+  m.tokens = -1;
+  m.prompt_tokens = -1;
+  return pg_put_message(ctx, &m);
 }
 
 static ragd_err pg_list_messages(void *ctx, const char *conversation_id, size_t limit,
@@ -1779,9 +1928,13 @@ static ragd_err pg_list_messages(void *ctx, const char *conversation_id, size_t 
   for (i = 0; i < rows && !rc; i++) {
     struct store_message *m = &list.items[i];
     list.count++;
+    m->created_at = pg_i64(res, i, 2);
+    m->tokens = -1;
+    m->prompt_tokens = -1;
     rc = pg_dup(res, i, 0, &m->role, NULL);
     if (!rc) rc = pg_dup(res, i, 1, &m->content, NULL);
-    m->created_at = pg_i64(res, i, 2);
+    if (!rc) rc = pg_dup(res, i, 3, &m->id, NULL);
+    if (!rc) rc = pg_dup(res, i, 4, &m->retrieval_query, NULL);
   }
 out:
   PQclear(res);
@@ -1793,6 +1946,230 @@ out:
 done:
   *out = list;
   return RAGD_OK;
+}
+
+/* ---- transcripts, retention, feedback ------------------------------------------------- */
+
+/* One message of a PG_CONV_GET row (its columns from 2 on) into *m. */
+static ragd_err pg_read_message(const PGresult *res, int row, struct store_message *m) {
+  ragd_err rc;
+  memset(m, 0, sizeof *m);
+  m->created_at = pg_i64(res, row, 4);
+  m->tokens = pg_count(res, row, 12);
+  m->prompt_tokens = pg_count(res, row, 13);
+  rc = pg_dup(res, row, 2, &m->role, NULL);
+  if (!rc) rc = pg_dup(res, row, 3, &m->content, NULL);
+  if (!rc) rc = pg_dup(res, row, 5, &m->id, NULL);
+  if (!rc) rc = pg_dup(res, row, 6, &m->retrieval_query, NULL);
+  if (!rc) rc = pg_dup(res, row, 7, &m->sources_json, NULL);
+  if (!rc) rc = pg_dup(res, row, 8, &m->cited_json, NULL);
+  if (!rc) rc = pg_dup(res, row, 9, &m->provider, NULL);
+  if (!rc) rc = pg_dup(res, row, 10, &m->model, NULL);
+  if (!rc) rc = pg_dup(res, row, 11, &m->finish_reason, NULL);
+  if (!rc) rc = pg_dup_opt(res, row, 14, &m->feedback_rating);
+  if (!rc) rc = pg_dup_opt(res, row, 15, &m->feedback_comment);
+  return rc;
+}
+
+static ragd_err pg_get_conversation(void *ctx, const char *conversation_id,
+                                    struct store_conversation *out) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct store_conversation conv;
+  struct pg_params p;
+  PGresult *res = NULL;
+  int rows, i;
+  ragd_err rc;
+
+  if (!s || !out) return RAGD_EINVAL;
+  rc = pg_check_id(conversation_id, PG_CONVERSATION_ID_MAX);
+  if (rc) return rc;
+  memset(&conv, 0, sizeof conv);
+  conv.id = strdup(conversation_id);
+  if (!conv.id) return RAGD_ENOMEM;
+  rc = pg_acquire(s, &c);
+  if (rc) goto out;
+  pp_init(&p);
+  pp_text(&p, conversation_id);
+  rc = pg_run(c, PG_CONV_GET, &p, 0, "get conversation", &res);
+  if (rc) goto out;
+  rows = PQntuples(res);
+  if (rows == 0) {
+    rc = RAGD_ENOTFOUND;
+    goto out;
+  }
+  conv.created_at = pg_i64(res, 0, 0);
+  conv.updated_at = pg_i64(res, 0, 1);
+  /* A conversation without messages is one row of NULL message columns. */
+  if (PQgetisnull(res, 0, 5)) rows = 0;
+  if (rows) {
+    conv.messages.items = calloc((size_t)rows, sizeof *conv.messages.items);
+    if (!conv.messages.items) {
+      rc = RAGD_ENOMEM;
+      goto out;
+    }
+  }
+  for (i = 0; i < rows && !rc; i++) {
+    conv.messages.count++;
+    rc = pg_read_message(res, i, &conv.messages.items[i]);
+  }
+out:
+  PQclear(res);
+  pg_release(s, c);
+  if (rc) {
+    store_conversation_dispose(&conv);
+    return rc;
+  }
+  *out = conv;
+  return RAGD_OK;
+}
+
+static ragd_err pg_delete_conversation(void *ctx, const char *conversation_id) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct pg_params p;
+  PGresult *res = NULL;
+  ragd_err rc;
+
+  if (!s) return RAGD_EINVAL;
+  rc = pg_check_id(conversation_id, PG_CONVERSATION_ID_MAX);
+  if (rc) return rc;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  pp_init(&p);
+  pp_text(&p, conversation_id);
+  rc = pg_run(c, PG_CONV_DELETE, &p, 0, "delete conversation", &res);
+  if (!rc && strtoull(PQcmdTuples(res), NULL, 10) == 0) rc = RAGD_ENOTFOUND;
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
+static ragd_err pg_delete_conversations_before(void *ctx, int64_t before, size_t *deleted) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct pg_params p;
+  PGresult *res = NULL;
+  ragd_err rc;
+
+  if (deleted) *deleted = 0;
+  if (!s) return RAGD_EINVAL;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  pp_init(&p);
+  pp_i64(&p, before);
+  rc = pg_run(c, PG_CONV_EXPIRE, &p, 0, "expire conversations", &res);
+  if (!rc && deleted) *deleted = (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
+static ragd_err pg_put_feedback(void *ctx, const struct store_feedback_in *f, int *created) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct pg_params p;
+  PGresult *res = NULL;
+  const char *comment;
+  int64_t row = 0;
+  int existed = 0;
+  ragd_err rc;
+
+  if (!s || !f || !f->rating || !store_message_id_ok(f->message_id)) return RAGD_EINVAL;
+  if (strcmp(f->rating, "up") != 0 && strcmp(f->rating, "down") != 0) return RAGD_EINVAL;
+  comment = f->comment ? f->comment : "";
+  rc = pg_check_id(f->conversation_id, PG_CONVERSATION_ID_MAX);
+  if (!rc) rc = pg_check_str(comment);
+  if (rc) return rc;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  rc = pg_begin(c);
+  if (rc) goto out;
+  pp_init(&p);
+  pp_text(&p, f->conversation_id);
+  pp_text(&p, f->message_id);
+  rc = pg_run(c, PG_FB_TARGET, &p, 0, "find rated message", &res);
+  if (rc) goto out;
+  if (PQntuples(res) == 0) {
+    rc = RAGD_ENOTFOUND;
+    goto out;
+  }
+  row = pg_i64(res, 0, 0);
+  PQclear(res);
+  res = NULL;
+  /* A statement of its own: its snapshot is taken after the lock above was
+   * granted, so it sees a rating another node committed meanwhile. */
+  pp_init(&p);
+  pp_i64(&p, row);
+  rc = pg_run(c, PG_FB_EXISTS, &p, 0, "find earlier feedback", &res);
+  if (rc) goto out;
+  existed = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+  pp_init(&p);
+  pp_i64(&p, row);
+  pp_text(&p, f->rating);
+  pp_text(&p, comment);
+  pp_i64(&p, clock_wall_s());
+  rc = pg_run(c, PG_FB_PUT, &p, 0, "store feedback", NULL);
+  if (!rc) rc = pg_commit(c);
+  if (!rc && created) *created = !existed;
+out:
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
+/* Streams the rows one at a time (single-row mode), as load_vectors does:
+ * an export of every rating never sits in memory whole. */
+static ragd_err pg_list_feedback(void *ctx, int64_t since, store_feedback_cb cb, void *cb_ctx) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct pg_params p;
+  PGresult *res;
+  int stopped = 0;
+  char name[64];
+  ragd_err rc;
+
+  if (!s || !cb) return RAGD_EINVAL;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  pp_init(&p);
+  pp_i64(&p, since);
+  snprintf(name, sizeof name, "%s%d", c->prefix, (int)PG_FB_LIST);
+  if (!PQsendQueryPrepared(c->conn, name, p.n, p.values, p.lengths, p.formats, 0) ||
+      !PQsetSingleRowMode(c->conn)) {
+    log_error("store: list feedback: %s", PQerrorMessage(c->conn));
+    rc = RAGD_EIO;
+    goto out;
+  }
+  /* Every result must be read before the connection can be used again. */
+  while ((res = PQgetResult(c->conn)) != NULL) {
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_SINGLE_TUPLE && !rc && !stopped) {
+      struct store_feedback_row row;
+      row.conversation_id = PQgetvalue(res, 0, 0);
+      row.message_id = PQgetvalue(res, 0, 1);
+      row.rating = PQgetvalue(res, 0, 2);
+      row.comment = PQgetvalue(res, 0, 3);
+      row.created_at = pg_i64(res, 0, 4);
+      row.updated_at = pg_i64(res, 0, 5);
+      row.question = PQgetvalue(res, 0, 6);
+      row.answer = PQgetvalue(res, 0, 7);
+      row.provider = PQgetvalue(res, 0, 8);
+      row.model = PQgetvalue(res, 0, 9);
+      row.sources_json = PQgetvalue(res, 0, 10);
+      row.cited_json = PQgetvalue(res, 0, 11);
+      if (cb(cb_ctx, &row)) {
+        stopped = 1;
+        rc = RAGD_ECANCELLED;
+      }
+    } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && !rc) {
+      rc = pg_check(c->conn, res, "list feedback");
+    }
+    PQclear(res);
+  }
+out:
+  pg_release(s, c);
+  return rc;
 }
 
 /* ---- health ---------------------------------------------------------------------------- */
@@ -1851,4 +2228,10 @@ const struct store_ops store_postgres_ops = {
     .delete_other_vectors = pg_delete_other_vectors,
     .probe_document = pg_probe_document,
     .rebuild_keyword_index = pg_rebuild_keyword_index,
+    .put_message = pg_put_message,
+    .get_conversation = pg_get_conversation,
+    .delete_conversation = pg_delete_conversation,
+    .delete_conversations_before = pg_delete_conversations_before,
+    .put_feedback = pg_put_feedback,
+    .list_feedback = pg_list_feedback,
 };

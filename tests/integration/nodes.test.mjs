@@ -1,11 +1,12 @@
 // Two ragd nodes on one PostgreSQL database (the throw-away cluster of the
 // CTest fixture pg): a document ingested through one is found through the
-// other, and a conversation started on one continues on the other.
+// other, a conversation started on one continues on the other, and its
+// transcript and the feedback on its answers are the same on both.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { startServer, postJson, chatStream } from './helpers.mjs';
+import { startServer, postJson, chatStream, runRagd } from './helpers.mjs';
 
 const urlFile = process.env.RAGD_TEST_PG_URL_FILE;
 const serverUrl = urlFile ? readFileSync(urlFile, 'utf8').trim() : '';
@@ -59,6 +60,15 @@ test('a document ingested on node A is found by keyword search on node B', async
   assert.equal(gone.json.results.length, 0, gone.text);
 });
 
+const eventData = (events, name) => {
+  const ev = events.find((e) => e.event === name);
+  assert.ok(ev, `a ${name} event among ${events.map((e) => e.event).join(',')}`);
+  return JSON.parse(ev.data);
+};
+
+// Set by the conversation test for the transcript and feedback test.
+let conversation;
+
 test('a conversation started on node A continues on node B', async () => {
   await postJson(a.base, '/v1/documents', {
     id: 'faq/refunds',
@@ -90,4 +100,75 @@ test('a conversation started on node A continues on node B', async () => {
   assert.match(rows[1], /^assistant:/);
   assert.match(rows[2], /^user:And to a bank account/);
   assert.match(rows[3], /^assistant:/);
+  conversation = {
+    id: conversationId,
+    answers: [eventData(first.events, 'done').message_id, eventData(second.events, 'done').message_id],
+  };
+});
+
+test('the transcript and feedback of a conversation are the same on both nodes', async () => {
+  assert.ok(conversation, 'the conversation test ran first');
+  const { id, answers } = conversation;
+  const transcript = async (node) => {
+    const r = await fetch(`${node.base}/v1/conversations/${id}`);
+    assert.equal(r.status, 200, `GET transcript: ${r.status}`);
+    return r.json();
+  };
+
+  // Each node's answer under the id its done event gave, on either node.
+  const onA = await transcript(a);
+  assert.deepEqual(onA, await transcript(b));
+  assert.equal(onA.id, id);
+  assert.deepEqual(onA.messages.map((m) => m.role), ['user', 'assistant', 'user', 'assistant']);
+  for (const m of onA.messages) assert.match(m.id, /^msg_[0-9a-f]{24}$/);
+  assert.deepEqual(onA.messages.filter((m) => m.role === 'assistant').map((m) => m.id), answers);
+  assert.equal(onA.messages[0].retrieval_query, 'How long do refunds take?');
+  assert.ok(onA.messages[2].retrieval_query.endsWith('And to a bank account?'), onA.messages[2].retrieval_query);
+  for (const m of onA.messages.filter((x) => x.role === 'assistant')) {
+    assert.equal(m.provider, 'extractive');
+    assert.equal(m.finish_reason, 'stop');
+    assert.ok(m.sources.length > 0 && m.sources[0].document_id === 'faq/refunds', JSON.stringify(m.sources));
+    assert.ok(Number.isInteger(m.tokens) && m.tokens > 0);
+    assert.equal(m.feedback, null);
+  }
+
+  // Rated on A (B's answer), changed on B: one rating, created once.
+  const fb = (node, mid, body) => postJson(node.base, `/v1/conversations/${id}/messages/${mid}/feedback`, body);
+  let r = await fb(a, answers[1], { rating: 'down', comment: 'needs the bank transfer time' });
+  assert.equal(r.status, 201, r.text);
+  assert.equal(r.json.created, true);
+  r = await fb(b, answers[1], { rating: 'up', comment: 'fine after all' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.created, false);
+  // The first answer rated on both nodes at once: exactly one creates it.
+  const both = await Promise.all([fb(a, answers[0], { rating: 'up' }), fb(b, answers[0], { rating: 'down' })]);
+  assert.deepEqual(both.map((x) => x.status).sort(), [200, 201], both.map((x) => x.text).join('\n'));
+  assert.deepEqual(both.map((x) => x.json.created).sort(), [false, true]);
+  const last = both.find((x) => x.status === 200).json.rating;
+
+  const rated = await transcript(b);
+  assert.deepEqual(rated, await transcript(a));
+  assert.deepEqual(rated.messages[3].feedback, { rating: 'up', comment: 'fine after all' });
+  assert.deepEqual(rated.messages[1].feedback, { rating: last, comment: '' });
+  // A question is not rateable on either node.
+  r = await fb(b, rated.messages[0].id, { rating: 'up' });
+  assert.equal(r.status, 404, r.text);
+  assert.equal(r.json.code, 'message_not_found');
+
+  // The export reads the same database.
+  const out = await runRagd(['feedback', 'export'], { env: { RAGD_STORE: storeUrl } });
+  assert.equal(out.code, 0, out.stderr);
+  assert.ok(out.stdout.startsWith('updated_at,created_at,conversation_id,message_id,'), out.stdout);
+  assert.ok(out.stdout.includes(`,${id},${answers[0]},${last},,How long do refunds take?,`), out.stdout);
+  assert.ok(out.stdout.includes(`,${id},${answers[1]},up,fine after all,And to a bank account?,`), out.stdout);
+
+  // Deleted on B: gone on A, its feedback with it.
+  r = await fetch(`${b.base}/v1/conversations/${id}`, { method: 'DELETE' });
+  assert.equal(r.status, 200);
+  r = await fetch(`${a.base}/v1/conversations/${id}`);
+  assert.equal(r.status, 404);
+  assert.equal((await r.json()).code, 'conversation_not_found');
+  r = await fb(a, answers[0], { rating: 'up' });
+  assert.equal(r.status, 404, r.text);
+  assert.equal(psql(`SELECT count(*) FROM ${schema}.feedback`), '0');
 });
