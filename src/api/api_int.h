@@ -114,6 +114,12 @@ struct chat {
   /* conversation memory: what retrieval searched for, the stored answer's id */
   char *retrieval_query;
   char *message_id; /* NULL until the answer is stored */
+  /* the guard's verdict on the message (rag_events.on_guard) */
+  int has_guard;
+  int guard_injection;
+  const char *guard_rule; /* static; NULL when no rule matched */
+  double guard_score;
+  size_t guard_pii_masked;
 };
 
 /* Answers one question in proto's format: validates nothing more, starts the

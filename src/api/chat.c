@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "api/api_int.h"
+#include "guard/guard.h"
 #include "util/crypto.h"
 #include "util/log.h"
 
@@ -152,6 +153,25 @@ static void ev_query(void *ctx, const char *retrieval_query, const char *method)
   struct chat *c = ctx;
   (void)method;
   c->retrieval_query = strdup(retrieval_query);
+}
+
+static void ev_guard(void *ctx, const struct guard_injection *result, size_t pii_masked) {
+  struct chat *c = ctx;
+  c->has_guard = 1;
+  c->guard_injection = result->flagged;
+  c->guard_rule = result->rule;
+  c->guard_score = result->score;
+  c->guard_pii_masked = pii_masked;
+}
+
+/* {"injection":bool,"rule":name|null,"score":n,"pii_masked":n} */
+static json_t *guard_json(const struct chat *c) {
+  json_t *o = json_object();
+  json_object_set_new(o, "injection", json_boolean(c->guard_injection));
+  json_object_set_new(o, "rule", c->guard_rule ? json_string(c->guard_rule) : json_null());
+  json_object_set_new(o, "score", json_real(c->guard_score));
+  json_object_set_new(o, "pii_masked", json_integer((json_int_t)c->guard_pii_masked));
+  return o;
 }
 
 static void ev_saved(void *ctx, const char *message_id) {
@@ -306,6 +326,7 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   ev.on_budget = ev_budget;
   ev.on_query = ev_query;
   ev.on_saved = ev_saved;
+  ev.on_guard = ev_guard;
   ev.on_meta = ev_meta;
   ev.on_sources = ev_sources;
   ev.on_delta = ev_delta;
@@ -430,6 +451,7 @@ static void native_sources(struct chat *c) {
   json_object_set_new(o, "degraded", json_false());
   if (c->retrieval_query) json_object_set_new(o, "retrieval_query", json_string(c->retrieval_query));
   if (c->req) json_object_set_new(o, "request_id", json_string(http_request_id(c->req)));
+  if (c->has_guard) json_object_set_new(o, "guard", guard_json(c));
   json_object_set_new(o, "type", json_string("meta"));
   api_chat_emit(c, "meta", o);
   o = json_object();
@@ -504,6 +526,7 @@ static void native_reply(struct http_request *r, struct chat *c) {
   if (c->citations) json_object_update(o, c->citations);
   if (c->retrieval_query) json_object_set_new(o, "retrieval_query", json_string(c->retrieval_query));
   if (c->message_id) json_object_set_new(o, "message_id", json_string(c->message_id));
+  if (c->has_guard) json_object_set_new(o, "guard", guard_json(c));
   http_reply_json(r, 200, o);
 }
 

@@ -143,6 +143,9 @@ void api_documents_post(struct http_request *r, void *arg) {
     json_object_set_new(o, "id", json_string(res.document_id));
     json_object_set_new(o, "status", json_string(api_put_status_name(res.status)));
     json_object_set_new(o, "chunks", json_integer((json_int_t)res.chunk_count));
+    /* chunks that address the model (guard_check_document) */
+    json_object_set_new(o, "flagged_chunks", json_integer((json_int_t)res.flagged_chunks));
+    json_object_set_new(o, "flagged_excluded", json_boolean(res.flagged_excluded));
     json_array_append_new(results, o);
     free(res.document_id);
   }

@@ -70,6 +70,9 @@ static void report(struct ingest_totals *t, const char *id, ragd_err rc,
   if (res->status == STORE_PUT_UNCHANGED) t->unchanged++;
   printf("  %-10s %s (%zu chunks)\n", api_put_status_name(res->status), res->document_id,
          res->chunk_count);
+  if (res->flagged_chunks)
+    printf("  %-10s %zu of them address the model: %s\n", "guard", res->flagged_chunks,
+           res->flagged_excluded ? "kept out of answers" : "used (allow_instructions)");
 }
 
 static void ingest_json(struct rag_engine *e, const char *id, struct buf *content,

@@ -1,6 +1,8 @@
 /* embed.c - picking an embedder by name, and what every embedder shares. */
 #include "embed/embed.h"
 
+#include "guard/guard.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@ ragd_err embed_create(const struct embed_config *cfg, struct embedder *out, stru
   if (rc) return rc;
   out->ops = ops;
   out->ctx = ctx;
+  out->pii_mask = ops->remote && cfg ? cfg->pii_mask : 0;
   if (strcmp(name, "hash") == 0)
     snprintf(out->model_key, sizeof out->model_key, "hash:v1");
   else
@@ -64,12 +67,37 @@ ragd_err embed_ensure_dimensions(const struct embedder *e, size_t *dim, struct b
   return *dim ? RAGD_OK : RAGD_EUPSTREAM;
 }
 
+/* Embeds masked copies of texts: the third party sees placeholders
+ * ("[PHONE]") where the customer or the knowledge base had personal data. */
+static ragd_err embed_masked(const struct embedder *e, const struct slice *texts, size_t n,
+                             float *out, struct buf *err) {
+  struct slice *masked = calloc(n, sizeof *masked);
+  size_t i, done = 0;
+  ragd_err rc = RAGD_OK;
+  if (!masked) return RAGD_ENOMEM;
+  for (i = 0; i < n && !rc; i++) {
+    char *copy = NULL;
+    size_t len = 0;
+    rc = guard_mask_pii(texts[i].ptr ? texts[i].ptr : "", texts[i].ptr ? texts[i].len : 0,
+                        e->pii_mask, &copy, &len, NULL);
+    if (rc) break;
+    masked[i].ptr = copy;
+    masked[i].len = len;
+    done = i + 1;
+  }
+  if (!rc) rc = e->ops->embed(e->ctx, masked, n, out, err);
+  for (i = 0; i < done; i++) free((char *)masked[i].ptr);
+  free(masked);
+  return rc;
+}
+
 ragd_err embed_texts(const struct embedder *e, const struct slice *texts, size_t n, float *out,
                      struct buf *err) {
   if (!e || !e->ops) return RAGD_EINVAL;
   if (n == 0) return RAGD_OK;
   if (!texts || !out) return RAGD_EINVAL;
-  return e->ops->embed(e->ctx, texts, n, out, err);
+  if (!e->pii_mask) return e->ops->embed(e->ctx, texts, n, out, err);
+  return embed_masked(e, texts, n, out, err);
 }
 
 void embed_l2_normalize(float *v, size_t dim) {

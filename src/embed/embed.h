@@ -39,6 +39,9 @@ struct embed_config {
   long batch_tokens;      /* openai: estimated tokens per request, 0: 8000 */
   long max_retries;       /* openai: retries after a 429/5xx/transport error */
   long timeout_ms;        /* openai: per request, 0: 30000 */
+  unsigned pii_mask;      /* guard_pii_kind bits masked in every text sent to a
+                             remote embedder (RAGD_PII_MASK_EMBED); 0: none.
+                             A local embedder always sees the original text. */
 };
 
 struct embed_ops {
@@ -59,12 +62,16 @@ struct embed_ops {
                     struct buf *err);
   /* Current dimension; 0 while unknown (openai before its first answer). */
   size_t (*dimensions)(void *ctx);
+  /* Nonzero when texts leave the machine (a third party sees them): only
+   * then does embedder.pii_mask apply. */
+  int remote;
 };
 
 struct embedder {
   const struct embed_ops *ops;
   void *ctx;
   char model_key[160]; /* "<provider>:<model>", the name vectors are stored under */
+  unsigned pii_mask;   /* embed_config.pii_mask when ops->remote, else 0 */
 };
 
 /* Creates the embedder cfg->provider names. RAGD_ECONFIG for an unknown
@@ -79,8 +86,10 @@ size_t embed_dimensions(const struct embedder *e);
  * known yet. */
 ragd_err embed_ensure_dimensions(const struct embedder *e, size_t *dim /* OUT */,
                                  struct buf *err);
-/* Embeds n texts; see embed_ops.embed. RAGD_EINVAL for n > 0 with a NULL
- * texts or out. */
+/* Embeds n texts; see embed_ops.embed. When e->pii_mask is set, each text
+ * is sent with its personal data replaced by placeholders (guard_mask_pii),
+ * so the vectors are those of the masked text. RAGD_EINVAL for n > 0 with a
+ * NULL texts or out. */
 ragd_err embed_texts(const struct embedder *e, const struct slice *texts, size_t n, float *out,
                      struct buf *err);
 

@@ -343,4 +343,5 @@ const struct embed_ops embed_openai_ops = {
     .destroy = oa_destroy,
     .embed = oa_embed,
     .dimensions = oa_dimensions,
+    .remote = 1,
 };

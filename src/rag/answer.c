@@ -11,12 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rag/rag.h"
+#include "guard/guard.h"
+#include "rag/rag_int.h"
 #include "text/text.h"
 #include "util/clock.h"
 #include "util/crypto.h"
 #include "util/json.h"
 #include "util/metrics.h"
+#include "util/workq.h"
 #include "util/log.h"
 
 #define ANSWER_TEXT_MAX (1024 * 1024)
@@ -34,6 +36,8 @@ struct rag_answer {
   struct rag_engine *e;
   struct rag_events ev;
   char *question;
+  char *llm_question; /* the question as the prompt holds it (PII masked) */
+  struct rag_masked_turns masked_history; /* history as the prompt holds it */
   char conversation_id[80];
   char request_id[136];
   struct store_hit_list hits;
@@ -77,6 +81,7 @@ struct rag_answer {
 };
 
 static void start_generation(struct rag_answer *a);
+static void start_generation_job(void *arg);
 
 /* ---- the engine's list of answers still generating ---- */
 
@@ -199,6 +204,8 @@ static void answer_unref(struct rag_answer *a) {
   store_hit_list_dispose(&a->hits);
   free(a->passages);
   free(a->question);
+  free(a->llm_question);
+  rag_masked_turns_dispose(&a->masked_history);
   buf_dispose(&a->text);
   rag_citations_dispose(&a->cites);
   pthread_mutex_destroy(&a->mu);
@@ -436,7 +443,9 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
   struct rag_answer *a = ctx;
   if (rc != RAGD_OK && rc != RAGD_ECANCELLED &&
       fail_over(a, error_code ? error_code : "upstream_unavailable", error_message)) {
-    start_generation(a); /* the generation's reference carries over */
+    /* the generation's reference carries over to the next one */
+    if (!a->e->jobs || workq_submit(a->e->jobs, start_generation_job, a) != RAGD_OK)
+      start_generation(a);
     return;
   }
   if (rc == RAGD_ECANCELLED && a->shutdown) {
@@ -487,6 +496,58 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
   answer_unref(a);
 }
 
+/* ---- guard policies ------------------------------------------------------------ */
+
+/* Retrieval for the answer, without the chunks flagged at ingest: when some
+ * were dropped from a full page of hits, asks once more for enough to make
+ * up for them. */
+static ragd_err retrieve_passages(struct rag_answer *a, const struct rag_question *q) {
+  struct rag_search_opts so = {a->retrieval_query, q->top_k, q->mode, q->filters_json};
+  size_t dropped = 0;
+  ragd_err rc = rag_search_ex(a->e, &so, &a->hits);
+  if (rc) return rc;
+  rc = rag_guard_drop_flagged(a->e, &a->hits, &dropped);
+  if (rc || dropped == 0 || a->hits.count + dropped < q->top_k) return rc;
+  store_hit_list_dispose(&a->hits);
+  so.k = q->top_k + 2 * dropped;
+  rc = rag_search_ex(a->e, &so, &a->hits);
+  if (!rc) rc = rag_guard_drop_flagged(a->e, &a->hits, &dropped);
+  if (!rc && a->hits.count > q->top_k) {
+    /* hand back the surplus */
+    struct store_hit_list surplus = {NULL, a->hits.count - q->top_k};
+    surplus.items = malloc(surplus.count * sizeof *surplus.items);
+    if (!surplus.items) return RAGD_ENOMEM;
+    memcpy(surplus.items, a->hits.items + q->top_k, surplus.count * sizeof *surplus.items);
+    a->hits.count = q->top_k;
+    store_hit_list_dispose(&surplus);
+  }
+  return rc;
+}
+
+/* Whether a generator that may answer sends the prompt out of the process
+ * (every one but the extractive generator and the refusal). */
+static int prompt_leaves(const struct rag_answer *a) {
+  if (a->gens == &a->no_hits) return 0;
+  for (size_t i = 0; i < a->gen_count; i++)
+    if (!is_extractive(&a->gens[i])) return 1;
+  return 0;
+}
+
+/* RAGD_PII_MASK_LLM: the question and history turns as an external model
+ * will see them. *masked counts the spans replaced. */
+static ragd_err mask_prompt_text(struct rag_answer *a, size_t *masked) {
+  size_t count = 0;
+  ragd_err rc = guard_mask_pii(a->question, strlen(a->question), GUARD_PII_ALL, &a->llm_question,
+                               NULL, &count);
+  if (rc) return rc;
+  *masked = count;
+  rc = rag_guard_mask_turns(&a->history, GUARD_PII_ALL, &a->masked_history, masked);
+  if (rc) return rc;
+  a->history.items = a->masked_history.items;
+  a->history.count = a->masked_history.count;
+  return RAGD_OK;
+}
+
 static int conversation_id_ok(const char *id) {
   size_t n = strlen(id);
   if (n == 0 || n > 64) return 0;
@@ -503,8 +564,14 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
                           const struct rag_events *ev, struct rag_answer **out,
                           const char **code) {
   struct rag_answer *a = calloc(1, sizeof *a);
+  const char *policy = e->cfg->injection_policy;
+  struct guard_injection injection;
+  unsigned prompt_flags = 0;
+  size_t pii_masked = 0;
+  int refuse = 0;
   ragd_err rc;
   *code = "internal_error";
+  memset(&injection, 0, sizeof injection);
   if (!a) return RAGD_ENOMEM;
   pthread_mutex_init(&a->mu, NULL);
   a->refs = 1;
@@ -547,12 +614,22 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     if (e->budget.bpe && text_bpe_count(e->budget.bpe, q->message, strlen(q->message), &n) == RAGD_OK)
       a->question_tokens = (long)n;
   }
+  if (strcmp(policy, "off") != 0) {
+    /* the HTTP layer hands over valid UTF-8; anything else is not flagged */
+    rc = guard_check_injection(q->message, strlen(q->message), &injection);
+    if (rc && rc != RAGD_EUTF8) goto fail;
+    if (injection.flagged) {
+      refuse = strcmp(policy, "refuse") == 0;
+      if (!refuse) prompt_flags |= RAG_PROMPT_HARDENED;
+      log_warn("request %s: message flagged as prompt injection (rule %s, score %.2f); %s",
+               a->request_id[0] ? a->request_id : "-", injection.rule ? injection.rule : "-",
+               injection.score, refuse ? "refused" : "prompt hardened");
+    }
+  }
   rc = make_retrieval_query(a, q->message);
   if (rc) goto fail;
-  {
-    struct rag_search_opts so = {a->retrieval_query, q->top_k, q->mode, q->filters_json};
-    rc = rag_search_ex(e, &so, &a->hits);
-  }
+  /* A refused question retrieves nothing: no passages, no citations. */
+  rc = refuse ? RAGD_OK : retrieve_passages(a, q);
   if (rc == RAGD_EINVAL) {
     *code = "invalid_field";
     goto fail;
@@ -575,7 +652,12 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
   }
   /* Nothing retrieved: the extractive generator says so honestly instead of
    * letting a model answer from nowhere. */
-  if (a->hits.count == 0 || e->gen_count == 0) {
+  if (refuse) {
+    a->no_hits.name = "GUARD";
+    a->no_hits.llm.ops = &rag_guard_refusal_ops;
+    a->gens = &a->no_hits;
+    a->gen_count = 1;
+  } else if (a->hits.count == 0 || e->gen_count == 0) {
     a->no_hits.name = "EXTRACTIVE";
     a->no_hits.llm = e->extractive;
     a->gens = &a->no_hits;
@@ -585,9 +667,17 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     a->gen_count = e->gen_count;
   }
   a->passage_count = a->hits.count;
+  /* Only a generator of the chain sends the prompt out; the extractive one
+   * and the refusal read a->question, the customer's own text. The token
+   * budget counts the prompt as sent, masked. */
+  if (prompt_leaves(a) && strcmp(e->cfg->pii_mask_llm, "on") == 0) {
+    rc = mask_prompt_text(a, &pii_masked);
+    if (rc) goto fail;
+  }
   if (a->gens != &a->no_hits && e->budget.bpe) {
-    rc = rag_budget_fit(&e->budget, q->message, a->passages, &a->passage_count, &a->history,
-                        &a->history_skip, &a->cut_text, &a->prompt, &a->budget);
+    rc = rag_budget_fit(&e->budget, a->llm_question ? a->llm_question : q->message, prompt_flags,
+                        a->passages, &a->passage_count, &a->history, &a->history_skip,
+                        &a->cut_text, &a->prompt, &a->budget);
     if (rc == RAGD_ETOOBIG) {
       *code = "question_too_long";
       goto fail;
@@ -595,7 +685,8 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     if (rc) goto fail;
     a->budgeted = 1;
   } else {
-    rc = rag_prompt_build(q->message, a->passages, a->hits.count, &a->history, &a->prompt);
+    rc = rag_prompt_build_ex(a->llm_question ? a->llm_question : q->message, a->passages,
+                             a->hits.count, &a->history, prompt_flags, &a->prompt);
     if (rc) goto fail;
   }
   rc = save_question(a);
@@ -610,6 +701,7 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
   }
   if (a->budgeted && ev->on_budget) ev->on_budget(ev->ctx, &a->budget);
   if (ev->on_query) ev->on_query(ev->ctx, a->retrieval_query, a->condense_method);
+  if (ev->on_guard && strcmp(policy, "off") != 0) ev->on_guard(ev->ctx, &injection, pii_masked);
   {
     const struct llm *first = &a->gens[0].llm;
     if (ev->on_meta) ev->on_meta(ev->ctx, a->conversation_id, first->model ? first->model : first->ops->name);
@@ -646,6 +738,8 @@ fail:
 
 /* Starts gens[gen_index], moving down the chain while a start fails at once.
  * After a successful start a may already be freed: touch nothing. */
+static void start_generation_job(void *arg) { start_generation(arg); }
+
 static void start_generation(struct rag_answer *a) {
   for (;;) {
     const struct llm *gen = &a->gens[a->gen_index].llm;

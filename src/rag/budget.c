@@ -51,7 +51,7 @@ static ragd_err cut_at_token(const struct text_bpe *bpe, const char *s, size_t k
   return *out ? RAGD_OK : RAGD_ENOMEM;
 }
 
-ragd_err rag_budget_fit(const struct rag_budget *b, const char *question,
+ragd_err rag_budget_fit(const struct rag_budget *b, const char *question, unsigned prompt_flags,
                         struct llm_passage *passages, size_t *npassages,
                         struct store_message_list *history, size_t *history_skip,
                         char **cut_text, struct rag_prompt *prompt, struct rag_budget_report *report) {
@@ -66,7 +66,7 @@ ragd_err rag_budget_fit(const struct rag_budget *b, const char *question,
   for (;;) {
     struct store_message_list view = {history ? history->items + *history_skip : NULL,
                                       history ? history->count - *history_skip : 0};
-    rc = rag_prompt_build(question, passages, *npassages, &view, prompt);
+    rc = rag_prompt_build_ex(question, passages, *npassages, &view, prompt_flags, prompt);
     if (rc) return rc;
     rc = rag_prompt_count(b->bpe, prompt->messages, prompt->count, &tokens);
     if (rc) goto fail;

@@ -80,6 +80,9 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
   char hash[65];
   char derived_id[32];
   char *title_owned = NULL;
+  char *guarded_metadata = NULL;
+  size_t flagged = 0;
+  int excluded = 0;
   const char *format = doc->format ? doc->format : "markdown";
   const char *id = doc->id;
   const char *title = doc->title;
@@ -139,11 +142,27 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
     rc = RAGD_EEMPTY;
     goto out;
   }
+  rc = rag_guard_document(&chunks, doc->metadata_json ? doc->metadata_json : "{}",
+                          &guarded_metadata, &flagged, &excluded);
+  if (rc == RAGD_EJSON) {
+    if (err) buf_append_str(err, "metadata is not a JSON object");
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  if (rc) {
+    if (err) buf_appendf(err, "cannot check the text for instructions: %s", ragd_strerror(rc));
+    goto out;
+  }
+  if (flagged)
+    log_info("document %s: %zu of %zu chunks address the model (guard); %s", id, flagged,
+             chunks.count, excluded ? "kept out of answers" : "allowed by allow_instructions");
   memset(&in, 0, sizeof in);
   in.external_id = id;
   in.title = title;
   in.url = doc->url ? doc->url : "";
-  in.metadata_json = doc->metadata_json ? doc->metadata_json : "{}";
+  in.metadata_json = guarded_metadata      ? guarded_metadata
+                     : doc->metadata_json ? doc->metadata_json
+                                          : "{}";
   in.format = fmt == TEXT_FORMAT_HTML ? "html" : fmt == TEXT_FORMAT_TEXT ? "text" : "markdown";
   in.content = doc->text;
   in.content_len = doc->text_len;
@@ -179,9 +198,12 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
   }
   out->status = put.status;
   out->chunk_count = put.chunk_count;
+  out->flagged_chunks = flagged;
+  out->flagged_excluded = excluded;
 out:
   text_chunk_list_dispose(&chunks);
   free(title_owned);
+  free(guarded_metadata);
   free(vectors);
   free(chunk_rowids);
   return rc;

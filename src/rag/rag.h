@@ -18,6 +18,7 @@
 #include "util/err.h"
 
 struct rag_budget_report;
+struct guard_injection; /* guard/guard.h */
 
 struct rag_price {
   const char *model; /* a model name or prefix */
@@ -56,6 +57,10 @@ struct rag_engine {
   struct rag_answer *answers;
   size_t answer_count;
   int shutting_down;
+  /* Runs the next generator of the chain after a failure: the failing one
+   * reports on the upstream thread, which must not do the next one's work
+   * (the extractive last resort answers synchronously). */
+  struct workq *jobs;
   /* Hybrid retrieval: the configured embedder and the in-memory vector index
    * of every chunk's vector under embedder.model_key. index.ops is NULL until
    * the dimension is known (openai without RAGD_EMBED_DIMENSIONS: its first
@@ -103,11 +108,22 @@ struct rag_ingest_result {
   char *document_id; /* owned; free() */
   enum store_put_status status;
   size_t chunk_count;
+  /* Chunks guard_check_document flagged as text aimed at the model, and
+   * whether they are kept out of prompts (0 when the document's metadata
+   * holds "allow_instructions": true). */
+  size_t flagged_chunks;
+  int flagged_excluded;
 };
 
 /* Validates (UTF-8, sizes, format), chunks, embeds and stores one document
  * with its vectors in one transaction, then updates the vector index. An
- * unchanged document is neither embedded nor written. On RAGD_EINVAL/
+ * unchanged document is neither embedded nor written.
+ * Every chunk goes through guard_check_document. Flagged chunks are stored
+ * and searchable, but answers leave them out of prompts and sources unless
+ * the document's metadata holds "allow_instructions": true. The flags live in
+ * the stored metadata under reserved keys (any caller-supplied values of
+ * these keys are replaced): "guard_flagged_chunks" (ordinals of the flagged
+ * chunks) and "guard_excluded": true (flagged and not allowed). On RAGD_EINVAL/
  * RAGD_EUTF8 err says what is wrong; RAGD_EUPSTREAM when the embedder
  * failed (nothing was written). Thread-safe. */
 ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
@@ -202,11 +218,24 @@ struct rag_events {
    * conversation's next message: its id ("msg_..."), for feedback. Does not
    * fire when the store refused it (the answer is still delivered). */
   void (*on_saved)(void *ctx, const char *message_id);
+  /* Optional. Fires before on_meta when RAGD_INJECTION_POLICY is not off:
+   * the injection check of the question (result->rule NULL when no rule
+   * matched) and the number of personal-data spans masked in the prompt
+   * sent to an external LLM (RAGD_PII_MASK_LLM). */
+  void (*on_guard)(void *ctx, const struct guard_injection *result, size_t pii_masked);
 };
 
 struct rag_answer;
 
-/* Retrieves, builds the prompt and starts generation. On RAGD_OK *out is a
+/* Retrieves, builds the prompt and starts generation.
+ * Guard policies, from e->cfg: RAGD_PII_MASK_LLM=on masks personal data in
+ * the question and history turns of the prompt (the extractive generator,
+ * the stored conversation and retrieval keep the original text);
+ * RAGD_INJECTION_POLICY checks the question with guard_check_injection and,
+ * when it is flagged, either hardens the prompt (harden) or answers with a
+ * fixed refusal in the question's language without calling any generator
+ * and without sources, finish_reason "content_filter" (refuse). Passages of
+ * chunks flagged at ingest (see rag_ingest) are left out. On RAGD_OK *out is a
  * handle the caller must rag_answer_release; events then run to on_done or
  * on_error. On error no event has fired (except that *code names the failure:
  * a problem code such as "store_unavailable"). */
@@ -247,13 +276,13 @@ struct rag_budget_report {
 ragd_err rag_prompt_count(const struct text_bpe *bpe, const struct llm_message *msgs, size_t n,
                           size_t *tokens /* OUT */);
 
-/* Builds *prompt (rag_prompt_build) so that it fits b: drops passages from
+/* Builds *prompt (rag_prompt_build_ex with prompt_flags) so that it fits b: drops passages from
  * the end of passages[0..*npassages) (keeping one), then the oldest history
  * turns (*history_skip counts them), then cuts passages[0].text at a token
  * boundary (the cut copy is *cut_text, owned by the caller; passages[0].text
  * points at it). RAGD_ETOOBIG when the question alone does not fit,
  * RAGD_ECONFIG when the reserve leaves no room. */
-ragd_err rag_budget_fit(const struct rag_budget *b, const char *question,
+ragd_err rag_budget_fit(const struct rag_budget *b, const char *question, unsigned prompt_flags,
                         struct llm_passage *passages, size_t *npassages /* IN/OUT */,
                         struct store_message_list *history, size_t *history_skip /* OUT */,
                         char **cut_text /* OUT */, struct rag_prompt *prompt /* OUT */,
@@ -323,6 +352,12 @@ struct rag_prompt {
 };
 ragd_err rag_prompt_build(const char *question, const struct llm_passage *passages, size_t n,
                           const struct store_message_list *history, struct rag_prompt *out);
+/* RAG_PROMPT_HARDENED: the system message adds a rule that the customer's
+ * message cannot change the rules (RAGD_INJECTION_POLICY=harden). */
+enum rag_prompt_flags { RAG_PROMPT_HARDENED = 1u << 0 };
+ragd_err rag_prompt_build_ex(const char *question, const struct llm_passage *passages, size_t n,
+                             const struct store_message_list *history, unsigned flags,
+                             struct rag_prompt *out);
 void rag_prompt_dispose(struct rag_prompt *p);
 
 #endif

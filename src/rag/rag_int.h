@@ -32,4 +32,45 @@ void rag_index_forget(struct rag_engine *e, const int64_t *chunk_rowids, size_t 
 ragd_err rag_embed_input(struct buf *out, const char *title, const char *heading_path,
                          const char *text, size_t text_len);
 
+/* ---- guard policies (guard_policy.c) ---- */
+
+/* Copies of prompt turns with personal data masked. */
+struct rag_masked_turns {
+  struct store_message *items; /* content owned; every other field borrowed from
+                                  the list it was made from */
+  size_t count;
+};
+
+/* Masks the content of every message of in (kinds: guard_pii_kind bits) into
+ * *out, which borrows in's other fields (dispose it first). *masked (may be
+ * NULL) is increased by the spans replaced. RAGD_ENOMEM leaves *out empty. */
+ragd_err rag_guard_mask_turns(const struct store_message_list *in, unsigned kinds,
+                              struct rag_masked_turns *out /* OUT */, size_t *masked /* IN/OUT */);
+void rag_masked_turns_dispose(struct rag_masked_turns *t);
+
+/* The fixed refusal for a question flagged as prompt injection, in Korean
+ * when the question is mostly Hangul, else in English. Static text. */
+const char *rag_guard_refusal(const char *question);
+/* A generator (no create/destroy, ctx unused) that answers with
+ * rag_guard_refusal(req->question) and finish_reason "content_filter"
+ * before start returns; nothing leaves the process. */
+extern const struct llm_ops rag_guard_refusal_ops;
+
+/* Removes from hits, keeping the order, the chunks flagged at ingest in
+ * documents not allowed to carry instructions (see rag_ingest); *dropped
+ * counts them. One metadata query to the store, plus one document read per
+ * hit of an excluded document. Store errors are returned with hits untouched. */
+ragd_err rag_guard_drop_flagged(struct rag_engine *e, struct store_hit_list *hits,
+                                size_t *dropped /* OUT */);
+
+/* Runs guard_check_document on every chunk. *flagged counts the flagged
+ * chunks; *excluded is 1 when there are some and metadata_json does not hold
+ * "allow_instructions": true. *metadata_out (owned, free()) is the metadata
+ * to store: metadata_json with the reserved keys set to what was found, or
+ * NULL when it can be stored as sent (nothing flagged, no reserved keys).
+ * RAGD_EJSON when metadata_json is not a JSON object, RAGD_ENOMEM. */
+ragd_err rag_guard_document(const struct text_chunk_list *chunks, const char *metadata_json,
+                            char **metadata_out /* OUT */, size_t *flagged /* OUT */,
+                            int *excluded /* OUT */);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard/guard.h"
 #include "rag/rag_int.h"
 #include "util/log.h"
 
@@ -88,6 +89,7 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
   ec.base_url = cfg->embed_base_url;
   ec.api_key = cfg->embed_api_key;
   ec.model = cfg->embed_model;
+  ec.pii_mask = strcmp(cfg->pii_mask_embed, "on") == 0 ? GUARD_PII_ALL : 0;
   ec.dimensions = cfg->embed_dimensions;
   ec.batch_size = cfg->embed_batch_size;
   ec.batch_tokens = cfg->embed_batch_tokens;

@@ -93,6 +93,9 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_HYBRID_FEEDBACK_DOCS", hybrid_feedback_docs, 0, 8, "3", "hybrid: keyword hits whose vectors steer the vector ranker"),
     STR_VAR("RAGD_CONDENSE", condense, "rules", "follow-up questions made standalone for retrieval: rules (terms of the previous question) or off"),
     LONG_VAR("RAGD_CONVERSATION_RETENTION_DAYS", conversation_retention_days, 0, 36500, "0", "delete conversations (and their feedback) idle this many days, at start-up and hourly; 0 keeps them"),
+    STR_VAR("RAGD_PII_MASK_LLM", pii_mask_llm, "on", "on | off: mask e-mail, phone, card, resident and account numbers and IP addresses in the question and history sent to an external LLM"),
+    STR_VAR("RAGD_PII_MASK_EMBED", pii_mask_embed, "on", "on | off: mask the same personal data in text sent to an external embeddings API"),
+    STR_VAR("RAGD_INJECTION_POLICY", injection_policy, "harden", "a message flagged as prompt injection: harden (extra system rule, answer), refuse (polite refusal, no LLM call) or off (no check)"),
     LONG_VAR("RAGD_ALLOW_OPEN", allow_open, 0, 1, "0", "1: serve without API keys even on a non-loopback address (no authentication at all)"),
     STR_VAR("RAGD_METRICS_AUTH", metrics_auth, "", "none | admin: whether /metrics needs an admin key (default: none on loopback, admin otherwise)"),
     STR_VAR("RAGD_CORS_ORIGINS", cors_origins, "", "origins allowed to call the API from a browser, comma-separated (https://help.example.com), * for any; empty: CORS off"),
@@ -382,6 +385,20 @@ ragd_err config_finish(struct ragd_config *c, struct buf *err) {
   }
   if (strcmp(c->llm_partial_policy, "error") != 0 && strcmp(c->llm_partial_policy, "continue") != 0) {
     set_error(err, "RAGD_LLM_PARTIAL_POLICY: expected error or continue, got \"%s\"", c->llm_partial_policy);
+    return RAGD_ECONFIG;
+  }
+  if (strcmp(c->pii_mask_llm, "on") != 0 && strcmp(c->pii_mask_llm, "off") != 0) {
+    set_error(err, "RAGD_PII_MASK_LLM: expected on or off, got \"%s\"", c->pii_mask_llm);
+    return RAGD_ECONFIG;
+  }
+  if (strcmp(c->pii_mask_embed, "on") != 0 && strcmp(c->pii_mask_embed, "off") != 0) {
+    set_error(err, "RAGD_PII_MASK_EMBED: expected on or off, got \"%s\"", c->pii_mask_embed);
+    return RAGD_ECONFIG;
+  }
+  if (strcmp(c->injection_policy, "harden") != 0 && strcmp(c->injection_policy, "refuse") != 0 &&
+      strcmp(c->injection_policy, "off") != 0) {
+    set_error(err, "RAGD_INJECTION_POLICY: expected harden, refuse or off, got \"%s\"",
+              c->injection_policy);
     return RAGD_ECONFIG;
   }
   if (c->llm_chain_spec[0]) {

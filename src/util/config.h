@@ -99,6 +99,11 @@ struct ragd_config {
                                   follow-up question is made standalone for retrieval */
   long conversation_retention_days; /* RAGD_CONVERSATION_RETENTION_DAYS, default 0: keep
                                        forever; else conversations idle this long are deleted */
+  char *pii_mask_llm;          /* RAGD_PII_MASK_LLM: on (default) | off: mask personal data
+                                  in the question and history sent to an external LLM */
+  char *pii_mask_embed;        /* RAGD_PII_MASK_EMBED: on (default) | off: mask personal
+                                  data in text sent to an external embeddings API */
+  char *injection_policy;      /* RAGD_INJECTION_POLICY: harden (default) | refuse | off */
   long allow_open;             /* RAGD_ALLOW_OPEN, default 0: 1 serves without API keys
                                   on a non-loopback address */
   char *metrics_auth;          /* RAGD_METRICS_AUTH: none | admin; "" means none when

@@ -72,7 +72,7 @@ static void fit(long window, long reserve, struct llm_passage *p, size_t *n,
                 struct rag_budget_report *rep, ragd_err want) {
   struct rag_budget b = {bpe, window, reserve};
   struct rag_prompt prompt;
-  ragd_err rc = rag_budget_fit(&b, "How long do refunds take?", p, n, hist, skip, cut, &prompt, rep);
+  ragd_err rc = rag_budget_fit(&b, "How long do refunds take?", 0, p, n, hist, skip, cut, &prompt, rep);
   assert_int_equal(rc, want);
   if (rc == RAGD_OK) {
     size_t tokens = 0;
