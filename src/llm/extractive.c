@@ -8,7 +8,10 @@
  * a number when the question asks for a quantity or a time, sentence length.
  * FAQ entries ("How long does X take? X takes 5 days.") are handled by passing
  * the score of a matching question sentence on to the sentence that follows it;
- * question sentences themselves are never quoted as answers.
+ * question sentences themselves are never quoted as answers. The second
+ * sentence completes the first, or else is its neighbour in the passage. When
+ * even the best sentence scores too little, the answer says plainly that the
+ * knowledge base does not hold one, in the question's language.
  *
  * The answer is streamed word by word through the sink, synchronously, the way
  * a model would stream it, so that every layer above sees a real stream. */
@@ -27,6 +30,9 @@
 #define EXTRACTIVE_SECOND_RATIO 0.5   /* second sentence needs this share of the best score */
 #define EXTRACTIVE_RANK_DECAY 0.25    /* score divided by (1 + decay * rank) */
 #define EXTRACTIVE_TYPE_BONUS 0.2     /* the sentence holds the kind of thing asked */
+#define EXTRACTIVE_KIND_MISSING 0.15  /* score cut when it lacks it entirely */
+#define EXTRACTIVE_MIN_SCORE 0.1      /* below: the not-found answer */
+#define EXTRACTIVE_NEIGHBOUR_RANK 1e-9 /* a bare neighbour: the last resort */
 #define EXTRACTIVE_PAIR_BONUS 0.0     /* times the share of question word pairs kept */
 #define EXTRACTIVE_HEADING_CREDIT 0.7 /* heading terms count for the sentences under it */
 #define EXTRACTIVE_NEXT_BONUS 0.2     /* second sentence right after the first */
@@ -61,6 +67,9 @@ static const char *const extractive_stop_words[] = {
     "then",  "there", "these", "they",  "this",  "those", "to",    "us",    "was",
     "we",    "were",  "what",  "when",  "where", "which", "while", "who",   "why",
     "will",  "with",  "would", "you",   "your",
+    /* how English questions name the thing asked for: "what type of", "another
+     * term for", "what is it called", "name an example of" */
+    "another", "other", "type", "kind", "sort", "called", "name", "named", "term", "example",
     "니다",  "습니",  "나요",  "까요",  "가요",  "세요",  "어요",  "해요",  "되나",
     "하나",  "있나",  "합니",  "됩니",  "입니",  "언제",  "얼마",  "어떻",  "떻게",
     "무엇",  "려면",  "하려",  "하면",  "는지",  "인지",  "건가",  "은가",  "한가",
@@ -69,19 +78,21 @@ static const char *const extractive_stop_words[] = {
 /* What a question asks for, from cue phrases (normalized, matched as
  * substrings; English ones are padded with spaces so that "when" does not
  * match "whenever"). The first cue that matches wins. */
-enum xq_kind { XQ_ANY = 0, XQ_NUMBER, XQ_NAME, XQ_STEPS };
+enum xq_kind { XQ_ANY = 0, XQ_NUMBER, XQ_NAME, XQ_STEPS, XQ_TIME, XQ_DURATION };
 
 static const struct {
   const char *cue;
   enum xq_kind kind;
 } extractive_kind_cues[] = {
-    {" how much ", XQ_NUMBER}, {" how many ", XQ_NUMBER}, {" how long ", XQ_NUMBER},
-    {" how soon ", XQ_NUMBER}, {" how often ", XQ_NUMBER}, {" how old ", XQ_NUMBER},
-    {" how far ", XQ_NUMBER},  {" how large ", XQ_NUMBER}, {" how big ", XQ_NUMBER},
-    {" what year ", XQ_NUMBER}, {" which year ", XQ_NUMBER}, {" what time ", XQ_NUMBER},
-    {" what percentage ", XQ_NUMBER}, {" when ", XQ_NUMBER},
-    {"몇", XQ_NUMBER},         {"얼마", XQ_NUMBER},        {"언제", XQ_NUMBER},
-    {"며칠", XQ_NUMBER},       {" who ", XQ_NAME},         {" whom ", XQ_NAME},
+    {" how long ", XQ_DURATION}, {" how soon ", XQ_DURATION}, {"며칠", XQ_DURATION},
+    {"얼마나 걸", XQ_DURATION},  {" what year ", XQ_TIME},     {" which year ", XQ_TIME},
+    {" what decade ", XQ_TIME},  {" what century ", XQ_TIME},  {" what date ", XQ_TIME},
+    {" what month ", XQ_TIME},   {" when ", XQ_TIME},          {"언제", XQ_TIME},
+    {" how much ", XQ_NUMBER},   {" how many ", XQ_NUMBER},    {" how often ", XQ_NUMBER},
+    {" how old ", XQ_NUMBER},    {" how far ", XQ_NUMBER},     {" how large ", XQ_NUMBER},
+    {" how big ", XQ_NUMBER},    {" what time ", XQ_NUMBER},   {" what percentage ", XQ_NUMBER},
+    {"몇", XQ_NUMBER},           {"얼마", XQ_NUMBER},
+    {" who ", XQ_NAME},         {" whom ", XQ_NAME},
     {" whose ", XQ_NAME},      {" where ", XQ_NAME},       {"누가", XQ_NAME},
     {"누구", XQ_NAME},         {"어디", XQ_NAME},          {" how do ", XQ_STEPS},
     {" how can ", XQ_STEPS},   {" how to ", XQ_STEPS},     {" how should ", XQ_STEPS},
@@ -97,6 +108,23 @@ static const char *const extractive_number_words[] = {
     "january", "february", "march",  "april",   "may",      "june",     "july",
     "august", "september", "october", "november", "december", "century",
 };
+
+/* Words that make a number a point in time (XQ_TIME) or a length of time
+ * (XQ_DURATION). A four-digit number counts as a year by itself. */
+static const char *const extractive_month_words[] = {
+    "january", "february", "march",    "april",   "may",      "june",   "july",
+    "august",  "september", "october", "november", "december", "century", "centuries",
+    "decade",  "monday",   "tuesday",  "wednesday", "thursday", "friday", "saturday",
+    "sunday",  "월",       "년",
+};
+static const char *const extractive_unit_words[] = {
+    "second", "seconds", "minute", "minutes", "hour",  "hours", "day",   "days",
+    "week",   "weeks",   "month",  "months",  "year",  "years", "decade", "decades",
+    "일",     "시간",    "분",     "주",      "개월",  "년",    "영업일",
+};
+
+static const char *const extractive_duration_verbs[] = {"take", "takes", "took", "last",
+                                                        "lasts", "lasted"};
 
 /* A question term and what the sentences say about it. */
 struct xq_term {
@@ -126,6 +154,8 @@ struct xs_sentence {
   size_t pairs;       /* question word pairs found next to each other */
   int new_number;     /* a number (or number word) the question does not hold */
   int new_name;       /* a capitalized word, not first, the question does not hold */
+  int new_time;       /* a year, month or weekday the question does not hold */
+  int has_unit;       /* a unit of time (days, hours, 영업일) */
   int is_step;        /* a numbered list item ("1. Open Settings.") */
   size_t start;       /* byte range in the passage text, trimmed */
   size_t len;
@@ -155,6 +185,7 @@ struct xtok_ctx {
   size_t prev;               /* question term index of the previous content word */
   int heading_mode;          /* reading a title or heading: marks heading_terms */
   unsigned char *heading_terms; /* one flag per question term */
+  enum xq_kind kind;            /* of the question being read */
   ragd_err rc;
 };
 
@@ -325,6 +356,11 @@ static int extractive_on_term(void *ctx, const char *term, size_t term_len, size
   len = extractive_stem_len(term, term_len);
   if (!list) {
     struct xq_set *set = tc->terms;
+    /* "How long does it take?": the verb belongs to the question form. */
+    if (tc->kind == XQ_DURATION &&
+        extractive_in_list(term, term_len, extractive_duration_verbs,
+                           sizeof extractive_duration_verbs / sizeof extractive_duration_verbs[0]))
+      return 0;
     tc->rc = xq_set_add(set, term, len);
     if (tc->rc) return 1;
     idx = xq_set_find(set, term, len);
@@ -337,6 +373,10 @@ static int extractive_on_term(void *ctx, const char *term, size_t term_len, size
     return 0;
   }
   idx = xq_set_find(tc->terms, term, len);
+  if (!tc->heading_mode && list->count &&
+      extractive_in_list(term, term_len, extractive_unit_words,
+                         sizeof extractive_unit_words / sizeof extractive_unit_words[0]))
+    list->items[list->count - 1].has_unit = 1;
   if (tc->heading_mode) {
     if (idx != SIZE_MAX && tc->terms->items[idx].seen_stamp != tc->stamp) {
       tc->terms->items[idx].seen_stamp = tc->stamp;
@@ -365,6 +405,10 @@ static int extractive_on_term(void *ctx, const char *term, size_t term_len, size
                                     sizeof extractive_number_words /
                                         sizeof extractive_number_words[0]))
       cur->new_number = 1;
+    if ((digit && (term_len == 4 || (term_len == 5 && term[4] == 's'))) ||
+        extractive_in_list(term, term_len, extractive_month_words,
+                           sizeof extractive_month_words / sizeof extractive_month_words[0]))
+      cur->new_time = 1;
     if (start > 0 && tc->src && tc->src[start] >= 'A' && tc->src[start] <= 'Z') cur->new_name = 1;
   }
   if (idx == SIZE_MAX || tc->terms->items[idx].seen_stamp == tc->stamp) return 0;
@@ -528,6 +572,22 @@ static double extractive_heading_credit(const struct xq_set *terms, const struct
   return EXTRACTIVE_HEADING_CREDIT * held;
 }
 
+/* How well a sentence holds the kind of thing asked, from 0 to 1: a year for
+ * "when", a number with a unit of time for "how long", a number for "how
+ * many", a name for "who" and "where". A bare number half-answers a question
+ * about time. */
+static double extractive_kind_match(enum xq_kind kind, const struct xs_sentence *s) {
+  switch (kind) {
+  case XQ_NUMBER: return s->new_number ? 1.0 : 0.0;
+  case XQ_NAME: return s->new_name ? 1.0 : 0.0;
+  case XQ_TIME: return s->new_time ? 1.0 : s->new_number ? 0.5 : 0.0;
+  case XQ_DURATION: return s->new_number && s->has_unit ? 1.0 : s->new_number ? 0.5 : 0.0;
+  case XQ_STEPS: return s->is_step ? 1.0 : 0.0;
+  case XQ_ANY: break;
+  }
+  return 0.0;
+}
+
 /* Scores every sentence; see the comment at the top of the file. */
 static void extractive_score(const struct xq_set *terms, struct xs_list *list,
                              enum xq_kind kind, const unsigned char *heading_terms) {
@@ -546,10 +606,12 @@ static void extractive_score(const struct xq_set *terms, struct xs_list *list,
       continue;
     }
     if (pair_count) score += EXTRACTIVE_PAIR_BONUS * (double)s->pairs / (double)pair_count;
-    if ((kind == XQ_NUMBER && s->new_number) || (kind == XQ_NAME && s->new_name))
-      score += EXTRACTIVE_TYPE_BONUS;
+    score += EXTRACTIVE_TYPE_BONUS * extractive_kind_match(kind, s);
+    /* A sentence without a number or a name barely answers "how many" or
+     * "who", however many question words it repeats. */
+    if (kind != XQ_ANY && kind != XQ_STEPS)
+      score *= 1.0 - EXTRACTIVE_KIND_MISSING * (1.0 - extractive_kind_match(kind, s));
     score += extractive_heading_credit(terms, list, s, heading_terms + s->passage * terms->count);
-    if (kind == XQ_STEPS && s->is_step) score += EXTRACTIVE_TYPE_BONUS;
     score /= 1.0 + EXTRACTIVE_RANK_DECAY * (double)s->passage;
     if (s->len < EXTRACTIVE_SHORT_BYTES) score *= EXTRACTIVE_SHORT_FACTOR;
     if (s->len > EXTRACTIVE_LONG_BYTES) score *= EXTRACTIVE_LONG_FACTOR;
@@ -674,6 +736,8 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
   size_t chosen[EXTRACTIVE_SENTENCES_MAX];
   size_t chosen_max = x->sentences_max;
   unsigned char *headings = NULL;
+  enum xq_kind qkind;
+  int neighbours_too = 0;
   ragd_err rc;
 
   memset(&terms, 0, sizeof terms);
@@ -685,6 +749,8 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
   tc.terms = &terms;
   tc.sentences = NULL;
   tc.src = question;
+  qkind = extractive_question_kind(question, question_len);
+  tc.kind = qkind;
   tc.prev = SIZE_MAX;
   tc.stamp = 0;
   tc.rc = RAGD_OK;
@@ -718,8 +784,14 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
   }
   for (i = 0; i < req->passage_count && terms.count; i++)
     extractive_heading_terms(&req->passages[i], i, &terms, &list, headings + i * terms.count);
-  extractive_score(&terms, &list, extractive_question_kind(question, question_len), headings);
+  extractive_score(&terms, &list, qkind, headings);
 
+  /* The first sentence is the best; the second the best that completes it.
+   * When none comes close, the best of the weaker ones that add a question
+   * term and the neighbours of the first in its passage is quoted: the
+   * answer often sits right before or after the sentence that repeats the
+   * question's words ("The plan was drafted in 1972. It was adopted four
+   * years later."). */
   while (chosen_count < chosen_max) {
     size_t best = SIZE_MAX;
     double best_rank = 0.0;
@@ -727,9 +799,18 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
       const struct xs_sentence *s = &list.items[i];
       double rank = s->score;
       size_t k;
-      int taken = 0;
-      if (s->score <= 0.0) continue;
+      int taken = 0, neighbour = 0;
+      if (chosen_count && neighbours_too)
+        neighbour = s->passage == list.items[chosen[0]].passage &&
+                    (i == chosen[0] + 1 || i + 1 == chosen[0]);
+      if (s->is_question || (s->score <= 0.0 && !neighbour)) continue;
       if (chosen_count) rank = extractive_second_score(&terms, &list, chosen[0], i);
+      /* A neighbour that holds neither a question term nor the kind asked
+       * comes after any sentence that adds a question term. */
+      if (neighbour && s->score <= 0.0)
+        rank = extractive_kind_match(qkind, s) > 0.0
+                   ? rank + EXTRACTIVE_TYPE_BONUS * extractive_kind_match(qkind, s)
+                   : EXTRACTIVE_NEIGHBOUR_RANK * (i > chosen[0] ? 2.0 : 1.0); /* next first */
       if (best != SIZE_MAX && rank <= best_rank) continue;
       for (k = 0; k < chosen_count; k++) {
         const struct xs_sentence *c = &list.items[chosen[k]];
@@ -740,13 +821,21 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
           taken = 1;
       }
       if (taken) continue;
-      if (chosen_count && (rank < x->second_ratio * list.items[chosen[0]].score ||
-                           !extractive_adds_to(&list, chosen[0], i)))
+      if (chosen_count && !neighbour &&
+          ((!neighbours_too && rank < x->second_ratio * list.items[chosen[0]].score) ||
+           !extractive_adds_to(&list, chosen[0], i)))
         continue;
       best = i;
       best_rank = rank;
     }
+    if (best == SIZE_MAX && chosen_count == 1 && !neighbours_too) {
+      neighbours_too = 1;
+      continue;
+    }
     if (best == SIZE_MAX) break;
+    /* A best sentence this weak shares a common word or two with the
+     * question, not its subject: saying so beats quoting it. */
+    if (!chosen_count && list.items[best].score < EXTRACTIVE_MIN_SCORE) break;
     chosen[chosen_count++] = best;
   }
 

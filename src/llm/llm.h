@@ -33,6 +33,11 @@ struct llm_passage {
   const char *url;
   const char *heading_path;
   const char *text;
+  /* The retrieval score that ranked the passage (BM25, cosine or fused RRF,
+   * depending on the search mode): higher is better, comparable only between
+   * the passages of one request; 0 when unknown. Passages come best first
+   * whatever the scores say. */
+  double score;
 };
 
 struct llm_message {

@@ -645,6 +645,7 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     a->passages[i].url = a->hits.items[i].url;
     a->passages[i].heading_path = a->hits.items[i].heading_path;
     a->passages[i].text = a->hits.items[i].text;
+    a->passages[i].score = a->hits.items[i].score;
   }
   /* Nothing retrieved: the extractive generator says so honestly instead of
    * letting a model answer from nowhere. */

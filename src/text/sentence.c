@@ -3,7 +3,8 @@
  * A boundary follows a run of end marks (. ! ? … and the full-width 。！？)
  * plus any closing quotes or brackets, when:
  * - the marks follow a Hangul syllable (Korean endings: 다. 요. 까? 죠.), even
- *   with no space after them, unless the word is part of a URL or address;
+ *   with no space after them, unless the word is part of a URL or address or
+ *   a closing quote is followed by a quotative particle ("...요."라고);
  * - otherwise whitespace or the end of the text follows, and the period is not
  *   the end of an abbreviation (Mr. e.g. etc. U.S.), an initial (J.), a list
  *   number at the start of a line (1.), nor an ellipsis followed by a
@@ -143,6 +144,25 @@ static int looks_like_address(const char *w, size_t n) {
   return 0;
 }
 
+/* Quotative particles that join a closing quote to the sentence around it. */
+static const char *const quotative_particles[] = {
+    "\xEB\x9D\xBC\xEA\xB3\xA0",             /* 라고 */
+    "\xEC\x9D\xB4\xEB\x9D\xBC\xEA\xB3\xA0", /* 이라고 */
+    "\xEB\x9D\xBC\xEB\xA9\xB0",             /* 라며 */
+    "\xEB\x9D\xBC\xEB\x8A\x94",             /* 라는 */
+    "\xED\x95\x98\xEA\xB3\xA0",             /* 하고 */
+    "\xEA\xB3\xA0 ",                         /* 고, then a space */
+};
+
+static int quotative_follows(const char *s, size_t len, size_t i) {
+  size_t k, n;
+  for (k = 0; k < sizeof quotative_particles / sizeof quotative_particles[0]; k++) {
+    n = strlen(quotative_particles[k]);
+    if (len - i >= n && memcmp(s + i, quotative_particles[k], n) == 0) return 1;
+  }
+  return 0;
+}
+
 /* Decides whether the end marks s[mark_start..mark_end) (closers already
  * skipped up to after) end a sentence that began at sent_start. */
 static int is_boundary(const char *s, size_t len, size_t sent_start, size_t line_start,
@@ -168,6 +188,9 @@ static int is_boundary(const char *s, size_t len, size_t sent_start, size_t line
   if (!text_int_is_space(next)) {
     /* Only Korean endings end a sentence without a following space. */
     if (prev < 0xAC00 || prev > 0xD7A3) return 0;
+    /* A quoted sentence followed by a quotative particle ("..."라고 했다)
+     * is part of the sentence that quotes it. */
+    if (after > mark_end && quotative_follows(s, len, after)) return 0;
     w0 = word_start(s, sent_start, mark_start);
     return !looks_like_address(s + w0, mark_start - w0);
   }

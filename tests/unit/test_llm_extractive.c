@@ -510,8 +510,90 @@ static void test_question_kind_prefers_number(void **state) {
   (void)state;
   rec_init(&r);
   run("How long until the refund reaches my account?", passages, 1, &r);
-  assert_true(strncmp(r.text.data, "The refund reaches your account in 3 to 5 business days [1].",
-                      60) == 0);
+  /* Two sentences of one passage are quoted in the passage's order. */
+  assert_contains(r.text.data, "The refund reaches your account in 3 to 5 business days [1].");
+  rec_dispose(&r);
+}
+
+static void test_neighbour_holds_the_answer(void **state) {
+  /* The sentence with the question's words says nothing more; the answer
+   * follows it and shares no word with the question. */
+  static const struct llm_passage passages[] = {
+      {.index = 2,
+       .text = "Our warehouse moved last spring. The loyalty programme was redesigned "
+               "after customer feedback. Members now collect stamps instead of points. "
+               "Opening hours did not change."},
+  };
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run("Why was the loyalty programme redesigned?", passages, 1, &r);
+  assert_contains(r.text.data, "The loyalty programme was redesigned after customer feedback [2].");
+  assert_contains(r.text.data, "Members now collect stamps instead of points [2].");
+  assert_lacks(r.text.data, "warehouse");
+  rec_dispose(&r);
+}
+
+static void test_when_prefers_a_year(void **state) {
+  /* Both sentences name the store and hold a number; "when" asks for a year,
+   * which outweighs the first passage's rank. */
+  static const struct llm_passage passages[] = {
+      {.index = 1, .text = "The Busan store has 3 floors and 40 staff."},
+      {.index = 2, .text = "The Busan store opened in 2019 next to the station."},
+  };
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run("When did the Busan store open?", passages, 2, &r);
+  assert_string_equal(r.text.data, "The Busan store opened in 2019 next to the station [2].");
+  rec_dispose(&r);
+}
+
+static void test_duration_verb_and_unit(void **state) {
+  /* "take" belongs to "how long does it take", and a number with a unit of
+   * time answers it better than a sentence that repeats the question's
+   * words; the heading says what the list is about. */
+  static const struct llm_passage passages[] = {
+      {.index = 1, .title = "Returns",
+       .text = "See the refund page for how long each payment method takes."},
+      {.index = 2, .title = "Refund timing", .heading_path = "Refund timing > Refund times",
+       .text = "- Card: the approval is cancelled within 3 to 5 business days. Depending on "
+               "your card company, the card refund may show on your next bill.\n"
+               "- Bank transfer: 1 to 2 business days."},
+  };
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run("How long does a card refund take?", passages, 2, &r);
+  assert_true(strncmp(r.text.data, "Card: the approval is cancelled within 3 to 5 business days [2].",
+                      64) == 0);
+  assert_lacks(r.text.data, "See the refund page");
+  rec_dispose(&r);
+}
+
+static void test_weak_match_is_not_found(void **state) {
+  /* Only a word that every sentence has in common with the question: the
+   * passages do not answer it, and the reply says so in the question's
+   * language. */
+  static const struct llm_passage passages[] = {
+      {.index = 1,
+       .text = "Orders ship from Icheon. Orders over 30,000 won ship free. Orders placed "
+               "before noon leave the same day. Orders can be tracked in the app."},
+  };
+  static const struct llm_passage ko[] = {
+      {.index = 1,
+       .text = "주문은 이천에서 발송됩니다. 주문 내역은 앱에서 볼 수 있습니다. 주문 금액이 "
+               "3만 원 이상이면 배송비가 없습니다. 주문 취소는 발송 전까지 가능합니다."},
+  };
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run("Can I pay my orders with a company purchase card and a tax invoice?", passages, 1, &r);
+  assert_string_equal(r.text.data, NOT_FOUND_EN);
+  rec_dispose(&r);
+  rec_init(&r);
+  run("회사 법인카드로 주문 결제하고 세금계산서를 받을 수 있나요?", ko, 1, &r);
+  assert_string_equal(r.text.data, NOT_FOUND_KO);
   rec_dispose(&r);
 }
 
@@ -534,6 +616,10 @@ int main(void) {
       cmocka_unit_test(test_bad_requests_touch_no_sink),
       cmocka_unit_test(test_korean_how_to_prefers_steps),
       cmocka_unit_test(test_question_kind_prefers_number),
+      cmocka_unit_test(test_neighbour_holds_the_answer),
+      cmocka_unit_test(test_when_prefers_a_year),
+      cmocka_unit_test(test_duration_verb_and_unit),
+      cmocka_unit_test(test_weak_match_is_not_found),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -532,56 +532,101 @@ static void test_formats(void **state) {
 
 /* ---- sentences ------------------------------------------------------------------------ */
 
+/* Checks each {in, want} row: the sentences of in, "|"-joined. */
+struct sentence_case {
+  const char *in;
+  const char *want;
+};
+
+static void check_sentence_table(const struct sentence_case *cases, size_t count) {
+  size_t k;
+  for (k = 0; k < count; k++) {
+    char *got = sentences(cases[k].in);
+    if (strcmp(got, cases[k].want) != 0) print_error("case %zu: \"%s\"\n", k, cases[k].in);
+    assert_string_equal(got, cases[k].want);
+    free(got);
+  }
+}
+
 static void test_sentences(void **state) {
-  static const struct {
-    const char *in;
-    const char *want;
-  } cases[] = {
+  static const struct sentence_case cases[] = {
       {"", ""},
       {"   ", ""},
       {"One sentence", "One sentence"},
-      {"Hello world. How are you? Fine!", "Hello world.|How are you?|Fine!"},
-      {"The fee is 3.5 percent. Next.", "The fee is 3.5 percent.|Next."},
-      {"Use a card, e.g. Visa. Then pay.", "Use a card, e.g. Visa.|Then pay."},
-      {"Mr. Kim called. He left.", "Mr. Kim called.|He left."},
-      {"Apples, pears, etc. are fruit. Buy them.", "Apples, pears, etc. are fruit.|Buy them."},
-      {"It ships from the U.S. Next week it arrives.",
-       "It ships from the U.S.|Next week it arrives."},
-      {"Visit https://example.com/a.b?c=1. Then log in.",
-       "Visit https://example.com/a.b?c=1.|Then log in."},
-      {"Mail help@hanbit-market.example today. Thanks.",
-       "Mail help@hanbit-market.example today.|Thanks."},
-      {"He said \"Stop.\" Then he left.", "He said \"Stop.\"|Then he left."},
-      {"(See the policy.) Next.", "(See the policy.)|Next."},
-      {"Wait... what? Yes... Done.", "Wait... what?|Yes...|Done."},
-      {"See No. 5 please. Ok.", "See No. 5 please.|Ok."},
-      {"Ask J. Smith. He knows.", "Ask J. Smith.|He knows."},
-      {"환불은 3일 안에 처리됩니다. 감사합니다.", "환불은 3일 안에 처리됩니다.|감사합니다."},
-      {"처리됩니다.감사합니다.", "처리됩니다.|감사합니다."},
-      {"가능한가요?네, 가능해요.", "가능한가요?|네, 가능해요."},
-      {"배송비는 3.5달러입니다.", "배송비는 3.5달러입니다."},
-      {"좋죠. 그렇죠!", "좋죠.|그렇죠!"},
-      {"\"환불됩니다.\"다음 문장", "\"환불됩니다.\"|다음 문장"},
-      {"https://한빛.example/a를 보세요.", "https://한빛.example/a를 보세요."},
       {"返金します。ありがとう！", "返金します。|ありがとう！"},
       {"- First item\n- Second item\n1. Step one\n2. Step two",
        "First item|Second item|1. Step one|2. Step two"},
       {"A line that wraps\nonto the next. Done.", "A line that wraps\nonto the next.|Done."},
       {"Para one\n\nPara two", "Para one|Para two"},
+  };
+  (void)state;
+  check_sentence_table(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* English: abbreviations, initials, decimals, URLs and addresses, quotes. */
+static void test_sentences_english(void **state) {
+  static const struct sentence_case cases[] = {
+      {"Hello world. How are you? Fine!", "Hello world.|How are you?|Fine!"},
+      {"The fee is 3.5 percent. Next.", "The fee is 3.5 percent.|Next."},
+      {"Prices rose 0.75% in Q3. Then they fell.", "Prices rose 0.75% in Q3.|Then they fell."},
+      {"It costs $1,299.99 today. Tomorrow more.", "It costs $1,299.99 today.|Tomorrow more."},
+      {"Use a card, e.g. Visa. Then pay.", "Use a card, e.g. Visa.|Then pay."},
+      {"Pay by bank, i.e. a transfer. Done.", "Pay by bank, i.e. a transfer.|Done."},
+      {"Mr. Kim called. He left.", "Mr. Kim called.|He left."},
+      {"Dr. Lee and Mrs. Park met at 5 p.m. on Monday. Ok.",
+       "Dr. Lee and Mrs. Park met at 5 p.m. on Monday.|Ok."},
+      {"Apples, pears, etc. are fruit. Buy them.", "Apples, pears, etc. are fruit.|Buy them."},
+      {"It ships from the U.S. Next week it arrives.",
+       "It ships from the U.S.|Next week it arrives."},
+      {"Visit https://example.com/a.b?c=1. Then log in.",
+       "Visit https://example.com/a.b?c=1.|Then log in."},
+      {"Go to www.example.com/help. It lists the fees.",
+       "Go to www.example.com/help.|It lists the fees."},
+      {"Mail help@hanbit-market.example today. Thanks.",
+       "Mail help@hanbit-market.example today.|Thanks."},
+      {"He said \"Stop.\" Then he left.", "He said \"Stop.\"|Then he left."},
+      {"(See the policy.) Next.", "(See the policy.)|Next."},
+      {"Wait... what? Yes... Done.", "Wait... what?|Yes...|Done."},
+      {"Really?! Yes.", "Really?!|Yes."},
+      {"See No. 5 please. Ok.", "See No. 5 please.|Ok."},
+      {"See fig. 3 and vol. 2 for details. Ok.", "See fig. 3 and vol. 2 for details.|Ok."},
+      {"Ask J. Smith. He knows.", "Ask J. Smith.|He knows."},
       {"In 2024. Then", "In 2024.|Then"},
       {"Brown v. Board of Education was decided in 1954. Then",
        "Brown v. Board of Education was decided in 1954.|Then"},
+      {"Version 2.1.3 is out. Update now.", "Version 2.1.3 is out.|Update now."},
   };
-  size_t k;
   (void)state;
-  for (k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-    char *got = sentences(cases[k].in);
-    if (strcmp(got, cases[k].want) != 0) {
-      print_error("case %zu: \"%s\"\n", k, cases[k].in);
-    }
-    assert_string_equal(got, cases[k].want);
-    free(got);
-  }
+  check_sentence_table(cases, sizeof cases / sizeof cases[0]);
+}
+
+/* Korean: endings (다. 요. 까? 죠.) with or without a space after them,
+ * quotes and parentheses, numbers, addresses. */
+static void test_sentences_korean(void **state) {
+  static const struct sentence_case cases[] = {
+      {"환불은 3일 안에 처리됩니다. 감사합니다.", "환불은 3일 안에 처리됩니다.|감사합니다."},
+      {"처리됩니다.감사합니다.", "처리됩니다.|감사합니다."},
+      {"가능한가요?네, 가능해요.", "가능한가요?|네, 가능해요."},
+      {"배송은 며칠 걸리나요? 보통 2일 걸립니다.", "배송은 며칠 걸리나요?|보통 2일 걸립니다."},
+      {"취소할 수 있을까? 네, 됩니다!", "취소할 수 있을까?|네, 됩니다!"},
+      {"배송비는 3.5달러입니다.", "배송비는 3.5달러입니다."},
+      {"수수료는 1,000원(부가세 10% 포함)입니다. 환불 시 돌려드립니다.",
+       "수수료는 1,000원(부가세 10% 포함)입니다.|환불 시 돌려드립니다."},
+      {"좋죠. 그렇죠!", "좋죠.|그렇죠!"},
+      {"\"환불됩니다.\"다음 문장", "\"환불됩니다.\"|다음 문장"},
+      {"상담원은 \"곧 연락드릴게요.\"라고 말했습니다. 기다려 주세요.",
+       "상담원은 \"곧 연락드릴게요.\"라고 말했습니다.|기다려 주세요."},
+      {"(자세한 내용은 약관을 보세요.) 다음 안내입니다.",
+       "(자세한 내용은 약관을 보세요.)|다음 안내입니다."},
+      {"https://한빛.example/a를 보세요.", "https://한빛.example/a를 보세요."},
+      {"help@hanbit.example로 메일을 보내세요. 답장은 하루 안에 옵니다.",
+       "help@hanbit.example로 메일을 보내세요.|답장은 하루 안에 옵니다."},
+      {"버전 2.1.3을 설치하세요. 끝입니다.", "버전 2.1.3을 설치하세요.|끝입니다."},
+      {"1. 앱을 엽니다.\n2. 설정을 누릅니다.", "1. 앱을 엽니다.|2. 설정을 누릅니다."},
+      {"Visa 카드도 됩니다. Mastercard도 됩니다.", "Visa 카드도 됩니다.|Mastercard도 됩니다."},
+  };
+  (void)state;
+  check_sentence_table(cases, sizeof cases / sizeof cases[0]);
 }
 
 /* ---- estimates ------------------------------------------------------------------------------ */
@@ -699,6 +744,8 @@ int main(void) {
       cmocka_unit_test(test_title),
       cmocka_unit_test(test_formats),
       cmocka_unit_test(test_sentences),
+      cmocka_unit_test(test_sentences_english),
+      cmocka_unit_test(test_sentences_korean),
       cmocka_unit_test(test_estimate),
       cmocka_unit_test(test_hangul_ratio),
       cmocka_unit_test(test_random_documents),
