@@ -18,6 +18,7 @@
 #include "util/crypto.h"
 #include "util/json.h"
 #include "util/metrics.h"
+#include "util/workq.h"
 #include "util/log.h"
 
 #define ANSWER_TEXT_MAX (1024 * 1024)
@@ -80,6 +81,7 @@ struct rag_answer {
 };
 
 static void start_generation(struct rag_answer *a);
+static void start_generation_job(void *arg);
 
 /* ---- the engine's list of answers still generating ---- */
 
@@ -441,7 +443,9 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
   struct rag_answer *a = ctx;
   if (rc != RAGD_OK && rc != RAGD_ECANCELLED &&
       fail_over(a, error_code ? error_code : "upstream_unavailable", error_message)) {
-    start_generation(a); /* the generation's reference carries over */
+    /* the generation's reference carries over to the next one */
+    if (!a->e->jobs || workq_submit(a->e->jobs, start_generation_job, a) != RAGD_OK)
+      start_generation(a);
     return;
   }
   if (rc == RAGD_ECANCELLED && a->shutdown) {
@@ -735,6 +739,8 @@ fail:
 
 /* Starts gens[gen_index], moving down the chain while a start fails at once.
  * After a successful start a may already be freed: touch nothing. */
+static void start_generation_job(void *arg) { start_generation(arg); }
+
 static void start_generation(struct rag_answer *a) {
   for (;;) {
     const struct llm *gen = &a->gens[a->gen_index].llm;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "util/workq.h"
 
 #include "rag/rag_int.h"
 
@@ -76,6 +77,11 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
   memset(out, 0, sizeof *out);
   out->cfg = cfg;
   pthread_mutex_init(&out->answers_mu, NULL);
+  rc = workq_new(2, &out->jobs);
+  if (rc) {
+    pthread_mutex_destroy(&out->answers_mu);
+    return rc;
+  }
   rc = rag_store_open(cfg, &out->store, err);
   if (rc) goto fail;
   rc = rag_retrieval_open(out, err);
@@ -149,6 +155,9 @@ fail:
 
 void rag_engine_close(struct rag_engine *e) {
   /* Every answer must be finished; rag_engine_shutdown ends them. */
+  /* Failovers still queued run to their end (they may need the generators). */
+  workq_free(e->jobs);
+  e->jobs = NULL;
   pthread_mutex_destroy(&e->answers_mu);
   for (size_t i = 0; i < e->gen_count; i++) {
     llm_destroy(&e->gens[i].llm);

@@ -57,6 +57,10 @@ struct rag_engine {
   struct rag_answer *answers;
   size_t answer_count;
   int shutting_down;
+  /* Runs the next generator of the chain after a failure: the failing one
+   * reports on the upstream thread, which must not do the next one's work
+   * (the extractive last resort answers synchronously). */
+  struct workq *jobs;
   /* Hybrid retrieval: the configured embedder and the in-memory vector index
    * of every chunk's vector under embedder.model_key. index.ops is NULL until
    * the dimension is known (openai without RAGD_EMBED_DIMENSIONS: its first
