@@ -34,7 +34,11 @@
  * public ids and their answer's metadata, feedback per answer (deleted with
  * its conversation by cascade). A message id already taken inserts nothing
  * (ON CONFLICT DO NOTHING), so put_message reports RAGD_EINVAL without an
- * aborted transaction or an error in the server's log. */
+ * aborted transaction or an error in the server's log.
+ *
+ * API keys (schema 4) are the SQLite store's api_keys table: hashes only,
+ * read afresh on every call, so all nodes see a revocation at once; a
+ * duplicate id or hash is refused the same way (ON CONFLICT DO NOTHING). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -147,9 +151,23 @@ static const struct pg_migration pg_migrations[] = {
      " created_at bigint NOT NULL,"
      " updated_at bigint NOT NULL);"
      "CREATE INDEX IF NOT EXISTS feedback_by_updated ON feedback(updated_at, message_id);"},
+    /* API keys, as the SQLite store's api_keys table: only the SHA-256 of a
+     * key is kept. Every node reads the same rows, so a key created or
+     * revoked through any of them (or `ragd keys`) holds for all. */
+    {4,
+     "CREATE TABLE IF NOT EXISTS api_keys ("
+     " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+     " public_id text COLLATE \"C\" NOT NULL UNIQUE,"
+     " name text NOT NULL DEFAULT '',"
+     " scope text NOT NULL CHECK (scope IN ('query', 'admin')),"
+     " key_hash text COLLATE \"C\" NOT NULL UNIQUE,"
+     " rpm bigint NOT NULL DEFAULT 0,"
+     " streams bigint NOT NULL DEFAULT 0,"
+     " created_at bigint NOT NULL,"
+     " revoked_at bigint);"},
 };
 
-#define PG_SCHEMA_VERSION 3
+#define PG_SCHEMA_VERSION 4
 /* From this version on, indexed terms are stemmed (text_stem_en): chunks
  * indexed by an older version are re-tokenized when the store opens. */
 #define PG_SCHEMA_STEMMED 2
@@ -189,6 +207,11 @@ enum pg_stmt_id {
   PG_FB_EXISTS,
   PG_FB_PUT,
   PG_FB_LIST,
+  PG_KEY_INSERT,
+  PG_KEY_LOOKUP,
+  PG_KEY_LIST,
+  PG_KEY_REVOKE,
+  PG_KEY_COUNT,
   PG_STMT_COUNT
 };
 
@@ -196,6 +219,9 @@ enum pg_stmt_id {
   "d.external_id, d.title, d.url, d.metadata_json, d.format, d.content_hash,"   \
   " d.created_at, d.updated_at,"                                                \
   " (SELECT count(*) FROM chunks c WHERE c.document_id = d.id)"
+
+#define PG_KEY_COLUMNS \
+  "public_id, name, scope, key_hash, rpm, streams, created_at, coalesce(revoked_at, 0)"
 
 #define PG_HIT_COLUMNS \
   "d.external_id, d.title, d.url, c.heading_path, c.text, c.ordinal, s.score, c.id, d.id"
@@ -334,6 +360,18 @@ static const char *const pg_stmt_sql[PG_STMT_COUNT] = {
                    " m.content, m.provider, m.model, m.sources_json, m.cited_json"
                    " FROM feedback f JOIN messages m ON m.id = f.message_id"
                    " WHERE f.updated_at >= $1::bigint ORDER BY f.updated_at, f.message_id",
+    /* An id or hash already stored inserts nothing (and returns no row):
+     * the caller draws another key, and the server logs no error. */
+    [PG_KEY_INSERT] = "INSERT INTO api_keys(public_id, name, scope, key_hash, rpm, streams,"
+                      " created_at) VALUES ($1::text, $2::text, $3::text, $4::text,"
+                      " $5::bigint, $6::bigint, $7::bigint)"
+                      " ON CONFLICT DO NOTHING RETURNING id",
+    [PG_KEY_LOOKUP] = "SELECT " PG_KEY_COLUMNS " FROM api_keys"
+                      " WHERE key_hash = $1::text AND revoked_at IS NULL",
+    [PG_KEY_LIST] = "SELECT " PG_KEY_COLUMNS " FROM api_keys ORDER BY id",
+    [PG_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = $2::bigint"
+                      " WHERE public_id = $1::text AND revoked_at IS NULL",
+    [PG_KEY_COUNT] = "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
 };
 
 /* ---- the pool ------------------------------------------------------------------ */
@@ -2172,6 +2210,149 @@ out:
   return rc;
 }
 
+/* ---- API keys --------------------------------------------------------------------------- */
+
+#define PG_KEY_NAME_MAX 200
+#define PG_KEY_ID_MAX 64
+
+static int pg_key_hash_ok(const char *h) {
+  size_t n = 0;
+  if (!h) return 0;
+  for (; h[n]; n++)
+    if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f'))) return 0;
+  return n == 64;
+}
+
+static ragd_err pg_key_read(const PGresult *res, int row, struct store_key *k) {
+  ragd_err rc;
+  memset(k, 0, sizeof *k);
+  rc = pg_dup(res, row, 0, &k->id, NULL);
+  if (!rc) rc = pg_dup(res, row, 1, &k->name, NULL);
+  if (!rc) rc = pg_dup(res, row, 2, &k->scope, NULL);
+  if (!rc) rc = pg_dup(res, row, 3, &k->hash, NULL);
+  k->rpm = (long)pg_i64(res, row, 4);
+  k->streams = (long)pg_i64(res, row, 5);
+  k->created_at = pg_i64(res, row, 6);
+  k->revoked_at = pg_i64(res, row, 7);
+  if (rc) store_key_dispose(k);
+  return rc;
+}
+
+static ragd_err pg_key_create(void *ctx, const struct store_key *key) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct pg_params p;
+  PGresult *res = NULL;
+  ragd_err rc;
+
+  if (!s || !key || pg_check_id(key->id, PG_KEY_ID_MAX) || !key->scope ||
+      (strcmp(key->scope, "query") != 0 && strcmp(key->scope, "admin") != 0) ||
+      !pg_key_hash_ok(key->hash) || key->rpm < 0 || key->streams < 0 ||
+      (key->name && (strlen(key->name) > PG_KEY_NAME_MAX || pg_check_str(key->name))))
+    return RAGD_EINVAL;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  pp_init(&p);
+  pp_text(&p, key->id);
+  pp_text(&p, key->name ? key->name : "");
+  pp_text(&p, key->scope);
+  pp_text(&p, key->hash);
+  pp_i64(&p, key->rpm);
+  pp_i64(&p, key->streams);
+  pp_i64(&p, clock_wall_s());
+  rc = pg_run(c, PG_KEY_INSERT, &p, 0, "insert key", &res);
+  if (!rc && PQntuples(res) == 0) rc = RAGD_EINVAL; /* the id or the hash exists */
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
+static ragd_err pg_key_lookup(void *ctx, const char *hash_hex, struct store_key *out) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct pg_params p;
+  PGresult *res = NULL;
+  ragd_err rc;
+
+  if (!s || !out || !pg_key_hash_ok(hash_hex)) return !out ? RAGD_EINVAL : RAGD_ENOTFOUND;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  pp_init(&p);
+  pp_text(&p, hash_hex);
+  rc = pg_run(c, PG_KEY_LOOKUP, &p, 0, "look up key", &res);
+  if (!rc) rc = PQntuples(res) > 0 ? pg_key_read(res, 0, out) : RAGD_ENOTFOUND;
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
+static ragd_err pg_key_list(void *ctx, struct store_key_list *out) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  PGresult *res = NULL;
+  int i, n;
+  ragd_err rc;
+
+  if (!s || !out) return RAGD_EINVAL;
+  memset(out, 0, sizeof *out);
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  rc = pg_run(c, PG_KEY_LIST, NULL, 0, "list keys", &res);
+  if (rc) goto out;
+  n = PQntuples(res);
+  if (n == 0) goto out;
+  out->items = calloc((size_t)n, sizeof *out->items);
+  if (!out->items) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < n && !rc; i++) {
+    rc = pg_key_read(res, i, &out->items[i]);
+    if (!rc) out->count++;
+  }
+out:
+  PQclear(res);
+  pg_release(s, c);
+  if (rc) store_key_list_dispose(out);
+  return rc;
+}
+
+static ragd_err pg_key_revoke(void *ctx, const char *id) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct pg_params p;
+  PGresult *res = NULL;
+  ragd_err rc;
+
+  if (!s || pg_check_id(id, PG_KEY_ID_MAX)) return RAGD_ENOTFOUND;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  pp_init(&p);
+  pp_text(&p, id);
+  pp_i64(&p, clock_wall_s());
+  rc = pg_run(c, PG_KEY_REVOKE, &p, 0, "revoke key", &res);
+  if (!rc && strtoull(PQcmdTuples(res), NULL, 10) == 0) rc = RAGD_ENOTFOUND;
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
+static ragd_err pg_key_count(void *ctx, size_t *active) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  PGresult *res = NULL;
+  ragd_err rc;
+
+  if (!s || !active) return RAGD_EINVAL;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  rc = pg_run(c, PG_KEY_COUNT, NULL, 0, "count keys", &res);
+  if (!rc) *active = (size_t)pg_i64(res, 0, 0);
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
 /* ---- health ---------------------------------------------------------------------------- */
 
 static ragd_err pg_stats(void *ctx, struct store_stats *out) {
@@ -2234,4 +2415,9 @@ const struct store_ops store_postgres_ops = {
     .delete_conversations_before = pg_delete_conversations_before,
     .put_feedback = pg_put_feedback,
     .list_feedback = pg_list_feedback,
+    .key_create = pg_key_create,
+    .key_lookup = pg_key_lookup,
+    .key_list = pg_key_list,
+    .key_revoke = pg_key_revoke,
+    .key_count = pg_key_count,
 };

@@ -1,12 +1,13 @@
 // Two ragd nodes on one PostgreSQL database (the throw-away cluster of the
 // CTest fixture pg): a document ingested through one is found through the
-// other, a conversation started on one continues on the other, and its
-// transcript and the feedback on its answers are the same on both.
+// other, a conversation started on one continues on the other, its
+// transcript and the feedback on its answers are the same on both, and an
+// API key made or revoked on the shared database holds for both.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { startServer, postJson, chatStream, runRagd } from './helpers.mjs';
+import { startServer, postJson, chatStream, runRagd, sleep } from './helpers.mjs';
 
 const urlFile = process.env.RAGD_TEST_PG_URL_FILE;
 const serverUrl = urlFile ? readFileSync(urlFile, 'utf8').trim() : '';
@@ -171,4 +172,64 @@ test('the transcript and feedback of a conversation are the same on both nodes',
   r = await fb(a, answers[0], { rating: 'up' });
   assert.equal(r.status, 404, r.text);
   assert.equal(psql(`SELECT count(*) FROM ${schema}.feedback`), '0');
+});
+
+// `ragd keys create` on the shared database: the key is alone on the last
+// line of stdout, its id in the line before.
+async function createKey(...args) {
+  const r = await runRagd(['keys', 'create', ...args], { env: { RAGD_STORE: storeUrl } });
+  assert.equal(r.code, 0, r.stderr);
+  const key = r.stdout.trim().split('\n').at(-1);
+  assert.match(key, /^rk_[A-Za-z0-9_-]{43}$/);
+  const id = /key (rk_[A-Za-z0-9_-]{8})/.exec(r.stdout)[1];
+  return { key, id };
+}
+
+// Last: once a key exists, both loopback nodes require one.
+test('an API key made on the shared database works on both nodes; revoked, both refuse it', async () => {
+  const bearer = (key) => (key ? { authorization: `Bearer ${key}` } : {});
+  const search = (node, key) => postJson(node.base, '/v1/search', { query: 'refunds' }, bearer(key));
+  const query = await createKey('--scope', 'query', '--name', 'widget');
+  const admin = await createKey('--scope', 'admin');
+  // The database keeps the hash, never the key.
+  const stored = psql(`SELECT string_agg(public_id || ' ' || key_hash, ' ') FROM ${schema}.api_keys`);
+  assert.ok(stored.includes(query.id) && stored.includes(admin.id), stored);
+  assert.ok(!stored.includes(query.key) && !stored.includes(admin.key), stored);
+
+  // Each node caches its answer about keys for 500 ms.
+  await sleep(600);
+  for (const node of [a, b]) {
+    assert.equal((await search(node)).status, 401, `no key on ${node.base}`);
+    assert.equal((await search(node, query.key)).status, 200, `query key on ${node.base}`);
+    const put = await postJson(node.base, '/v1/documents',
+      { id: 'faq/keys', text: 'Keys are shared.' }, bearer(query.key));
+    assert.equal(put.status, 403, put.text);
+    const ok = await postJson(node.base, '/v1/documents',
+      { id: 'faq/keys', text: 'Keys are shared.' }, bearer(admin.key));
+    assert.equal(ok.status, 200, ok.text);
+  }
+
+  // Revoked through the database both nodes use (`ragd keys revoke`, as an
+  // operator would): each node refuses the key within about a second.
+  const revoke = await runRagd(['keys', 'revoke', query.id], { env: { RAGD_STORE: storeUrl } });
+  assert.equal(revoke.code, 0, revoke.stderr);
+  const revokedAt = Date.now();
+  const refusedAfter = async (node) => {
+    let status;
+    while ((status = (await search(node, query.key)).status) === 200 && Date.now() - revokedAt < 3000)
+      await sleep(20);
+    assert.equal(status, 401, `revoked key on ${node.base}`);
+    return Date.now() - revokedAt;
+  };
+  const took = await Promise.all([refusedAfter(a), refusedAfter(b)]);
+  for (const ms of took) assert.ok(ms < 1200, `refused after ${took.join(' and ')} ms`);
+  for (const node of [a, b]) assert.equal((await search(node, admin.key)).status, 200);
+  const list = await runRagd(['keys', 'list'], { env: { RAGD_STORE: storeUrl } });
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, new RegExp(`${query.id}.*revoked`));
+
+  // The last key revoked: both loopback nodes are open again.
+  assert.equal((await runRagd(['keys', 'revoke', admin.id], { env: { RAGD_STORE: storeUrl } })).code, 0);
+  await sleep(600);
+  for (const node of [a, b]) assert.equal((await search(node)).status, 200, `open again on ${node.base}`);
 });

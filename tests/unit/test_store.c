@@ -6,6 +6,7 @@
  * RAGD_TEST_PG_URL_FILE (or RAGD_TEST_PG_URL itself). CTest registers the
  * suite once per store; the PostgreSQL runs depend on fixtures that start a
  * throw-away server (scripts/pg-test-cluster.sh, tests/pglite_server.mjs).
+ * The API key ops are here too, tested through two stores on one database.
  * Each test gets a schema of its own (search_path through the URL's
  * options), so runs never see each other's rows. */
 #include <ftw.h>
@@ -80,7 +81,7 @@ static int pg_fresh_spec(struct fixture *fx) {
   if (shared && strcmp(shared, "1") == 0) {
     snprintf(fx->spec, sizeof fx->spec, "%s", suite_pg_url);
     fx->schema[0] = '\0';
-    return pg_admin("DROP TABLE IF EXISTS ragd_schema_migrations, feedback, messages,"
+    return pg_admin("DROP TABLE IF EXISTS ragd_schema_migrations, api_keys, feedback, messages,"
                     " conversations, vectors, chunks, documents CASCADE");
   }
   snprintf(fx->schema, sizeof fx->schema, "ragd_t%ld_%u", (long)getpid(), suite_schema_seq++);
@@ -1337,6 +1338,124 @@ static void test_bm25_matches_sqlite(void **state) {
   nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+/* ---- API keys ---------------------------------------------------------------------------- */
+
+static void make_key(const char *secret, const char *id, const char *scope, char hash[65],
+                     struct store_key *k) {
+  crypto_sha256_hex(secret, strlen(secret), hash);
+  memset(k, 0, sizeof *k);
+  k->id = (char *)id;
+  k->name = (char *)"widget";
+  k->scope = (char *)scope;
+  k->hash = hash;
+  k->rpm = 30;
+}
+
+/* Only hashes are kept, lookups see revocations at once, and a second store
+ * on the same database (another server, `ragd keys` from a shell) sees
+ * them too. */
+static void test_keys(void **state) {
+  struct fixture *fx = *state;
+  const struct store_ops *ops = fx->st.ops;
+  void *a = fx->st.ctx;
+  struct store other = {0};
+  struct store_key k, got;
+  struct store_key_list l;
+  char hash[65], second[65], spare[65];
+  size_t n = 99;
+
+  assert_int_equal(store_open_ex(fx->spec, &suite_opts, &other), RAGD_OK);
+  assert_int_equal(ops->key_count(a, &n), RAGD_OK);
+  assert_int_equal(n, 0);
+  assert_int_equal(ops->key_list(a, &l), RAGD_OK);
+  assert_int_equal(l.count, 0);
+  store_key_list_dispose(&l);
+
+  make_key("rk_secret-one", "rk_secret-o", "query", hash, &k);
+  assert_int_equal(ops->key_create(a, &k), RAGD_OK);
+  /* The same id, or the same hash under another id: refused, and the store
+   * still works afterwards (no transaction left aborted). */
+  assert_int_equal(ops->key_create(a, &k), RAGD_EINVAL);
+  k.id = (char *)"rk_another";
+  assert_int_equal(ops->key_create(a, &k), RAGD_EINVAL);
+  make_key("rk_secret-two", "rk_secret-o", "admin", second, &k);
+  assert_int_equal(ops->key_create(a, &k), RAGD_EINVAL);
+  /* Malformed fields. */
+  make_key("rk_x", "rk_x", "root", spare, &k);
+  assert_int_equal(ops->key_create(a, &k), RAGD_EINVAL);
+  make_key("rk_x", "rk_x", "admin", spare, &k);
+  k.hash = (char *)"ABCDEF";
+  assert_int_equal(ops->key_create(a, &k), RAGD_EINVAL);
+  make_key("rk_x", "rk_x", "admin", spare, &k);
+  k.rpm = -1;
+  assert_int_equal(ops->key_create(a, &k), RAGD_EINVAL);
+  make_key("rk_x", "", "admin", spare, &k);
+  assert_int_equal(ops->key_create(a, &k), RAGD_EINVAL);
+  make_key("rk_x", "rk_x", "admin", spare, &k);
+  k.name = (char *)"\xff\xfe";
+  assert_int_equal(ops->key_create(a, &k), RAGD_EINVAL);
+  assert_int_equal(ops->key_count(a, &n), RAGD_OK);
+  assert_int_equal(n, 1);
+
+  /* Found through the other store, by hash, with every field. */
+  assert_int_equal(other.ops->key_lookup(other.ctx, hash, &got), RAGD_OK);
+  assert_string_equal(got.id, "rk_secret-o");
+  assert_string_equal(got.scope, "query");
+  assert_string_equal(got.name, "widget");
+  assert_string_equal(got.hash, hash);
+  assert_int_equal(got.rpm, 30);
+  assert_int_equal(got.streams, 0);
+  assert_int_equal(got.revoked_at, 0);
+  assert_true(got.created_at > 0);
+  store_key_dispose(&got);
+  assert_int_equal(ops->key_lookup(a, second, &got), RAGD_ENOTFOUND);
+  assert_int_equal(ops->key_lookup(a, "not a hash", &got), RAGD_ENOTFOUND);
+
+  /* A second key, admin, with no name and its own limits; created through
+   * the other store, listed after the first. */
+  make_key("rk_secret-two", "rk_secret-t", "admin", second, &k);
+  k.name = NULL;
+  k.rpm = 0;
+  k.streams = 3;
+  assert_int_equal(other.ops->key_create(other.ctx, &k), RAGD_OK);
+  assert_int_equal(ops->key_lookup(a, second, &got), RAGD_OK);
+  assert_string_equal(got.name, "");
+  assert_string_equal(got.scope, "admin");
+  assert_int_equal(got.streams, 3);
+  store_key_dispose(&got);
+
+  /* Nothing stored holds the key itself. */
+  assert_int_equal(ops->key_list(a, &l), RAGD_OK);
+  assert_int_equal(l.count, 2);
+  assert_string_equal(l.items[0].id, "rk_secret-o");
+  assert_string_equal(l.items[1].id, "rk_secret-t");
+  assert_null(strstr(l.items[0].hash, "secret"));
+  assert_null(strstr(l.items[1].hash, "secret"));
+  store_key_list_dispose(&l);
+
+  /* Revoked through one store, gone from the other at once. */
+  assert_int_equal(ops->key_revoke(a, "rk_secret-o"), RAGD_OK);
+  assert_int_equal(other.ops->key_lookup(other.ctx, hash, &got), RAGD_ENOTFOUND);
+  assert_int_equal(ops->key_revoke(a, "rk_secret-o"), RAGD_ENOTFOUND);
+  assert_int_equal(other.ops->key_revoke(other.ctx, "rk_secret-o"), RAGD_ENOTFOUND);
+  assert_int_equal(ops->key_revoke(a, "rk_nope"), RAGD_ENOTFOUND);
+  assert_int_equal(ops->key_revoke(a, ""), RAGD_ENOTFOUND);
+  assert_int_equal(other.ops->key_count(other.ctx, &n), RAGD_OK);
+  assert_int_equal(n, 1);
+  assert_int_equal(ops->key_list(a, &l), RAGD_OK);
+  assert_int_equal(l.count, 2);
+  assert_true(l.items[0].revoked_at > 0);
+  assert_int_equal(l.items[1].revoked_at, 0);
+  store_key_list_dispose(&l);
+
+  /* Reopened, the keys are still there. */
+  store_close(&fx->st);
+  assert_int_equal(store_open_ex(fx->spec, &suite_opts, &fx->st), RAGD_OK);
+  assert_int_equal(fx->st.ops->key_count(fx->st.ctx, &n), RAGD_OK);
+  assert_int_equal(n, 1);
+  store_close(&other);
+}
+
 /* ---- threads -------------------------------------------------------------------------------- */
 
 struct worker_arg {
@@ -1443,6 +1562,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_delete_conversation, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
       cmocka_unit_test_setup_teardown(test_feedback, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_conversations, setup, teardown),
       cmocka_unit_test(test_message_id_ok),
       cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
