@@ -82,6 +82,7 @@ struct chat {
   pthread_mutex_t mu;
   int refs;
   struct http_request *req; /* until the handler returns; not streaming: until the reply */
+  struct http_notes *notes; /* the request's access-log line: provider, model, tokens */
   struct api_app *app;
   const struct chat_proto *proto;
   int streaming;

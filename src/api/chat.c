@@ -29,6 +29,7 @@ static void chat_unref(struct chat *c) {
   pthread_mutex_unlock(&c->mu);
   if (!last) return;
   rag_answer_release(c->answer);
+  http_notes_release(c->notes);
   json_decref(c->sources);
   json_decref(c->citations);
   buf_dispose(&c->text);
@@ -106,12 +107,15 @@ static json_t *int_array(const int *v, size_t n) {
 
 /* ---- rag events -------------------------------------------------------------- */
 
-static void ev_meta(void *ctx, const char *conversation_id, const char *model) {
+static void ev_meta(void *ctx, const char *conversation_id, const char *provider,
+                    const char *model) {
   struct chat *c = ctx;
   struct http_stream *s;
   const char *why = NULL;
   c->conversation_id = strdup(conversation_id);
   c->model = strdup(model);
+  http_notes_set(c->notes, "provider", provider);
+  http_notes_set(c->notes, "model", model);
   if (!c->streaming) return;
   s = http_reply_stream_ex(c->req, c->proto->content_type, c->proto->headers);
   if (!s) return;
@@ -184,6 +188,8 @@ static void ev_usage(void *ctx, long prompt_tokens, long completion_tokens) {
   c->prompt_tokens = prompt_tokens;
   c->completion_tokens = completion_tokens;
   c->has_usage = 1;
+  http_notes_set_int(c->notes, "prompt_tokens", prompt_tokens);
+  http_notes_set_int(c->notes, "completion_tokens", completion_tokens);
   if (c->streaming) c->proto->on_usage(c);
 }
 
@@ -232,6 +238,7 @@ static void ev_done(void *ctx, const char *finish_reason, const int *cited, size
   c->finish_reason = strcmp(finish_reason, "length") == 0           ? "length"
                      : strcmp(finish_reason, "content_filter") == 0 ? "content_filter"
                                                                     : "stop";
+  http_notes_set(c->notes, "finish_reason", c->finish_reason);
   c->citations = json_object();
   json_object_set_new(c->citations, "cited_sources", int_array(cited, cited_count));
   json_object_set_new(c->citations, "invalid_citations", int_array(invalid, invalid_count));
@@ -243,6 +250,7 @@ static void ev_error(void *ctx, const char *code, const char *message) {
   struct chat *c = ctx;
   c->error_code = strdup(code);
   c->error_message = strdup(message);
+  http_notes_set(c->notes, "error", code);
   if (c->streaming) c->proto->on_error(c, code, message);
   chat_finish(c);
 }
@@ -253,6 +261,9 @@ static void ev_notice(void *ctx, const char *provider, const char *model, int de
                       const char *code, const char *message) {
   struct chat *c = ctx;
   if (degraded) c->degraded = 1;
+  http_notes_set(c->notes, "provider", provider);
+  http_notes_set(c->notes, "model", model);
+  if (degraded) http_notes_set_int(c->notes, "degraded", 1);
   if (model) {
     free(c->model);
     c->model = strdup(model);
@@ -296,6 +307,7 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   buf_init(&c->text, 0);
   c->refs = 1; /* the handler's */
   c->req = r;
+  c->notes = http_request_notes(r);
   c->app = app;
   c->proto = proto;
   c->streaming = in->stream;
@@ -304,6 +316,8 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   memcpy(c->response_id, "resp_", 5);
   crypto_random_hex(c->response_id + 5, 12);
 
+  /* The question only at debug level, and masked like every log line. */
+  log_debug("chat %s: question \"%s\"", c->response_id, in->message);
   memset(&q, 0, sizeof q);
   q.message = in->message;
   q.top_k = (size_t)in->top_k;

@@ -16,6 +16,7 @@ int cli_reindex(int argc, char **argv);
 int cli_migrate(int argc, char **argv);
 int cli_feedback(int argc, char **argv);
 int cli_keys(int argc, char **argv);
+int cli_doctor(int argc, char **argv);
 
 /* Option parsing shared by the subcommands. */
 struct cli_opts {

@@ -22,6 +22,7 @@ static const char usage[] =
     "  ragd migrate [--data DIR]                       create or upgrade the store schema\n"
     "  ragd feedback export [--data DIR] [--since W]   answer ratings as CSV\n"
     "  ragd keys create|list|revoke [--data DIR] ...   API keys for the HTTP API\n"
+    "  ragd doctor [--data DIR] [--listen HOST:PORT]   check the configuration and dependencies\n"
     "  ragd COMMAND --help                             help for one command\n"
     "\n"
     "Quick start:\n"
@@ -163,7 +164,8 @@ int main(int argc, char **argv) {
   } commands[] = {
       {"serve", cli_serve}, {"ingest", cli_ingest}, {"search", cli_search}, {"ask", cli_ask},
       {"eval", cli_eval}, {"reindex", cli_reindex}, {"tokens", cli_tokens},
-      {"migrate", cli_migrate}, {"feedback", cli_feedback}, {"keys", cli_keys}};
+      {"migrate", cli_migrate}, {"feedback", cli_feedback}, {"keys", cli_keys},
+      {"doctor", cli_doctor}};
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     print_help();

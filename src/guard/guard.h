@@ -89,6 +89,23 @@ const char *guard_pii_kind_name(enum guard_pii_kind kind);
 ragd_err guard_mask_pii(const char *text, size_t len, unsigned kinds, char **masked /* OUT */,
                         size_t *masked_len /* OUT */, size_t *count /* OUT */);
 
+/* ---- Log redaction ----------------------------------------------------------- */
+
+/* What a log line may say: a copy of text[0..len) with credentials replaced
+ * by "[REDACTED]" and then every PII span masked (guard_mask_pii,
+ * GUARD_PII_ALL). A credential is the value after a header or setting name
+ * that carries one (Authorization, Proxy-Authorization, X-Api-Key, Api-Key,
+ * X-Goog-Api-Key, api_key, apikey, access_token, client_secret, password,
+ * secret; then ':' or '=', an optional quote and an optional auth scheme
+ * word), the token after "Bearer ", the value of a key=, token=, sig= or
+ * signature= URL parameter, and a word shaped like a provider key (sk-...,
+ * AIza..., 20 characters or more). A value runs to white space, a quote,
+ * ',', ';', '&', '#' or a closing bracket. *out is malloc'd, NUL-terminated,
+ * owned by the caller (free()); *out_len (may be NULL) is its length.
+ * Errors: RAGD_ENOMEM, with *out NULL. Thread-safe. */
+ragd_err guard_redact_log(const char *text, size_t len, char **out /* OUT */,
+                          size_t *out_len /* OUT */);
+
 /* ---- Prompt injection -------------------------------------------------------- */
 
 struct guard_injection {

@@ -139,6 +139,29 @@ const char *http_request_id(const struct http_request *r);
  * (no keys exist; an OPEN route). */
 const char *http_request_key_id(const struct http_request *r);
 
+/* ---- the access-log line ----
+ *
+ * When a request ends (its response sent, or its connection gone) one info
+ * line is logged under its request id: "METHOD ROUTE STATUS" with the fields
+ * method, route (the route's pattern), status, duration_ms, bytes (of the
+ * body; a stream's whole life), "ended" when it did not end normally, and
+ * the notes its handler set, e.g. a chat's provider, model and tokens.
+ *
+ * Notes outlive the handler: a streamed answer learns its token counts on
+ * another thread long after the handler returned. http_request_notes hands
+ * out a reference (call it on the handler's thread, or before
+ * http_request_finish of a deferred request; NULL when the request has
+ * none); http_notes_set and _set_int may then be called from any thread,
+ * copy key and value and replace an earlier value of the key; a note set
+ * after the line was written is dropped. http_notes_release drops the
+ * reference (any thread). All three accept a NULL n. Note values are logged
+ * as they are: program-made values only, never user text. */
+struct http_notes;
+struct http_notes *http_request_notes(struct http_request *r);
+void http_notes_set(struct http_notes *n, const char *key, const char *value);
+void http_notes_set_int(struct http_notes *n, const char *key, long long value);
+void http_notes_release(struct http_notes *n);
+
 /* ---- replies: exactly one per request, from the handler's thread ---- */
 
 /* Copies body. */

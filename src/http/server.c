@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http/access_log_int.h"
 #include "http/http.h"
 #include "http/http_int.h"
 #include "text/text.h"
@@ -94,6 +95,7 @@ void http_stream_stats(struct http_stream_stats *out) {
 
 struct http_request {
   struct http_server *srv;
+  struct http_notes *notes; /* the access-log line's extra fields */
   int64_t started_us;
   size_t reply_bytes;         /* body of a buffered reply */
   struct http_stream *stream; /* a streamed reply (the request holds a reference) */
@@ -138,6 +140,7 @@ struct http_stream {
   int watched;        /* registered in srv->watch_fd (guarded by srv->mu) */
   int listed;         /* in srv->streams (guarded by srv->mu) */
   uint64_t serial;    /* names the stream in log lines */
+  char request_id[LOG_REQUEST_ID_MAX];
   int64_t last_write_ms;
   int64_t last_progress_ms; /* the client last took bytes, or the queue was empty */
   int64_t stall_ms;         /* 0: never cut a slow reader on time alone */
@@ -193,7 +196,7 @@ static const char *route_label(const struct http_request *r) {
 }
 
 /* Records a finished request. Event thread. */
-static void request_observe(struct http_request *r) {
+static void request_observe(struct http_request *r, enum MHD_RequestTerminationCode toe) {
   char status[16];
   size_t bytes = r->reply_bytes;
   double seconds = (double)(clock_mono_us() - r->started_us) / 1e6;
@@ -208,6 +211,10 @@ static void request_observe(struct http_request *r) {
   metrics_add(hm.requests, 1, method, route_label(r), status);
   metrics_observe(hm.duration, seconds, route_label(r));
   metrics_add(hm.bytes, (double)bytes, route_label(r));
+  if (r->key_id[0]) http_notes_set(r->notes, "key_id", r->key_id); /* the public id */
+  http_access_log(r->request_id, r->notes, r->method, route_label(r), r->status, bytes, seconds,
+                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL
+                  : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client_abort" : "error");
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -256,6 +263,7 @@ static void request_free(struct http_request *r) {
   if (!r) return;
   if (r->slot) http_limiter_release(r->srv->limiter, r->slot);
   free(r->cors_origin);
+  http_notes_release(r->notes);
   if (r->stream) stream_unref(r->stream);
   if (r->response) MHD_destroy_response(r->response);
   json_decref(r->json);
@@ -615,11 +623,14 @@ static void request_complete(struct http_request *r) {
 static void run_handler(void *arg) {
   struct http_request *r = arg;
   struct http_server *srv = r->srv;
+  struct log_scope scope;
   int later;
+  log_scope_begin(&scope, r->request_id);
   /* Who is asking comes first: a caller without a key learns nothing about
    * its body. The body checks run here too, off the event thread. */
   if (request_admit(r) && (r->route->body == HTTP_BODY_NONE || request_check_json(r)))
     r->route->handler(r, srv->opts->app);
+  log_scope_end(&scope);
   /* A deferred request not finished yet is completed by http_request_finish
    * on another thread, which may free r at any moment after the unlock. */
   pthread_mutex_lock(&srv->mu);
@@ -705,8 +716,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     r->started_us = clock_mono_us();
     r->method = strdup(method);
     r->path = strdup(url);
+    r->notes = http_notes_new();
     buf_init(&r->body, srv->opts->max_body_bytes);
-    if (!r->method || !r->path) {
+    if (!r->method || !r->path || !r->notes) {
       request_free(r);
       return MHD_NO;
     }
@@ -775,8 +787,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   struct http_request *r = *con_cls;
   (void)cls;
   (void)conn;
-  (void)toe;
-  if (r && r->status) request_observe(r);
+  if (r && r->status) request_observe(r, toe);
+  else if (r) /* gone before any reply: no metrics, but its access line */
+    http_access_log(r->request_id, r->notes, r->method, route_label(r), 0, 0,
+                    (double)(clock_mono_us() - r->started_us) / 1e6, "client_abort");
   request_free(r);
   *con_cls = NULL;
 }
@@ -788,6 +802,7 @@ const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_path_param(const struct http_request *r) { return r->param ? r->param : ""; }
 const char *http_request_id(const struct http_request *r) { return r->request_id; }
 const char *http_request_key_id(const struct http_request *r) { return r->key_id[0] ? r->key_id : NULL; }
+struct http_notes *http_request_notes(struct http_request *r) { return http_notes_hold(r->notes); }
 
 json_t *http_request_json(const struct http_request *r) { return r->json; }
 
@@ -964,6 +979,7 @@ struct http_stream *http_reply_stream_ex(struct http_request *r, const char *con
   s->srv = srv;
   s->conn = r->conn;
   s->refs = 3; /* the caller's, the response's and the request's */
+  snprintf(s->request_id, sizeof s->request_id, "%s", r->request_id);
   s->last_write_ms = clock_mono_ms();
   s->last_progress_ms = s->last_write_ms;
   resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, s,
@@ -1096,8 +1112,11 @@ static size_t watch_tick(struct http_server *srv, int64_t now, struct pending_ca
     pthread_mutex_lock(&s->mu);
     if (!s->ended && !s->cancelled && s->stall_ms && s->queue.len > s->sent &&
         now - s->last_progress_ms >= s->stall_ms && n < cap) {
+      struct log_scope scope;
+      log_scope_begin(&scope, s->request_id);
       log_info("stream %llu: the client read nothing for %lld ms; cutting it",
                (unsigned long long)s->serial, (long long)(now - s->last_progress_ms));
+      log_scope_end(&scope);
       stats_add(&stats.v.cancelled_stall, 1);
       metrics_add(hm.cancels, 1, "stall");
       stream_cancel_locked(s, &out[n].fn, &out[n].arg);

@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 
+#include "util/buf.h"
 #include "util/err.h"
 
 #define LLM_OPS_VERSION 1
@@ -150,6 +151,20 @@ void llm_runtime_shutdown(void);
 /* Makes the upstream thread re-check is_cancelled on all transfers now. Any
  * thread, async-signal-unsafe. */
 void llm_wakeup(void);
+
+/* One tiny authenticated call to a provider, for `ragd doctor`: GET
+ * {base_url}/models (trailing slashes of base_url dropped) with the
+ * provider's key header when api_key is set (openai: "Authorization: Bearer",
+ * anthropic: "x-api-key" and "anthropic-version", gemini: "x-goog-api-key"),
+ * no retries, no breaker, at most timeout_ms in all. Needs llm_runtime_init;
+ * blocks the calling thread (not the upstream thread). RAGD_OK when a
+ * response arrived, whatever its status: *status is it and body (may be
+ * NULL) holds up to 256 KiB of it. RAGD_EUPSTREAM (nothing answered:
+ * refused, unresolvable, reset), RAGD_ETIMEOUT or RAGD_EINVAL (unknown
+ * provider, a line break in base_url or api_key); detail then says what
+ * happened, never the key. */
+ragd_err llm_probe(const char *provider, const char *base_url, const char *api_key,
+                   long timeout_ms, long *status /* OUT */, struct buf *body, struct buf *detail);
 
 /* ---- circuit breakers -------------------------------------------------- */
 

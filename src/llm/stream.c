@@ -393,6 +393,7 @@ ragd_err llm_stream_start(const struct llm_stream_request *req, const struct llm
   up.first_token_timeout_ms = ep->first_token_timeout_ms;
   up.retry = ep->retry;
   up.breaker = ep->breaker;
+  up.request_id = req->request_id;
   rc = llm_upstream_add(&up, &cb, s);
   if (rc) stream_free(s); /* on success the transfer owns s */
   else metrics_add(um.requests, 1, ep->name);
@@ -420,6 +421,7 @@ ragd_err llm_stream_post(const struct llm_endpoint *ep, const char *const *provi
     sr.header_count = count;
     sr.body = body;
     sr.body_len = body_len;
+    sr.request_id = request_id;
     rc = llm_stream_start(&sr, sink, on_event);
   }
   buf_dispose(&id_header);

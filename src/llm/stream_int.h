@@ -81,6 +81,7 @@ struct llm_stream_request {
   size_t header_count;
   const char *body;
   size_t body_len;
+  const char *request_id; /* NULL: none; for log lines, see llm_upstream_request */
 };
 
 /* Starts one generation. Same contract as llm_ops.start: on RAGD_OK the sink

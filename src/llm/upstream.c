@@ -58,6 +58,7 @@ struct up_xfer {
   int64_t last_activity_ms;
   int stopped; /* on_body asked to stop */
   char errbuf[CURL_ERROR_SIZE];
+  char request_id[LOG_REQUEST_ID_MAX]; /* on the log lines of its callbacks */
   struct up_xfer *prev, *next;
 };
 
@@ -137,10 +138,20 @@ static size_t up_on_header(char *bytes, size_t size, size_t n, void *userdata) {
   return len;
 }
 
+static size_t up_on_write_scoped(struct up_xfer *x, char *bytes, size_t len);
+
 static size_t up_on_write(char *bytes, size_t size, size_t n, void *userdata) {
   struct up_xfer *x = userdata;
+  struct log_scope scope;
+  size_t ret;
+  log_scope_begin(&scope, x->request_id);
+  ret = up_on_write_scoped(x, bytes, size * n);
+  log_scope_end(&scope);
+  return ret;
+}
+
+static size_t up_on_write_scoped(struct up_xfer *x, char *bytes, size_t len) {
   long status = 0;
-  size_t len = size * n;
 
   up_touch(x);
   if (x->stopped) return CURL_WRITEFUNC_ERROR;
@@ -191,8 +202,10 @@ static enum llm_breaker_verdict up_verdict(enum llm_upstream_outcome outcome, lo
  * the multi handle. Upstream thread. */
 static void up_report(struct up_xfer *x, enum llm_upstream_outcome outcome, const char *message) {
   struct llm_upstream_result res;
+  struct log_scope scope;
   long status = 0;
 
+  log_scope_begin(&scope, x->request_id);
   if (x->attempts > 0) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
   /* The breaker counts requests, not attempts: a request that needed three
    * attempts to fail is one failure, as the breaker settings describe it. */
@@ -205,6 +218,7 @@ static void up_report(struct up_xfer *x, enum llm_upstream_outcome outcome, cons
   res.message = message ? message : "";
   x->cb.on_complete(x->ctx, &res);
   up_xfer_free(x);
+  log_scope_end(&scope);
 }
 
 static enum llm_breaker_verdict up_verdict(enum llm_upstream_outcome outcome, long status) {
@@ -277,6 +291,7 @@ static long up_retry_delay(struct up_xfer *x, int64_t now) {
 static void up_end_attempt(struct up_xfer *x, enum llm_upstream_outcome outcome,
                            const char *message) {
   char reason[CURL_ERROR_SIZE + 64];
+  struct log_scope scope;
   long status = 0, delay;
   int64_t now = clock_mono_ms();
 
@@ -290,8 +305,10 @@ static void up_end_attempt(struct up_xfer *x, enum llm_upstream_outcome outcome,
     up_report(x, outcome, message);
     return;
   }
+  log_scope_begin(&scope, x->request_id);
   log_debug("upstream: attempt %d failed (%s); retrying in %ld ms", x->attempts, reason, delay);
   if (x->cb.on_retry) x->cb.on_retry(x->ctx, x->attempts + 1, delay, reason);
+  log_scope_end(&scope);
   x->not_before_ms = now + delay;
   up_push(&up_waiting, x);
 }
@@ -622,6 +639,7 @@ ragd_err llm_upstream_add(const struct llm_upstream_request *req,
   x->retry = req->retry;
   if (x->retry.max_retries < 0) x->retry.max_retries = 0;
   x->retry_after_ms = -1;
+  snprintf(x->request_id, sizeof x->request_id, "%s", req->request_id ? req->request_id : "");
   x->breaker = req->breaker;
   llm_breaker_retain(x->breaker);
   x->easy = curl_easy_init();

@@ -97,6 +97,9 @@ struct llm_upstream_request {
    * are successes; cancellations and stops by the consumer are neutral. The
    * transfer holds its own reference. */
   struct llm_breaker *breaker;
+  /* NULL: none. The HTTP request this transfer serves: every log line of
+   * its callbacks carries it (see log_scope_begin). */
+  const char *request_id;
 };
 
 /* Queues a transfer on the upstream thread. Any thread. On RAGD_OK,

@@ -705,7 +705,9 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
   if (ev->on_guard && strcmp(policy, "off") != 0) ev->on_guard(ev->ctx, &injection, pii_masked);
   {
     const struct llm *first = &a->gens[0].llm;
-    if (ev->on_meta) ev->on_meta(ev->ctx, a->conversation_id, first->model ? first->model : first->ops->name);
+    if (ev->on_meta)
+      ev->on_meta(ev->ctx, a->conversation_id, first->ops->name,
+                  first->model ? first->model : first->ops->name);
   }
   if (ev->on_sources) {
     /* only the passages the prompt holds are sources */

@@ -190,7 +190,9 @@ struct rag_question {
  * never two at once. Strings are borrowed for the call. */
 struct rag_events {
   void *ctx;
-  void (*on_meta)(void *ctx, const char *conversation_id, const char *model);
+  /* provider: the llm ops name of the first generator to answer ("openai",
+   * "extractive"); model its model. */
+  void (*on_meta)(void *ctx, const char *conversation_id, const char *provider, const char *model);
   void (*on_sources)(void *ctx, const struct store_hit_list *hits);
   void (*on_delta)(void *ctx, const char *text, size_t len);
   void (*on_usage)(void *ctx, long prompt_tokens, long completion_tokens);

@@ -303,6 +303,14 @@ const server = http.createServer(async (req, res) => {
       sendJson(res, 200, log);
       return;
     }
+    if (url.pathname.endsWith('/models') && req.method === 'GET') {
+      // The model list (what `ragd doctor` asks): the configured model and
+      // a second one; --status answers with that error instead.
+      log.push({ method: req.method, url: req.url, headers: req.headers, body: null, finished: true });
+      if (config.status !== 200) sendJson(res, config.status, errorObject(config.status));
+      else sendJson(res, 200, { object: 'list', data: [config.model, 'gpt-fake-2'].map((id) => ({ id, object: 'model', created: 0, owned_by: 'fake' })) });
+      return;
+    }
     if (url.pathname.endsWith('/chat/completions') && req.method === 'POST') {
       const rec = { method: req.method, url: req.url, headers: req.headers, body: null,
         client_aborted: false, finished: false, closed: false };
