@@ -140,7 +140,7 @@ test('openai generator: deltas relay the upstream text byte for byte', async (t)
     const user = req.body.messages.at(-1);
     assert.equal(user.role, 'user');
     assert.match(user.content, /<passage number="1">/);
-    assert.match(user.content, /Question: How long do refunds take\?$/);
+    assert.match(user.content, /\n<question>\nHow long do refunds take\?\n<\/question>$/);
   }
 
   // A citation the model invents is reported and not counted as a source.
