@@ -103,6 +103,8 @@ struct chat {
   long ragd_prompt_tokens; /* ragd's count of the prompt (has_budget) */
   int has_budget;
   int degraded; /* the extractive last resort answered after a failure */
+  char *degraded_reason; /* why, when known before meta (e.g. embedder_unavailable) */
+  int sources_sent;      /* meta and sources have gone out */
   const char *finish_reason; /* static */
   json_t *citations;         /* {"cited_sources":[...],"invalid_citations":[...]} */
   char *error_code;

@@ -39,6 +39,7 @@ static void chat_unref(struct chat *c) {
   free(c->error_message);
   free(c->retrieval_query);
   free(c->message_id);
+  free(c->degraded_reason);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
@@ -136,6 +137,7 @@ static void ev_meta(void *ctx, const char *conversation_id, const char *provider
 static void ev_sources(void *ctx, const struct store_hit_list *hits) {
   struct chat *c = ctx;
   c->sources = sources_json(hits);
+  c->sources_sent = 1;
   if (c->streaming) c->proto->on_sources(c);
 }
 
@@ -267,6 +269,11 @@ static void ev_notice(void *ctx, const char *provider, const char *model, int de
   if (model) {
     free(c->model);
     c->model = strdup(model);
+  }
+  if (!c->sources_sent) {
+    /* Before meta: meta itself carries it (meta is always the first event). */
+    if (degraded && !c->degraded_reason) c->degraded_reason = strdup(code);
+    return;
   }
   if (c->streaming && c->proto->on_notice)
     c->proto->on_notice(c, provider, model, degraded, code, message);
@@ -462,7 +469,8 @@ static void native_sources(struct chat *c) {
   json_object_set_new(o, "response_id", json_string(c->response_id));
   json_object_set_new(o, "conversation_id", json_string(c->conversation_id ? c->conversation_id : ""));
   json_object_set_new(o, "model", json_string(c->model ? c->model : ""));
-  json_object_set_new(o, "degraded", json_false());
+  json_object_set_new(o, "degraded", json_boolean(c->degraded));
+  if (c->degraded_reason) json_object_set_new(o, "degraded_reason", json_string(c->degraded_reason));
   if (c->retrieval_query) json_object_set_new(o, "retrieval_query", json_string(c->retrieval_query));
   if (c->req) json_object_set_new(o, "request_id", json_string(http_request_id(c->req)));
   if (c->has_guard) json_object_set_new(o, "guard", guard_json(c));
@@ -533,6 +541,7 @@ static void native_reply(struct http_request *r, struct chat *c) {
   json_object_set_new(o, "conversation_id", json_string(c->conversation_id ? c->conversation_id : ""));
   json_object_set_new(o, "model", json_string(c->model ? c->model : ""));
   json_object_set_new(o, "degraded", json_boolean(c->degraded));
+  if (c->degraded_reason) json_object_set_new(o, "degraded_reason", json_string(c->degraded_reason));
   json_object_set_new(o, "answer", json_stringn(c->text.data ? c->text.data : "", c->text.len));
   json_object_set_new(o, "sources", c->sources ? json_incref(c->sources) : json_array());
   if (c->has_usage) json_object_set_new(o, "usage", api_chat_usage_json(c));

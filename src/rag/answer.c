@@ -73,6 +73,7 @@ struct rag_answer {
   char *cut_text; /* the last passage, cut to fit */
   struct rag_budget_report budget;
   int budgeted;
+  int retrieval_degraded; /* hybrid retrieval ran on keywords alone */
   /* accounting */
   int64_t started_us;
   int64_t first_delta_us; /* 0 until the first delta */
@@ -502,7 +503,8 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
  * were dropped from a full page of hits, asks once more for enough to make
  * up for them. */
 static ragd_err retrieve_passages(struct rag_answer *a, const struct rag_question *q) {
-  struct rag_search_opts so = {a->retrieval_query, q->top_k, q->mode, q->filters_json};
+  struct rag_search_opts so = {a->retrieval_query, q->top_k, q->mode, q->filters_json,
+                               &a->retrieval_degraded};
   size_t dropped = 0;
   ragd_err rc = rag_search_ex(a->e, &so, &a->hits);
   if (rc) return rc;
@@ -708,6 +710,16 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     if (ev->on_meta)
       ev->on_meta(ev->ctx, a->conversation_id, first->ops->name,
                   first->model ? first->model : first->ops->name);
+    if (a->retrieval_degraded) {
+      /* The answer goes on from keyword search alone; say so. */
+      pthread_once(&metrics_once, metrics_create);
+      metrics_add(m.degraded, 1, "embedder_unavailable");
+      if (ev->on_notice)
+        ev->on_notice(ev->ctx, first->ops->name, first->model ? first->model : first->ops->name, 1,
+                      "embedder_unavailable",
+                      "the embeddings service is unavailable: passages were found by keyword "
+                      "search alone");
+    }
   }
   if (ev->on_sources) {
     /* only the passages the prompt holds are sources */

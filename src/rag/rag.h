@@ -144,6 +144,10 @@ struct rag_search_opts {
   /* A JSON object of metadata equalities, e.g. {"lang":"ko"}; NULL or "{}"
    * for none. Applied before the top k is cut. */
   const char *filters_json;
+  /* OUT, may be NULL: set to 1 when hybrid fell back to keyword alone
+   * because the query could not be embedded (the embeddings service is
+   * down or its requests fail). */
+  int *degraded;
 };
 
 /* The top k passages for o->query, best first.

@@ -205,6 +205,7 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
     /* the embeddings server is down: keyword alone still answers */
     rc = RAGD_OK;
     nv = 0;
+    if (o->degraded) *o->degraded = 1;
   }
   if (rc) goto out;
   kw_ids = malloc((kw.count + 1) * sizeof *kw_ids);
@@ -324,6 +325,6 @@ static ragd_err search_run(struct rag_engine *e, const struct rag_search_opts *o
 }
 
 ragd_err rag_search(struct rag_engine *e, const char *query, size_t k, struct store_hit_list *out) {
-  struct rag_search_opts o = {query, k, RAG_SEARCH_HYBRID, NULL};
+  struct rag_search_opts o = {query, k, RAG_SEARCH_HYBRID, NULL, NULL};
   return rag_search_ex(e, &o, out);
 }

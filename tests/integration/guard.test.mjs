@@ -5,11 +5,8 @@
 // model kept out of prompts and sources unless the document allows them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import path from 'node:path';
 import {
-  SOURCE_DIR, startServer, startFakeOpenAI, chatStream, postJson, ingestSampleKb, waitForPort,
+  startServer, startFakeOpenAI, startFakeEmbeddings, chatStream, postJson, ingestSampleKb,
 } from './helpers.mjs';
 
 const PHONE = '010-1234-5678';
@@ -33,27 +30,6 @@ async function sentText(fake) {
     .filter((x) => x.url.startsWith('/v1/chat'))
     .map((x) => JSON.stringify(x.body.messages))
     .join('\n');
-}
-
-async function startFakeEmbeddings() {
-  const script = path.join(SOURCE_DIR, 'tests', 'fakes', 'fake_embeddings.mjs');
-  const child = spawn(process.execPath, [script, '--port', '0']);
-  const port = await waitForPort(child, /^LISTENING (\d+)$/, 'fake embeddings', 10000).port;
-  const base = `http://127.0.0.1:${port}`;
-  return {
-    base,
-    url: `${base}/v1`,
-    async inputs() {
-      const log = await (await fetch(base + '/__admin/log')).json();
-      return log.flatMap((x) => [].concat(x.body.input));
-    },
-    async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await once(child, 'exit');
-      }
-    },
-  };
 }
 
 test('PII is masked in the prompt an external LLM receives, not in the store or the answer path', async (t) => {

@@ -203,3 +203,35 @@ export async function ingestSampleKb(base) {
   }
   return ids;
 }
+
+// Starts the fake OpenAI-compatible /v1/embeddings server under tests/fakes.
+export async function startFakeEmbeddings(args = []) {
+  const script = path.join(SOURCE_DIR, 'tests', 'fakes', 'fake_embeddings.mjs');
+  const child = spawn(process.execPath, [script, '--port', '0', ...args]);
+  const port = await waitForPort(child, /^LISTENING (\d+)$/, 'fake embeddings', 10000).port;
+  const base = `http://127.0.0.1:${port}`;
+  return {
+    base,
+    url: `${base}/v1`,
+    async configure(cfg) {
+      const r = await fetch(base + '/__admin/config', { method: 'POST', body: JSON.stringify(cfg) });
+      if (!r.ok) throw new Error(`fake embeddings config failed: ${r.status}`);
+    },
+    async log() {
+      return (await fetch(base + '/__admin/log')).json();
+    },
+    async clearLog() {
+      await fetch(base + '/__admin/log', { method: 'DELETE' });
+    },
+    // every input text the fake was asked to embed
+    async inputs() {
+      return (await this.log()).flatMap((x) => [].concat(x.body.input));
+    },
+    async stop() {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+    },
+  };
+}

@@ -5,39 +5,12 @@
 // `ragd reindex`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import {
-  SOURCE_DIR, startServer, postJson, ingestSampleKb, runRagd, tempDir, waitForPort,
+  SOURCE_DIR, startServer, postJson, ingestSampleKb, runRagd, tempDir,
+  startFakeEmbeddings, startFakeOpenAI, chatStream,
 } from './helpers.mjs';
-
-async function startFakeEmbeddings(args = []) {
-  const script = path.join(SOURCE_DIR, 'tests', 'fakes', 'fake_embeddings.mjs');
-  const child = spawn(process.execPath, [script, '--port', '0', ...args]);
-  const port = await waitForPort(child, /^LISTENING (\d+)$/, 'fake embeddings', 10000).port;
-  const base = `http://127.0.0.1:${port}`;
-  return {
-    url: `${base}/v1`,
-    async configure(cfg) {
-      const r = await fetch(base + '/__admin/config', { method: 'POST', body: JSON.stringify(cfg) });
-      assert.equal(r.status, 200);
-    },
-    async log() {
-      return (await fetch(base + '/__admin/log')).json();
-    },
-    async clearLog() {
-      await fetch(base + '/__admin/log', { method: 'DELETE' });
-    },
-    async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await once(child, 'exit');
-      }
-    },
-  };
-}
 
 const search = (base, body) => postJson(base, '/v1/search', body);
 
@@ -280,4 +253,33 @@ test('hybrid quality floors on slices of the shared development sets', async (t)
     assert.ok(m.hybrid['ndcg@10'] >= m.keyword['ndcg@10'] - 0.01,
       `${name}: hybrid ${m.hybrid['ndcg@10']} fell below keyword ${m.keyword['ndcg@10']}`);
   }
+});
+
+test('embeddings service down: hybrid answers from keywords and meta says the answer is degraded', async (t) => {
+  const emb = await startFakeEmbeddings();
+  t.after(() => emb.stop());
+  const llm = await startFakeOpenAI(['--text', 'Refunds take 3 to 5 business days [1].']);
+  t.after(() => llm.stop());
+  const srv = await startServer({
+    env: {
+      RAGD_EMBEDDER: 'openai', RAGD_EMBED_BASE_URL: emb.url, RAGD_EMBED_MODEL: 'fake-embed',
+      RAGD_LLM_BASE_URL: llm.url, RAGD_LLM_RETRIES: '0',
+    },
+  });
+  t.after(() => srv.stop());
+  await ingestSampleKb(srv.base);
+  // every embedding request fails from now on
+  await emb.configure({ fail: Array.from({ length: 50 }, () => ({ status: 500 })) });
+  const r = await chatStream(srv.base, { message: 'How long do refunds take?' });
+  const kinds = r.events.map((e) => e.event);
+  assert.equal(kinds[0], 'meta');
+  assert.ok(!kinds.includes('notice'), kinds.join(','));
+  const meta = JSON.parse(r.events[0].data);
+  assert.equal(meta.degraded, true);
+  assert.equal(meta.degraded_reason, 'embedder_unavailable');
+  const sources = JSON.parse(r.events.find((e) => e.event === 'sources').data).sources;
+  assert.ok(sources.length > 0, 'keyword retrieval still found passages');
+  assert.equal(kinds.at(-1), 'done');
+  const m = await (await fetch(srv.base + '/metrics')).text();
+  assert.match(m, /ragd_degraded_answers_total\{reason="embedder_unavailable"\} 1/);
 });

@@ -383,7 +383,7 @@ static int engine_teardown(void **state) {
 
 static ragd_err search(struct rag_engine *e, const char *q, size_t k, enum rag_search_mode mode,
                        const char *filters, struct store_hit_list *out) {
-  struct rag_search_opts o = {q, k, mode, filters};
+  struct rag_search_opts o = {q, k, mode, filters, NULL};
   return rag_search_ex(e, &o, out);
 }
 
