@@ -2,8 +2,10 @@
 #include "embed/embed.h"
 
 #include "guard/guard.h"
+#include "util/metrics.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,13 +93,31 @@ static ragd_err embed_masked(const struct embedder *e, const struct slice *texts
   return rc;
 }
 
+static struct {
+  struct metric *calls, *texts, *failures;
+} em;
+static pthread_once_t em_once = PTHREAD_ONCE_INIT;
+
+static void embed_metrics_create(void) {
+  em.calls = metrics_counter("ragd_embedding_calls_total", "embed_texts calls, by embedder.", "embedder");
+  em.texts = metrics_counter("ragd_embedding_texts_total", "Texts embedded, by embedder.", "embedder");
+  em.failures = metrics_counter("ragd_embedding_failures_total",
+                                "embed_texts calls that failed (after the embedder's own retries), by embedder.",
+                                "embedder");
+}
+
 ragd_err embed_texts(const struct embedder *e, const struct slice *texts, size_t n, float *out,
                      struct buf *err) {
+  ragd_err rc;
   if (!e || !e->ops) return RAGD_EINVAL;
   if (n == 0) return RAGD_OK;
   if (!texts || !out) return RAGD_EINVAL;
-  if (!e->pii_mask) return e->ops->embed(e->ctx, texts, n, out, err);
-  return embed_masked(e, texts, n, out, err);
+  rc = e->pii_mask ? embed_masked(e, texts, n, out, err) : e->ops->embed(e->ctx, texts, n, out, err);
+  pthread_once(&em_once, embed_metrics_create);
+  metrics_add(em.calls, 1, e->ops->name);
+  metrics_add(em.texts, (double)n, e->ops->name);
+  if (rc) metrics_add(em.failures, 1, e->ops->name);
+  return rc;
 }
 
 void embed_l2_normalize(float *v, size_t dim) {

@@ -282,4 +282,7 @@ test('embeddings service down: hybrid answers from keywords and meta says the an
   assert.equal(kinds.at(-1), 'done');
   const m = await (await fetch(srv.base + '/metrics')).text();
   assert.match(m, /ragd_degraded_answers_total\{reason="embedder_unavailable"\} 1/);
+  // the ingest's embedding calls succeeded; the question's failed
+  assert.match(m, /ragd_embedding_calls_total\{embedder="openai"\} [1-9]/);
+  assert.match(m, /ragd_embedding_failures_total\{embedder="openai"\} [1-9]/);
 });
