@@ -5,7 +5,8 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config git ca-certificates
 libmicrohttpd-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
-libutf8proc-dev libssl-dev libcmocka-dev curl libpq-dev"
+libutf8proc-dev libssl-dev libcmocka-dev curl libpq-dev
+libopenblas-dev liblapacke-dev"
 
 missing=""
 for p in $PACKAGES; do

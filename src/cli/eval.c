@@ -615,6 +615,18 @@ static int eval_ingest(struct eval *ev) {
     obj = NULL;
   }
   if (got < 0) goto out;
+  if (strcmp(ev->engine.embedder.ops->name, "lsa") == 0) {
+    /* lsa: fit over the whole corpus, as `ragd reindex` after a bulk load
+     * would (the first document alone fitted the ingest-time model). */
+    size_t embedded = 0, dropped = 0;
+    ragd_err rc;
+    buf_reset(&err);
+    rc = rag_reindex(&ev->engine, NULL, NULL, &embedded, &dropped, &err);
+    if (rc) {
+      fprintf(stderr, "ragd eval: lsa fit: %s\n", err.data ? err.data : ragd_strerror(rc));
+      goto out;
+    }
+  }
   ev->ingest_s = (double)(clock_mono_us() - t0) / 1e6;
   status = 0;
 out:

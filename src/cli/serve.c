@@ -59,6 +59,17 @@ static void drain(struct http_server *srv, struct rag_engine *engine, struct api
   }
 }
 
+static pthread_t serve_main_thread;
+
+/* OpenBLAS (the lsa embedder's linear algebra) starts its worker threads
+ * when the library is loaded, before cli_serve can block the stop signals,
+ * so the kernel may hand SIGTERM to one of them. This handler passes it on
+ * to the main thread, where it is blocked and sigwait picks it up.
+ * pthread_kill is async-signal-safe. */
+static void serve_forward_stop(int sig) {
+  pthread_kill(serve_main_thread, sig);
+}
+
 int cli_serve(int argc, char **argv) {
   struct cli_run run;
   struct rag_engine *engine = &run.engine;
@@ -70,6 +81,7 @@ int cli_serve(int argc, char **argv) {
   struct http_server *srv = NULL;
   struct store_stats stats = {0};
   sigset_t set;
+  struct sigaction forward;
   int sig = 0, status;
 
   /* Block the stop signals before any thread starts (the engine starts the
@@ -78,6 +90,12 @@ int cli_serve(int argc, char **argv) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
+  serve_main_thread = pthread_self();
+  memset(&forward, 0, sizeof forward);
+  forward.sa_handler = serve_forward_stop;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGINT, &forward, NULL);
+  sigaction(SIGTERM, &forward, NULL);
   signal(SIGPIPE, SIG_IGN);
   status = cli_start(&run, argc, argv, "dl", help, 0, 0, 1);
   if (status >= 0) return status;

@@ -12,6 +12,7 @@
 
 static const struct embed_ops *const embed_backends[] = {
     &embed_hash_ops,
+    &embed_lsa_ops,
     &embed_openai_ops,
 };
 
@@ -26,7 +27,7 @@ ragd_err embed_create(const struct embed_config *cfg, struct embedder *out, stru
   for (i = 0; i < sizeof embed_backends / sizeof embed_backends[0]; i++)
     if (strcmp(embed_backends[i]->name, name) == 0) ops = embed_backends[i];
   if (!ops) {
-    if (err) buf_appendf(err, "RAGD_EMBEDDER: expected hash or openai, got \"%s\"", name);
+    if (err) buf_appendf(err, "RAGD_EMBEDDER: expected hash, lsa or openai, got \"%s\"", name);
     return RAGD_ECONFIG;
   }
   if (ops->version != EMBED_OPS_VERSION) return RAGD_EUNSUPPORTED;
@@ -37,6 +38,8 @@ ragd_err embed_create(const struct embed_config *cfg, struct embedder *out, stru
   out->pii_mask = ops->remote && cfg ? cfg->pii_mask : 0;
   if (strcmp(name, "hash") == 0)
     snprintf(out->model_key, sizeof out->model_key, "hash:v1");
+  else if (strcmp(name, "lsa") == 0)
+    snprintf(out->model_key, sizeof out->model_key, "lsa:v1:unfitted");
   else
     snprintf(out->model_key, sizeof out->model_key, "%s:%s", name,
              cfg->model && cfg->model[0] ? cfg->model : "text-embedding-3-small");

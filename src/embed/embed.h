@@ -7,6 +7,11 @@
  *   unigrams, word bigrams and character n-grams (Hangul syllables included)
  *   into a fixed dimension. Lexical, not semantic: it finds "tracking" for
  *   "track" and "환불은" for "환불", never "parcel" for "package".
+ * - "lsa": latent semantic analysis learned from the knowledge base itself
+ *   (lsa.c): a truncated SVD of the term-by-chunk matrix over the BM25 terms,
+ *   fitted by embed_lsa_fit; semantic without a model download. Its model
+ *   key names the fitted model ("lsa:v1:<rank>:<id>"), so vectors of an
+ *   older fit are never compared with a newer one's.
  * - "openai": POST {base}/embeddings of any OpenAI-compatible server, batched,
  *   with retries on 429/5xx (Retry-After honoured). It blocks the calling
  *   thread (a worker or the command line) until the vectors arrive.
@@ -27,6 +32,9 @@
 /* Default dimension of the hash embedder; the largest any embedder may have. */
 #define EMBED_HASH_DIM_DEFAULT 256
 #define EMBED_DIM_MAX 8192
+/* Default rank (dimension) of the lsa embedder, chosen by measurement
+ * (docs/retrieval.md). */
+#define EMBED_LSA_RANK_DEFAULT 300
 
 struct embed_config {
   const char *provider;   /* "hash" | "openai"; NULL or "": hash */
@@ -39,6 +47,8 @@ struct embed_config {
   long batch_tokens;      /* openai: estimated tokens per request, 0: 8000 */
   long max_retries;       /* openai: retries after a 429/5xx/transport error */
   long timeout_ms;        /* openai: per request, 0: 30000 */
+  long lsa_min_df;        /* lsa: terms in fewer chunks are left out, 0: 2 */
+  long lsa_seed;          /* lsa: seed of the range finder, 0: a fixed default */
   unsigned pii_mask;      /* guard_pii_kind bits masked in every text sent to a
                              remote embedder (RAGD_PII_MASK_EMBED); 0: none.
                              A local embedder always sees the original text. */
@@ -96,7 +106,27 @@ ragd_err embed_texts(const struct embedder *e, const struct slice *texts, size_t
 /* Scales v to unit length; a zero vector stays zero. */
 void embed_l2_normalize(float *v, size_t dim);
 
+/* ---- lsa -------------------------------------------------------------------
+ * The lsa embedder's model. e must be an lsa embedder (else RAGD_EINVAL).
+ * Before the first fit or load it embeds every text as the zero vector. */
+
+/* Fits a model on texts[0..n) (the chunks' embedding inputs) and swaps it in
+ * atomically: concurrent embed calls see the old or the new model, never a
+ * mix. Updates e->model_key, so the caller must not read model_key from
+ * another thread during the call. Same texts and seed: same model. */
+ragd_err embed_lsa_fit(struct embedder *e, const struct slice *texts, size_t n, struct buf *err);
+/* Nonzero when a model is loaded or fitted. */
+int embed_lsa_fitted(const struct embedder *e);
+/* Writes the model to path atomically (path.tmp, then rename). RAGD_EINVAL
+ * when there is no model, RAGD_EIO on a write failure. */
+ragd_err embed_lsa_save(const struct embedder *e, const char *path, struct buf *err);
+/* Loads a model written by embed_lsa_save and swaps it in. RAGD_ENOTFOUND
+ * when the file does not exist, RAGD_ECONFIG when it has another rank than
+ * the embedder (refit), RAGD_EINVAL when it is malformed. */
+ragd_err embed_lsa_load(struct embedder *e, const char *path, struct buf *err);
+
 extern const struct embed_ops embed_hash_ops;
+extern const struct embed_ops embed_lsa_ops;
 extern const struct embed_ops embed_openai_ops;
 
 #endif

@@ -58,6 +58,12 @@ static ragd_err embed_chunks(struct rag_engine *e, struct store_doc_in *in,
     texts[i].ptr = inputs[i].data ? inputs[i].data : "";
     texts[i].len = inputs[i].len;
   }
+  /* lsa with no model yet: the first ingest fits one (the document's own
+   * chunks plus whatever the store holds); later ones are folded in. */
+  if (!rc && strcmp(e->embedder.ops->name, "lsa") == 0 && !embed_lsa_fitted(&e->embedder)) {
+    rc = rag_lsa_fit(e, texts, chunks->count, err);
+    in->vector_model = e->embedder.model_key;
+  }
   if (!rc) rc = embed_texts(&e->embedder, texts, chunks->count, *vectors, err);
 out:
   for (i = 0; inputs && i < chunks->count; i++) buf_dispose(&inputs[i]);

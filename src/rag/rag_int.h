@@ -29,6 +29,12 @@ void rag_index_forget(struct rag_engine *e, const int64_t *chunk_rowids, size_t 
 
 /* The text a chunk is embedded from: its document title, heading path and
  * text on separate lines. Appends to out. */
+/* lsa embedder: fits a model over every stored chunk plus extra[0..n_extra)
+ * (texts about to be stored), swaps it in and writes it next to the store
+ * (lsa.model). Changes e->embedder.model_key: not while other threads
+ * search. */
+ragd_err rag_lsa_fit(struct rag_engine *e, const struct slice *extra, size_t n_extra,
+                     struct buf *err);
 ragd_err rag_embed_input(struct buf *out, const char *title, const char *heading_path,
                          const char *text, size_t text_len);
 

@@ -2,11 +2,13 @@
  * loaded from the store, kept in step by ingest, rebuilt by reindex. */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "guard/guard.h"
 #include "rag/rag_int.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define REINDEX_BATCH 64
@@ -65,6 +67,100 @@ static ragd_err report_model_switch(struct rag_engine *e, size_t dim, size_t *le
   return RAGD_OK;
 }
 
+/* The lsa model file: <data folder>/lsa.model, next to ragd.db (the SQLite
+ * store; "sqlite:DIR" names the folder). */
+static ragd_err lsa_model_path(const struct ragd_config *cfg, struct buf *out) {
+  const char *dir = cfg->data_dir;
+  if (cfg->store && cfg->store[0]) {
+    if (strncmp(cfg->store, "sqlite:", 7) != 0) return RAGD_EUNSUPPORTED;
+    dir = cfg->store + 7;
+  }
+  return buf_appendf(out, "%s/lsa.model", dir);
+}
+
+/* Loads the stored lsa model, if there is one of the configured rank. */
+static ragd_err lsa_open(struct rag_engine *e, struct buf *err) {
+  struct buf path;
+  ragd_err rc;
+  buf_init(&path, 0);
+  rc = lsa_model_path(e->cfg, &path);
+  if (rc == RAGD_EUNSUPPORTED) {
+    if (err)
+      buf_appendf(err, "RAGD_EMBEDDER=lsa needs the SQLite store (its model is a file in the "
+                       "data folder)");
+    goto out;
+  }
+  if (!rc) rc = embed_lsa_load(&e->embedder, path.data, err);
+  if (rc == RAGD_ENOTFOUND) {
+    log_info("lsa: no model yet; the first ingest or `ragd reindex` fits one");
+    rc = RAGD_OK;
+  } else if (rc == RAGD_ECONFIG) {
+    log_warn("lsa: %s has another rank than RAGD_LSA_RANK; run `ragd reindex` to refit", path.data);
+    rc = RAGD_OK;
+  }
+out:
+  buf_dispose(&path);
+  return rc;
+}
+
+ragd_err rag_lsa_fit(struct rag_engine *e, const struct slice *extra, size_t n_extra,
+                     struct buf *err) {
+  struct store_chunk_text_list batch = {0};
+  struct slice *texts = NULL;
+  struct buf *inputs = NULL, path;
+  size_t n = 0, cap = 0, i;
+  int64_t after = 0, t0 = clock_mono_us();
+  ragd_err rc = RAGD_OK;
+
+  buf_init(&path, 0);
+  /* Every stored chunk: none has a vector under this key. */
+  for (;;) {
+    store_chunk_text_list_dispose(&batch);
+    rc = e->store.ops->chunks_without_vectors(e->store.ctx, "lsa:fit-scan", 1, after,
+                                              REINDEX_BATCH, &batch);
+    if (rc || batch.count == 0) break;
+    if (n + batch.count > cap) {
+      size_t ncap = (n + batch.count) * 2;
+      struct buf *b = realloc(inputs, ncap * sizeof *b);
+      if (!b) {
+        rc = RAGD_ENOMEM;
+        break;
+      }
+      inputs = b;
+      cap = ncap;
+    }
+    for (i = 0; i < batch.count && !rc; i++) {
+      const struct store_chunk_text *c = &batch.items[i];
+      buf_init(&inputs[n], 0);
+      rc = rag_embed_input(&inputs[n++], c->title, c->heading_path, c->text, strlen(c->text));
+    }
+    after = batch.items[batch.count - 1].chunk_rowid;
+  }
+  store_chunk_text_list_dispose(&batch);
+  if (rc) goto out;
+  texts = calloc(n + n_extra + 1, sizeof *texts);
+  if (!texts) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < n; i++) {
+    texts[i].ptr = inputs[i].data ? inputs[i].data : "";
+    texts[i].len = inputs[i].len;
+  }
+  for (i = 0; i < n_extra; i++) texts[n + i] = extra[i];
+  rc = embed_lsa_fit(&e->embedder, texts, n + n_extra, err);
+  if (!rc) rc = lsa_model_path(e->cfg, &path);
+  if (!rc) rc = embed_lsa_save(&e->embedder, path.data, err);
+  if (!rc) log_info("lsa: fitted %s on %zu chunks in %.2f s", e->embedder.model_key, n + n_extra,
+             (double)(clock_mono_us() - t0) / 1e6);
+out:
+  for (i = 0; i < n; i++) buf_dispose(&inputs[i]);
+  free(inputs);
+  free(texts);
+  buf_dispose(&path);
+  return rc;
+}
+
 ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
   const struct ragd_config *cfg = e->cfg;
   struct embed_config ec;
@@ -95,8 +191,13 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
   ec.batch_tokens = cfg->embed_batch_tokens;
   ec.max_retries = cfg->embed_max_retries;
   ec.timeout_ms = cfg->embed_timeout_ms;
+  if (strcmp(ec.provider, "lsa") == 0) ec.dimensions = cfg->lsa_rank;
   rc = embed_create(&ec, &e->embedder, err);
   if (rc) return rc;
+  if (strcmp(e->embedder.ops->name, "lsa") == 0) {
+    rc = lsa_open(e, err);
+    if (rc) goto fail;
+  }
   /* hash cosines under 0.3 come from a few shared character n-grams (a
    * nonsense question scores about 0.2 against the sample knowledge base) */
   if (cfg->vector_min_score[0]) {
@@ -193,6 +294,12 @@ ragd_err rag_reindex(struct rag_engine *e, void (*progress)(void *ctx, size_t do
   *embedded = 0;
   *dropped = 0;
   for (i = 0; i < REINDEX_BATCH; i++) buf_init(&inputs[i], 0);
+  /* lsa: a new model over the whole corpus; its new key makes every chunk
+   * "without a vector" below, and the old fit's vectors are dropped. */
+  if (strcmp(e->embedder.ops->name, "lsa") == 0) {
+    rc = rag_lsa_fit(e, NULL, 0, err);
+    if (rc) goto out;
+  }
   rc = embed_ensure_dimensions(&e->embedder, &dim, err);
   if (rc) goto out;
   rc = rag_index_ensure(e, dim);

@@ -74,8 +74,9 @@ struct ragd_config {
   long llm_breaker_failure_pct;    /* RAGD_LLM_BREAKER_FAILURE_PCT, default 50 */
   long llm_breaker_window_ms;      /* RAGD_LLM_BREAKER_WINDOW_MS, default 60000 */
   long llm_breaker_cooldown_ms;    /* RAGD_LLM_BREAKER_COOLDOWN_MS, default 5000 */
-  char *embedder;              /* RAGD_EMBEDDER: hash | openai; "" means openai when
+  char *embedder;              /* RAGD_EMBEDDER: hash | lsa | openai; "" means openai when
                                   RAGD_EMBED_BASE_URL is set, else hash */
+  long lsa_rank;               /* RAGD_LSA_RANK, default 300 */
   char *embed_base_url;        /* RAGD_EMBED_BASE_URL */
   char *embed_api_key;         /* RAGD_EMBED_API_KEY */
   char *embed_model;           /* RAGD_EMBED_MODEL, default "text-embedding-3-small" */

@@ -1,0 +1,633 @@
+/* lsa.c - the offline semantic embedder: latent semantic analysis of the
+ * knowledge base itself.
+ *
+ * A fit builds the term-by-chunk matrix A (terms as BM25 sees them:
+ * text_tokenize + English stemming; weight = saturated tf x idf, the BM25
+ * shape with k1 = 1.2, b = 0.75) and factors it with a randomized truncated
+ * SVD (Halko, Martinsson, Tropp 2011): a Gaussian range finder with a fixed
+ * seed, two power iterations re-orthonormalized with LAPACKE_dgeqrf/dorgqr,
+ * then LAPACKE_dgesdd of the small projected matrix. A is only ever held
+ * sparse (one term list per chunk); the products A*X and A^T*Y are written
+ * here, the dense ones go to cblas_dgemm.
+ *
+ * A text's vector is U_k^T d (d its weighted term vector, U_k the first k
+ * left singular vectors), L2-normalized. For a chunk of the fit that is its
+ * row of V_k S_k, so a chunk embedded after the fit ("folded in") gets
+ * exactly the vector it would have had inside the fit, up to the change its
+ * presence would have made to idf and the basis.
+ *
+ * The model lives behind a pointer guarded by a rwlock: embed takes the read
+ * side for the whole projection, a fit builds the new model off to the side
+ * and swaps the pointer under the write side, so a text is never projected
+ * with half a model. */
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embed/embed.h"
+#include "text/text.h"
+
+#define LSA_MAGIC "RAGDLSA1"
+#define LSA_FORMAT_VERSION 1u
+#define LSA_OVERSAMPLE 10
+#define LSA_POWER_ITERATIONS 2
+#define LSA_TERM_MAX 64 /* longer terms (URLs, base64) are not vocabulary */
+#define LSA_K1 1.2
+#define LSA_B 0.75
+
+struct lsa_model {
+  size_t rank;     /* vector dimension (columns of basis; some may be zero) */
+  size_t terms;    /* vocabulary size */
+  size_t chunks;   /* chunks the model was fitted on */
+  uint64_t seed;
+  uint64_t id;     /* checksum of the model: part of the model key */
+  double avg_len;  /* mean chunk length in terms, for length normalization */
+  char **vocab;    /* terms[i], sorted by bytes (binary search) */
+  float *idf;      /* [terms] */
+  float *basis;    /* [terms x rank], row-major */
+};
+
+struct lsa_embedder {
+  pthread_rwlock_t lock;
+  struct lsa_model *model; /* NULL before the first fit */
+  size_t rank;
+  size_t min_df;
+  uint64_t seed;
+};
+
+/* ---- terms -------------------------------------------------------------------- */
+
+/* One text's distinct terms with their counts. */
+struct lsa_bag {
+  char **term;
+  unsigned *count;
+  size_t n, cap;
+  size_t total; /* term occurrences */
+  int failed;
+};
+
+static int lsa_term_cb(void *ctx, const char *term, size_t len, size_t start, size_t end) {
+  struct lsa_bag *bag = ctx;
+  char stem[LSA_TERM_MAX];
+  size_t i;
+  (void)start;
+  (void)end;
+  if (len == 0 || len >= LSA_TERM_MAX) return 0;
+  len = text_stem_en(term, len, stem);
+  stem[len] = '\0';
+  bag->total++;
+  for (i = 0; i < bag->n; i++)
+    if (strcmp(bag->term[i], stem) == 0) {
+      bag->count[i]++;
+      return 0;
+    }
+  if (bag->n == bag->cap) {
+    size_t cap = bag->cap ? bag->cap * 2 : 32;
+    char **t = realloc(bag->term, cap * sizeof *t);
+    if (!t) goto oom;
+    bag->term = t;
+    unsigned *c = realloc(bag->count, cap * sizeof *c);
+    if (!c) goto oom;
+    bag->count = c;
+    bag->cap = cap;
+  }
+  bag->term[bag->n] = malloc(len + 1);
+  if (!bag->term[bag->n]) goto oom;
+  memcpy(bag->term[bag->n], stem, len + 1);
+  bag->count[bag->n++] = 1;
+  return 0;
+oom:
+  bag->failed = 1;
+  return 1;
+}
+
+static void lsa_bag_dispose(struct lsa_bag *bag) {
+  for (size_t i = 0; i < bag->n; i++) free(bag->term[i]);
+  free(bag->term);
+  free(bag->count);
+  memset(bag, 0, sizeof *bag);
+}
+
+/* Fills bag with the terms of text. Invalid UTF-8 gives the terms before it. */
+static ragd_err lsa_bag_fill(struct lsa_bag *bag, struct slice text) {
+  ragd_err rc;
+  memset(bag, 0, sizeof *bag);
+  rc = text_tokenize(text.ptr ? text.ptr : "", text.ptr ? text.len : 0, lsa_term_cb, bag);
+  if (bag->failed) return RAGD_ENOMEM;
+  if (rc == RAGD_EUTF8) rc = RAGD_OK;
+  return rc;
+}
+
+static double lsa_weight(unsigned tf, size_t len, double avg_len, double idf) {
+  double norm = LSA_K1 * (1 - LSA_B + LSA_B * (avg_len > 0 ? (double)len / avg_len : 1));
+  return idf * (tf * (LSA_K1 + 1)) / (tf + norm);
+}
+
+static long lsa_vocab_find(const struct lsa_model *m, const char *term) {
+  size_t lo = 0, hi = m->terms;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(m->vocab[mid], term);
+    if (c == 0) return (long)mid;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return -1;
+}
+
+static void lsa_model_free(struct lsa_model *m) {
+  if (!m) return;
+  for (size_t i = 0; m->vocab && i < m->terms; i++) free(m->vocab[i]);
+  free(m->vocab);
+  free(m->idf);
+  free(m->basis);
+  free(m);
+}
+
+/* ---- the sparse matrix ---------------------------------------------------------- */
+
+/* A, stored by chunk: chunk j's entries are term[start[j]..start[j+1]) with
+ * their weights. */
+struct lsa_sparse {
+  size_t rows, cols; /* terms, chunks */
+  size_t *start;     /* [cols + 1] */
+  uint32_t *term;
+  double *weight;
+};
+
+/* Y (rows x l) = A X, X (cols x l); all row-major. */
+static void lsa_mul(const struct lsa_sparse *a, const double *x, size_t l, double *y) {
+  memset(y, 0, a->rows * l * sizeof *y);
+  for (size_t j = 0; j < a->cols; j++)
+    for (size_t p = a->start[j]; p < a->start[j + 1]; p++)
+      cblas_daxpy((int)l, a->weight[p], x + j * l, 1, y + (size_t)a->term[p] * l, 1);
+}
+
+/* Z (cols x l) = A^T Y, Y (rows x l). */
+static void lsa_mul_t(const struct lsa_sparse *a, const double *y, size_t l, double *z) {
+  memset(z, 0, a->cols * l * sizeof *z);
+  for (size_t j = 0; j < a->cols; j++)
+    for (size_t p = a->start[j]; p < a->start[j + 1]; p++)
+      cblas_daxpy((int)l, a->weight[p], y + (size_t)a->term[p] * l, 1, z + j * l, 1);
+}
+
+/* Replaces m (rows x l, rows >= l) by an orthonormal basis of its columns. */
+static ragd_err lsa_orthonormalize(double *m, size_t rows, size_t l, double *tau) {
+  if (LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (int)rows, (int)l, m, (int)l, tau) != 0) return RAGD_EINVAL;
+  if (LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (int)rows, (int)l, (int)l, m, (int)l, tau) != 0)
+    return RAGD_EINVAL;
+  return RAGD_OK;
+}
+
+/* xorshift64* and Box-Muller: the same seed gives the same test matrix on
+ * every machine. */
+static double lsa_gauss(uint64_t *s) {
+  double u1, u2;
+  do {
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    u1 = (double)((*s * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+  } while (u1 <= 0);
+  *s ^= *s >> 12;
+  *s ^= *s << 25;
+  *s ^= *s >> 27;
+  u2 = (double)((*s * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+  return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* The k leading left singular vectors (u: rows x k, row-major; columns past
+ * the numerical rank are zero) and singular values (s: k) of a. */
+static ragd_err lsa_svd(const struct lsa_sparse *a, size_t k, uint64_t seed, double *u, double *s) {
+  size_t l = k + LSA_OVERSAMPLE, i, c;
+  double *omega = NULL, *y = NULL, *z = NULL, *tau = NULL, *sv = NULL, *vt = NULL, *q_v = NULL;
+  uint64_t state = seed ? seed : 0x9E3779B97F4A7C15ULL;
+  ragd_err rc = RAGD_OK;
+  int it;
+
+  memset(u, 0, a->rows * k * sizeof *u);
+  memset(s, 0, k * sizeof *s);
+  if (l > a->rows) l = a->rows;
+  if (l > a->cols) l = a->cols;
+  if (l == 0) return RAGD_OK;
+  omega = malloc(a->cols * l * sizeof *omega);
+  y = malloc(a->rows * l * sizeof *y);
+  z = malloc(a->cols * l * sizeof *z);
+  tau = malloc(l * sizeof *tau);
+  sv = malloc(l * sizeof *sv);
+  vt = malloc(l * l * sizeof *vt);
+  q_v = malloc(a->rows * l * sizeof *q_v);
+  if (!omega || !y || !z || !tau || !sv || !vt || !q_v) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < a->cols * l; i++) omega[i] = lsa_gauss(&state);
+  lsa_mul(a, omega, l, y);
+  rc = lsa_orthonormalize(y, a->rows, l, tau);
+  for (it = 0; it < LSA_POWER_ITERATIONS && !rc; it++) {
+    lsa_mul_t(a, y, l, z);
+    rc = lsa_orthonormalize(z, a->cols, l, tau);
+    if (rc) break;
+    lsa_mul(a, z, l, y);
+    rc = lsa_orthonormalize(y, a->rows, l, tau);
+  }
+  if (rc) goto out;
+  /* B^T = A^T Q (cols x l) = W S V^T, so A ~ Q B = (Q V) S W^T. */
+  lsa_mul_t(a, y, l, z);
+  if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'O', (int)a->cols, (int)l, z, (int)l, sv, NULL, 1, vt,
+                     (int)l) != 0) {
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  /* Q V: vt holds V^T, so multiply by its transpose. */
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->rows, (int)l, (int)l, 1.0, y,
+              (int)l, vt, (int)l, 0.0, q_v, (int)l);
+  for (c = 0; c < k && c < l; c++) {
+    /* A fixed sign per column: its largest entry positive. */
+    double best = 0;
+    for (i = 0; i < a->rows; i++)
+      if (fabs(q_v[i * l + c]) > fabs(best)) best = q_v[i * l + c];
+    double sign = best < 0 ? -1.0 : 1.0;
+    s[c] = sv[c];
+    if (sv[c] <= sv[0] * 1e-10) continue; /* numerically zero: leave the column zero */
+    for (i = 0; i < a->rows; i++) u[i * k + c] = sign * q_v[i * l + c];
+  }
+out:
+  free(omega);
+  free(y);
+  free(z);
+  free(tau);
+  free(sv);
+  free(vt);
+  free(q_v);
+  return rc;
+}
+
+/* ---- fitting ----------------------------------------------------------------------- */
+
+struct lsa_vocab_entry {
+  char *term;
+  size_t df;
+  size_t index; /* column of the vocabulary after pruning, or SIZE_MAX */
+};
+
+static int lsa_entry_cmp(const void *x, const void *y) {
+  const struct lsa_vocab_entry *a = x, *b = y;
+  return strcmp(a->term, b->term);
+}
+
+static uint64_t lsa_fnv(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+static ragd_err lsa_fit_model(const struct lsa_embedder *le, const struct slice *texts, size_t n,
+                              struct lsa_model **out) {
+  struct lsa_bag *bags = NULL;
+  struct lsa_vocab_entry *all = NULL;
+  struct lsa_sparse a = {0};
+  struct lsa_model *m = NULL;
+  double *u = NULL, *s = NULL;
+  size_t i, j, p, n_all = 0, cap = 0, total_len = 0, nnz = 0;
+  ragd_err rc = RAGD_OK;
+
+  *out = NULL;
+  bags = calloc(n ? n : 1, sizeof *bags);
+  m = calloc(1, sizeof *m);
+  if (!bags || !m) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < n && !rc; i++) rc = lsa_bag_fill(&bags[i], texts[i]);
+  if (rc) goto out;
+  /* Document frequencies: every (chunk, term) pair, sorted, counted. */
+  for (i = 0; i < n; i++) cap += bags[i].n;
+  all = malloc((cap ? cap : 1) * sizeof *all);
+  if (!all) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < n; i++) {
+    total_len += bags[i].total;
+    for (j = 0; j < bags[i].n; j++) all[n_all++] = (struct lsa_vocab_entry){bags[i].term[j], 1, 0};
+  }
+  qsort(all, n_all, sizeof *all, lsa_entry_cmp);
+  /* Distinct terms with df >= min_df become the vocabulary, in byte order. */
+  for (i = 0; i < n_all; i = j) {
+    for (j = i + 1; j < n_all && strcmp(all[j].term, all[i].term) == 0;) j++;
+    if (j - i >= le->min_df) m->terms++;
+  }
+  m->rank = le->rank;
+  m->chunks = n;
+  m->seed = le->seed;
+  m->avg_len = n ? (double)total_len / (double)n : 0;
+  m->vocab = calloc(m->terms ? m->terms : 1, sizeof *m->vocab);
+  m->idf = calloc(m->terms ? m->terms : 1, sizeof *m->idf);
+  m->basis = calloc((m->terms ? m->terms : 1) * m->rank, sizeof *m->basis);
+  if (!m->vocab || !m->idf || !m->basis) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0, p = 0; i < n_all; i = j) {
+    for (j = i + 1; j < n_all && strcmp(all[j].term, all[i].term) == 0;) j++;
+    if (j - i < le->min_df) continue;
+    m->vocab[p] = strdup(all[i].term);
+    if (!m->vocab[p]) {
+      rc = RAGD_ENOMEM;
+      goto out;
+    }
+    double df = (double)(j - i);
+    m->idf[p++] = (float)log(1 + ((double)n - df + 0.5) / (df + 0.5));
+  }
+  /* The sparse matrix, chunk by chunk. */
+  a.rows = m->terms;
+  a.cols = n;
+  a.start = calloc(n + 1, sizeof *a.start);
+  for (i = 0; i < n; i++) nnz += bags[i].n;
+  a.term = malloc((nnz ? nnz : 1) * sizeof *a.term);
+  a.weight = malloc((nnz ? nnz : 1) * sizeof *a.weight);
+  if (!a.start || !a.term || !a.weight) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0, p = 0; i < n; i++) {
+    a.start[i] = p;
+    for (j = 0; j < bags[i].n; j++) {
+      long t = lsa_vocab_find(m, bags[i].term[j]);
+      if (t < 0) continue;
+      a.term[p] = (uint32_t)t;
+      a.weight[p++] = lsa_weight(bags[i].count[j], bags[i].total, m->avg_len, m->idf[t]);
+    }
+  }
+  a.start[n] = p;
+  u = malloc((m->terms ? m->terms : 1) * m->rank * sizeof *u);
+  s = malloc(m->rank * sizeof *s);
+  if (!u || !s) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  rc = lsa_svd(&a, m->rank, m->seed, u, s);
+  if (rc) goto out;
+  for (i = 0; i < m->terms * m->rank; i++) m->basis[i] = (float)u[i];
+  m->id = lsa_fnv(0xcbf29ce484222325ULL, m->basis, m->terms * m->rank * sizeof *m->basis);
+  m->id = lsa_fnv(m->id, m->idf, m->terms * sizeof *m->idf);
+  *out = m;
+  m = NULL;
+out:
+  for (i = 0; bags && i < n; i++) lsa_bag_dispose(&bags[i]);
+  free(bags);
+  free(all);
+  free(a.start);
+  free(a.term);
+  free(a.weight);
+  free(u);
+  free(s);
+  lsa_model_free(m);
+  return rc;
+}
+
+/* ---- the ops ---------------------------------------------------------------------- */
+
+static ragd_err lsa_create(const struct embed_config *cfg, void **ctx, struct buf *err) {
+  struct lsa_embedder *le;
+  long rank = cfg && cfg->dimensions ? cfg->dimensions : EMBED_LSA_RANK_DEFAULT;
+  if (rank < 1 || rank > EMBED_DIM_MAX) {
+    if (err) buf_appendf(err, "lsa rank must be 1..%d, got %ld", EMBED_DIM_MAX, rank);
+    return RAGD_ECONFIG;
+  }
+  le = calloc(1, sizeof *le);
+  if (!le) return RAGD_ENOMEM;
+  if (pthread_rwlock_init(&le->lock, NULL) != 0) {
+    free(le);
+    return RAGD_ENOMEM;
+  }
+  le->rank = (size_t)rank;
+  le->min_df = cfg && cfg->lsa_min_df > 0 ? (size_t)cfg->lsa_min_df : 2;
+  le->seed = cfg && cfg->lsa_seed ? (uint64_t)cfg->lsa_seed : 20261122u;
+  *ctx = le;
+  return RAGD_OK;
+}
+
+static void lsa_destroy(void *ctx) {
+  struct lsa_embedder *le = ctx;
+  if (!le) return;
+  lsa_model_free(le->model);
+  pthread_rwlock_destroy(&le->lock);
+  free(le);
+}
+
+static size_t lsa_dimensions(void *ctx) {
+  return ((struct lsa_embedder *)ctx)->rank;
+}
+
+/* Projects one text; the caller holds the read lock. */
+static ragd_err lsa_project(const struct lsa_model *m, struct slice text, float *v) {
+  struct lsa_bag bag;
+  ragd_err rc = lsa_bag_fill(&bag, text);
+  memset(v, 0, m ? m->rank * sizeof *v : 0);
+  for (size_t i = 0; !rc && m && i < bag.n; i++) {
+    long t = lsa_vocab_find(m, bag.term[i]);
+    if (t < 0) continue;
+    float w = (float)lsa_weight(bag.count[i], bag.total, m->avg_len, m->idf[t]);
+    cblas_saxpy((int)m->rank, w, m->basis + (size_t)t * m->rank, 1, v, 1);
+  }
+  lsa_bag_dispose(&bag);
+  if (!rc && m) embed_l2_normalize(v, m->rank);
+  return rc;
+}
+
+static ragd_err lsa_embed(void *ctx, const struct slice *texts, size_t n, float *out,
+                          struct buf *err) {
+  struct lsa_embedder *le = ctx;
+  ragd_err rc = RAGD_OK;
+  (void)err;
+  pthread_rwlock_rdlock(&le->lock);
+  for (size_t i = 0; i < n && !rc; i++) {
+    if (le->model) rc = lsa_project(le->model, texts[i], out + i * le->rank);
+    else memset(out + i * le->rank, 0, le->rank * sizeof *out); /* no model yet */
+  }
+  pthread_rwlock_unlock(&le->lock);
+  return rc;
+}
+
+const struct embed_ops embed_lsa_ops = {
+    .version = EMBED_OPS_VERSION,
+    .name = "lsa",
+    .create = lsa_create,
+    .destroy = lsa_destroy,
+    .embed = lsa_embed,
+    .dimensions = lsa_dimensions,
+    .remote = 0,
+};
+
+/* ---- the public lsa functions ---------------------------------------------------- */
+
+static struct lsa_embedder *lsa_of(const struct embedder *e) {
+  return e && e->ops == &embed_lsa_ops ? e->ctx : NULL;
+}
+
+static void lsa_set_key(struct embedder *e, const struct lsa_model *m) {
+  snprintf(e->model_key, sizeof e->model_key, "lsa:v1:%zu:%016llx", m->rank,
+           (unsigned long long)m->id);
+}
+
+int embed_lsa_fitted(const struct embedder *e) {
+  struct lsa_embedder *le = lsa_of(e);
+  int fitted;
+  if (!le) return 0;
+  pthread_rwlock_rdlock(&le->lock);
+  fitted = le->model != NULL;
+  pthread_rwlock_unlock(&le->lock);
+  return fitted;
+}
+
+ragd_err embed_lsa_fit(struct embedder *e, const struct slice *texts, size_t n, struct buf *err) {
+  struct lsa_embedder *le = lsa_of(e);
+  struct lsa_model *m = NULL, *old;
+  ragd_err rc;
+  if (!le) return RAGD_EINVAL;
+  rc = lsa_fit_model(le, texts, n, &m);
+  if (rc) {
+    if (err) buf_appendf(err, "lsa fit over %zu chunks: %s", n, ragd_strerror(rc));
+    return rc;
+  }
+  pthread_rwlock_wrlock(&le->lock);
+  old = le->model;
+  le->model = m;
+  lsa_set_key(e, m);
+  pthread_rwlock_unlock(&le->lock);
+  lsa_model_free(old);
+  return RAGD_OK;
+}
+
+/* File layout (little-endian host order; the file is local to one machine):
+ * magic[8], u32 format, u32 rank, u64 terms, u64 chunks, u64 seed, u64 id,
+ * f64 avg_len; per term u32 length + bytes; f32 idf[terms];
+ * f32 basis[terms x rank]. */
+ragd_err embed_lsa_save(const struct embedder *e, const char *path, struct buf *err) {
+  struct lsa_embedder *le = lsa_of(e);
+  char tmp[4096];
+  FILE *f = NULL;
+  ragd_err rc = RAGD_OK;
+  int ok = 1;
+  if (!le || !path) return RAGD_EINVAL;
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return RAGD_EINVAL;
+  pthread_rwlock_rdlock(&le->lock);
+  const struct lsa_model *m = le->model;
+  if (!m) {
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  f = fopen(tmp, "wb");
+  if (!f) {
+    rc = RAGD_EIO;
+    goto out;
+  }
+  uint32_t fmt = LSA_FORMAT_VERSION, rank = (uint32_t)m->rank;
+  uint64_t terms = m->terms, chunks = m->chunks;
+  ok = fwrite(LSA_MAGIC, 1, 8, f) == 8 && fwrite(&fmt, 4, 1, f) == 1 &&
+       fwrite(&rank, 4, 1, f) == 1 && fwrite(&terms, 8, 1, f) == 1 &&
+       fwrite(&chunks, 8, 1, f) == 1 && fwrite(&m->seed, 8, 1, f) == 1 &&
+       fwrite(&m->id, 8, 1, f) == 1 && fwrite(&m->avg_len, 8, 1, f) == 1;
+  for (size_t i = 0; ok && i < m->terms; i++) {
+    uint32_t len = (uint32_t)strlen(m->vocab[i]);
+    ok = fwrite(&len, 4, 1, f) == 1 && fwrite(m->vocab[i], 1, len, f) == len;
+  }
+  if (ok && m->terms)
+    ok = fwrite(m->idf, sizeof *m->idf, m->terms, f) == m->terms &&
+         fwrite(m->basis, sizeof *m->basis, m->terms * m->rank, f) == m->terms * m->rank;
+  if (fclose(f) != 0) ok = 0;
+  f = NULL;
+  if (!ok || rename(tmp, path) != 0) {
+    remove(tmp);
+    rc = RAGD_EIO;
+  }
+out:
+  pthread_rwlock_unlock(&le->lock);
+  if (rc && err) buf_appendf(err, "cannot write the lsa model %s: %s", path, ragd_strerror(rc));
+  return rc;
+}
+
+ragd_err embed_lsa_load(struct embedder *e, const char *path, struct buf *err) {
+  struct lsa_embedder *le = lsa_of(e);
+  struct lsa_model *m = NULL, *old;
+  char magic[8];
+  uint32_t fmt = 0, rank = 0;
+  uint64_t terms = 0, chunks = 0;
+  FILE *f;
+  ragd_err rc = RAGD_OK;
+  int ok;
+  if (!le || !path) return RAGD_EINVAL;
+  f = fopen(path, "rb");
+  if (!f) return RAGD_ENOTFOUND;
+  m = calloc(1, sizeof *m);
+  if (!m) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, LSA_MAGIC, 8) == 0 &&
+       fread(&fmt, 4, 1, f) == 1 && fmt == LSA_FORMAT_VERSION && fread(&rank, 4, 1, f) == 1 &&
+       fread(&terms, 8, 1, f) == 1 && fread(&chunks, 8, 1, f) == 1 &&
+       fread(&m->seed, 8, 1, f) == 1 && fread(&m->id, 8, 1, f) == 1 &&
+       fread(&m->avg_len, 8, 1, f) == 1 && terms < ((uint64_t)1 << 32);
+  if (ok && rank != le->rank) {
+    /* Another rank was asked for: the caller refits. */
+    rc = RAGD_ECONFIG;
+    goto out;
+  }
+  if (!ok) {
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  m->rank = rank;
+  m->chunks = (size_t)chunks;
+  m->vocab = calloc(terms ? terms : 1, sizeof *m->vocab);
+  m->idf = malloc((terms ? terms : 1) * sizeof *m->idf);
+  m->basis = malloc((terms ? terms : 1) * rank * sizeof *m->basis);
+  if (!m->vocab || !m->idf || !m->basis) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (m->terms = 0; ok && m->terms < terms; m->terms++) {
+    uint32_t len = 0;
+    ok = fread(&len, 4, 1, f) == 1 && len < LSA_TERM_MAX;
+    if (!ok) break;
+    m->vocab[m->terms] = malloc(len + 1);
+    if (!m->vocab[m->terms]) {
+      rc = RAGD_ENOMEM;
+      goto out;
+    }
+    ok = fread(m->vocab[m->terms], 1, len, f) == len;
+    m->vocab[m->terms][len] = '\0';
+  }
+  if (ok && terms)
+    ok = fread(m->idf, sizeof *m->idf, terms, f) == terms &&
+         fread(m->basis, sizeof *m->basis, terms * rank, f) == terms * rank;
+  for (size_t i = 1; ok && i < m->terms; i++) ok = strcmp(m->vocab[i - 1], m->vocab[i]) < 0;
+  if (!ok) {
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  pthread_rwlock_wrlock(&le->lock);
+  old = le->model;
+  le->model = m;
+  lsa_set_key(e, m);
+  pthread_rwlock_unlock(&le->lock);
+  lsa_model_free(old);
+  m = NULL;
+out:
+  fclose(f);
+  lsa_model_free(m);
+  if (rc && rc != RAGD_ECONFIG && err)
+    buf_appendf(err, "cannot read the lsa model %s: %s", path, ragd_strerror(rc));
+  return rc;
+}
