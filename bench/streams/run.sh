@@ -16,6 +16,12 @@
 #   MODE=post       post: POST /v1/chat; get: GET /v1/chat/stream
 #   SMOKE=1         a quick check that the tools work (used by the test
 #                   suite): 20 streams, short answers, no table
+#   PERF=PREFIX     record a perf profile of ragd (all threads, call
+#                   graphs) during each run into PREFIX.N.data
+#   THREADS=1       also print, per ragd and fake-upstream thread, CPU seconds
+#                   and seconds spent runnable but waiting for a CPU
+#                   (/proc/.../schedstat), and the load generator's own CPU:
+#                   on a shared machine, tells ragd's cost from the queue
 #
 # Builds bench/streams/loadgen.c and fake_upstream.c with cc, raises the open
 # file limit (ragd holds two descriptors per stream: the client's and the
@@ -90,6 +96,10 @@ if [ "$SMOKE" != 1 ]; then
     "events relayed" "ragd CPU s" "CPU s / 1,000 events" "RSS idle (MiB)" "RSS / open stream (KiB)"
   echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 fi
+LG_WRAP=
+# THREADS=1: per-thread CPU and run-queue wait of ragd and the fake, and the
+# load generator's own CPU, on stderr (is the machine, or a tool, the limit?)
+[ -n "${THREADS:-}" ] && [ -x /usr/bin/time ] && LG_WRAP="/usr/bin/time -f bench:_loadgen_%U_user_%S_sys_s"
 status=0
 for N in $COUNTS; do
   "$WORK/fake_upstream" --port 0 --tokens "$TOKENS" --delay-ms "$DELAY_MS" \
@@ -105,13 +115,25 @@ for N in $COUNTS; do
   sleep 0.5
   idle_kb=$(rss_kb "$RAGD_PID")
   cpu0=$(cpu_ticks "$RAGD_PID")
+  PERF_PID=
+  if [ -n "${PERF:-}" ]; then
+    perf record -q -F 499 -g -p "$RAGD_PID" -o "$PERF.$N.data" > /dev/null 2>&1 &
+    PERF_PID=$!
+  fi
   set +e
-  "$WORK/loadgen" --port "$PORT" --streams "$N" --rate "$RATE" --mode "$MODE" \
+  $LG_WRAP "$WORK/loadgen" --port "$PORT" --streams "$N" --rate "$RATE" --mode "$MODE" \
     --upstream-delay-ms "$DELAY_MS" --pid "$RAGD_PID" --timeout-s 600 \
     > "$WORK/lg.out" 2> "$WORK/lg.err"
   lg_status=$?
   set -e
   cpu1=$(cpu_ticks "$RAGD_PID")
+  if [ -n "${THREADS:-}" ]; then
+    # schedstat: ns on a CPU, ns runnable but waiting for one
+    for t in /proc/"$RAGD_PID"/task/* /proc/"$FAKE_PID"/task/*; do
+      echo "bench: thread $(basename "$t") $(cat "$t/comm"): $(awk '{ printf "%.2f CPU s, %.2f s waiting for a CPU", $1 / 1e9, $2 / 1e9 }' "$t/schedstat")" >&2
+    done
+  fi
+  if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || :; fi
   cat "$WORK/lg.err" >&2
   [ $lg_status -eq 0 ] || status=1
   upstream=$(curl -s "http://127.0.0.1:$FAKE_PORT/__admin/stats" || echo '?')

@@ -11,6 +11,13 @@
  * would pass the limit stops being held, and a later resume of it gets an
  * error, while its attached streams keep receiving it).
  *
+ * The table keeps two lists: every entry in the order it was opened (for
+ * lookups), and the finished ones in the order they finished. Only finished
+ * entries are ever dropped, oldest first, so a sweep pops from the head of
+ * the finished list and stops at the first entry it keeps: its cost is the
+ * number of entries it drops, not the number held (at ten thousand open
+ * answers a sweep over every entry on each new answer showed in profiles).
+ *
  * Locks: table.mu, then entry->mu, then the http stream's own. Producer
  * callbacks (on_abandon) run with no lock held. */
 #include <pthread.h>
@@ -38,21 +45,19 @@ struct resume_entry {
   size_t sub_count;
   void (*on_abandon)(void *arg); /* the last stream left a live answer */
   void *abandon_arg;
-  struct resume_entry *next; /* table order: oldest first */
+  /* Under table.mu: every entry, oldest first; and, once finished (and so
+   * set under table.mu too), the finished ones in the order they finished. */
+  struct resume_entry *prev, *next;
+  struct resume_entry *fprev, *fnext;
+  int listed; /* still in the table */
 };
-
-/* Expired answers are looked for at most this often on the hot paths (a
- * new answer, a held event), so that they cost O(1) and not a walk of every
- * held answer under table.mu: at 1,000 streams the table holds tens of
- * thousands of answers and the upstream thread holds events. */
-#define RESUME_EXPIRE_EVERY_MS 1000
 
 static struct {
   pthread_mutex_t mu;
-  struct resume_entry *head, *tail;
+  struct resume_entry *head, *tail;   /* every entry */
+  struct resume_entry *fhead, *ftail; /* finished entries, by finish time */
   size_t bytes;
-  int64_t expired_ms; /* when the last walk for expired answers ran */
-} table = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0};
+} table = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, NULL, 0};
 
 static void entry_unref(struct resume_entry *e) {
   int last;
@@ -66,43 +71,40 @@ static void entry_unref(struct resume_entry *e) {
   free(e);
 }
 
-/* Unlinks e from the table; caller holds table.mu and drops the table's
- * reference after unlocking. */
-static void table_unlink(struct resume_entry *e, struct resume_entry *prev) {
-  if (prev) prev->next = e->next;
+/* Unlinks a finished entry from both lists; caller holds table.mu and drops
+ * the table's reference after unlocking. */
+static void table_unlink(struct resume_entry *e) {
+  if (e->prev) e->prev->next = e->next;
   else table.head = e->next;
-  if (table.tail == e) table.tail = prev;
-  e->next = NULL;
+  if (e->next) e->next->prev = e->prev;
+  else table.tail = e->prev;
+  if (e->fprev) e->fprev->fnext = e->fnext;
+  else table.fhead = e->fnext;
+  if (e->fnext) e->fnext->fprev = e->fprev;
+  else table.ftail = e->fprev;
+  e->prev = e->next = e->fprev = e->fnext = NULL;
+  e->listed = 0;
   table.bytes -= e->bytes.len;
 }
 
-/* Drops expired entries (every time when expire_now, else at most every
- * RESUME_EXPIRE_EVERY_MS), and finished ones, oldest first, while over
- * max_bytes. Caller holds table.mu; the dropped entries are returned as a
- * list to unref unlocked. */
-static struct resume_entry *table_sweep(const struct ragd_config *cfg, size_t need,
-                                        int expire_now) {
-  struct resume_entry *dead = NULL, *prev = NULL, *e = table.head;
+/* Drops expired entries, and finished ones while over max_bytes (room for
+ * need more), oldest finished first. Caller holds table.mu; the dropped
+ * entries are returned as a list (through next) to unref unlocked. */
+static struct resume_entry *table_sweep(const struct ragd_config *cfg, size_t need) {
+  struct resume_entry *dead = NULL, *e;
   int64_t now = clock_mono_ms();
-  int expire = expire_now || now - table.expired_ms >= RESUME_EXPIRE_EVERY_MS;
-  if (expire) table.expired_ms = now;
-  while (e) {
-    struct resume_entry *next = e->next;
-    int drop;
-    if (!expire && table.bytes + need <= (size_t)cfg->resume_max_bytes) break;
+  while (table.fhead) {
+    e = table.fhead;
+    /* finished_ms is written under table.mu, which we hold. */
+    if (now - e->finished_ms < cfg->resume_retention_s * 1000 &&
+        table.bytes + need <= (size_t)cfg->resume_max_bytes)
+      break;
     pthread_mutex_lock(&e->mu);
-    drop = e->finished && (now - e->finished_ms >= cfg->resume_retention_s * 1000 ||
-                           table.bytes + need > (size_t)cfg->resume_max_bytes);
-    if (drop) e->dropped = 1;
+    e->dropped = 1;
     pthread_mutex_unlock(&e->mu);
-    if (drop) {
-      table_unlink(e, prev);
-      e->next = dead;
-      dead = e;
-    } else {
-      prev = e;
-    }
-    e = next;
+    table_unlink(e);
+    e->next = dead;
+    dead = e;
   }
   return dead;
 }
@@ -127,10 +129,12 @@ struct resume_entry *api_resume_open(const struct ragd_config *cfg, const char *
   e->refs = 2; /* the table's and the producer's */
   buf_init(&e->bytes, 0);
   pthread_mutex_lock(&table.mu);
-  dead = table_sweep(cfg, 0, 0);
+  dead = table_sweep(cfg, 0);
+  e->prev = table.tail;
   if (table.tail) table.tail->next = e;
   else table.head = e;
   table.tail = e;
+  e->listed = 1;
   pthread_mutex_unlock(&table.mu);
   unref_list(dead);
   return e;
@@ -151,7 +155,7 @@ static void entry_hold(const struct ragd_config *cfg, struct resume_entry *e, co
   pthread_mutex_lock(&table.mu);
   fits = table.bytes + n <= (size_t)cfg->resume_max_bytes;
   if (!fits) {
-    dead = table_sweep(cfg, n, 0);
+    dead = table_sweep(cfg, n);
     fits = table.bytes + n <= (size_t)cfg->resume_max_bytes;
   }
   pthread_mutex_lock(&e->mu);
@@ -216,6 +220,7 @@ int api_resume_finish(struct resume_entry *e) {
   struct http_stream *subs[RESUME_SUBSCRIBERS_MAX];
   size_t n;
   int had_abandon;
+  pthread_mutex_lock(&table.mu);
   pthread_mutex_lock(&e->mu);
   e->finished = 1;
   e->finished_ms = clock_mono_ms();
@@ -225,6 +230,14 @@ int api_resume_finish(struct resume_entry *e) {
   memcpy(subs, e->subs, n * sizeof subs[0]);
   e->sub_count = 0;
   pthread_mutex_unlock(&e->mu);
+  if (e->listed) {
+    /* The newest finish goes last: the list stays in finish order. */
+    e->fprev = table.ftail;
+    if (table.ftail) table.ftail->fnext = e;
+    else table.fhead = e;
+    table.ftail = e;
+  }
+  pthread_mutex_unlock(&table.mu);
   for (size_t i = 0; i < n; i++) http_stream_end(subs[i]);
   entry_unref(e); /* the producer's */
   return had_abandon;
@@ -306,7 +319,7 @@ ragd_err api_resume_attach(struct resume_entry *e, struct http_stream *s, long a
 struct resume_entry *api_resume_find(const struct ragd_config *cfg, const char *response_id) {
   struct resume_entry *found = NULL, *dead;
   pthread_mutex_lock(&table.mu);
-  dead = table_sweep(cfg, 0, 1);
+  dead = table_sweep(cfg, 0);
   for (struct resume_entry *e = table.head; e; e = e->next)
     if (strcmp(e->response_id, response_id) == 0) {
       pthread_mutex_lock(&e->mu);

@@ -1,11 +1,24 @@
 /* upstream.c - the one upstream thread: a curl multi loop that runs every
  * LLM (and later embedding) HTTP transfer, with its retries and breaker.
  *
- * Other threads only touch the pending queue and the multi handle's wakeup,
- * both under up_lock. Everything else (the active and waiting lists, the easy
- * handles once added) belongs to the upstream thread, which calls every
- * transfer callback without holding the lock, so callbacks may call
- * llm_wakeup or llm_upstream_add.
+ * Other threads only touch the pending queue, the scan request and the
+ * eventfd that wakes the loop, under up_lock. Everything else (the active and
+ * waiting lists, the easy handles once added) belongs to the upstream thread,
+ * which calls every transfer callback without holding the lock, so callbacks
+ * may call llm_wakeup or llm_upstream_add.
+ *
+ * The loop is event driven so that its cost follows the traffic, not the
+ * number of open transfers: curl tells it which sockets to watch
+ * (CURLMOPT_SOCKETFUNCTION, kept in an epoll set) and when to call back
+ * (CURLMOPT_TIMERFUNCTION), and each ready socket is handed to
+ * curl_multi_socket_action alone. (curl_multi_poll rebuilt a poll() set of
+ * every upstream socket on each wake-up: at ten thousand streams that walk,
+ * in curl and in the kernel, was most of ragd's CPU.) The checks that need
+ * every transfer (is_cancelled, the idle and first-token deadlines, retries
+ * whose backoff is over) run in one scan at the earliest of those deadlines,
+ * at least every UP_SCAN_MS, and soon after llm_wakeup, but never more often
+ * than every UP_SCAN_GAP_MS: a wave of disconnects costs a few scans, not one
+ * per socket event or per cancelled stream.
  *
  * A transfer is one logical request made of one or more attempts. An attempt
  * that fails in a retryable way before the consumer committed is parked on
@@ -15,12 +28,15 @@
 #include "llm/upstream_int.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,10 +45,15 @@
 #include "util/clock.h"
 #include "util/log.h"
 
-/* Longest the loop sleeps while transfers are active: bounds how late an
- * is_cancelled flag set without llm_wakeup is noticed, and idle checks. */
-#define UP_POLL_ACTIVE_MS 200
-#define UP_POLL_IDLE_MS 5000
+/* Longest time between two scans of every transfer while some are active:
+ * bounds how late an is_cancelled flag set without llm_wakeup is noticed.
+ * The idle and first-token deadlines bring a scan forward on their own. */
+#define UP_SCAN_MS 200
+#define UP_SCAN_IDLE_MS 5000
+/* Shortest time between two scans, for the ones llm_wakeup asks for. */
+#define UP_SCAN_GAP_MS 10
+/* Socket events taken from the epoll set per wake-up. */
+#define UP_EVENTS_MAX 256
 
 /* Longest Retry-After we take literally (a day); anything longer is past
  * every sensible retry budget anyway. */
@@ -69,10 +90,31 @@ static int up_stopping;
 static CURLM *up_multi;
 static pthread_t up_thread;
 static struct up_xfer *up_pending_head, *up_pending_tail;
-/* Upstream thread only. */
+static int up_scan_wanted;   /* llm_wakeup: check is_cancelled soon */
+static int up_event_fd = -1; /* written to wake the loop */
+/* Upstream thread only (created and closed with the thread). */
+static int up_epoll_fd = -1;
 static struct up_xfer *up_active;  /* in the multi handle */
 static struct up_xfer *up_waiting; /* between attempts, waiting out a backoff */
 static uint64_t up_rng_state;
+static int64_t up_curl_due_ms = -1; /* curl's timer; -1 when none is set */
+static int64_t up_scan_due_ms;      /* the next scan of every transfer */
+static int64_t up_last_scan_ms;
+
+/* Brings the next scan forward to when, if that is sooner. */
+static void up_scan_by(int64_t when) {
+  if (when < up_scan_due_ms) up_scan_due_ms = when;
+}
+
+/* Wakes the loop. Caller holds up_lock (so the eventfd is open). */
+static void up_signal_locked(void) {
+  uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = write(up_event_fd, &one, sizeof(one));
+  } while (n < 0 && errno == EINTR);
+  /* EAGAIN: the counter is saturated, so a wake-up is pending anyway. */
+}
 
 static void up_xfer_free(struct up_xfer *x) {
   if (!x) return;
@@ -311,6 +353,7 @@ static void up_end_attempt(struct up_xfer *x, enum llm_upstream_outcome outcome,
   log_scope_end(&scope);
   x->not_before_ms = now + delay;
   up_push(&up_waiting, x);
+  up_scan_by(x->not_before_ms);
 }
 
 /* Removes x from the multi handle (closing its connection if the response
@@ -366,6 +409,9 @@ static int up_begin_attempt(struct up_xfer *x) {
     return 0;
   }
   up_push(&up_active, x);
+  up_scan_by(now + UP_SCAN_MS); /* the loop may have been idle, scanning seldom */
+  if (x->first_token_timeout_ms > 0) up_scan_by(now + x->first_token_timeout_ms);
+  if (x->idle_timeout_ms > 0) up_scan_by(now + x->idle_timeout_ms);
   return 1;
 }
 
@@ -414,15 +460,17 @@ static void up_drain_messages(void) {
   }
 }
 
-/* Polls is_cancelled and the idle and first-token deadlines, and starts the
- * retries whose backoff is over; returns how long the loop may sleep before
- * the next deadline (capped at UP_POLL_ACTIVE_MS). */
-static long up_check_transfers(void) {
+/* The scan: polls is_cancelled and the idle and first-token deadlines of
+ * every transfer, starts the retries whose backoff is over, and sets when
+ * the next scan is due (the soonest deadline, at most UP_SCAN_MS away).
+ * Upstream thread. */
+static void up_check_transfers(int64_t now) {
   struct up_xfer *x, *next;
-  int64_t now = clock_mono_ms(), left;
-  long wait = up_active || up_waiting ? UP_POLL_ACTIVE_MS : UP_POLL_IDLE_MS;
+  int64_t left;
   char message[128];
 
+  up_last_scan_ms = now;
+  up_scan_due_ms = now + (up_active || up_waiting ? UP_SCAN_MS : UP_SCAN_IDLE_MS);
   for (x = up_active; x; x = next) {
     next = x->next;
     if (x->cb.is_cancelled && x->cb.is_cancelled(x->ctx)) {
@@ -437,7 +485,7 @@ static long up_check_transfers(void) {
         up_complete(x, LLM_UPSTREAM_FIRST_TOKEN_TIMEOUT, message);
         continue;
       }
-      if (left < wait) wait = (long)left;
+      up_scan_by(now + left);
     }
     if (x->idle_timeout_ms > 0) {
       left = x->last_activity_ms + x->idle_timeout_ms - now;
@@ -445,7 +493,7 @@ static long up_check_transfers(void) {
         up_complete(x, LLM_UPSTREAM_IDLE_TIMEOUT, "no data from upstream within the idle timeout");
         continue;
       }
-      if (left < wait) wait = (long)left;
+      up_scan_by(now + left);
     }
   }
   for (x = up_waiting; x; x = next) {
@@ -458,26 +506,29 @@ static long up_check_transfers(void) {
     left = x->not_before_ms - now;
     if (left <= 0) {
       up_unlink(&up_waiting, x);
-      /* A fresh handle in the multi wants curl_multi_perform soon. */
-      if (up_begin_attempt(x)) wait = 0;
+      up_begin_attempt(x); /* curl's timer callback asks for the first step */
       continue;
     }
-    if (left < wait) wait = (long)left;
+    up_scan_by(now + left);
   }
-  return wait;
 }
 
-/* Moves queued transfers into the multi handle. Returns nonzero when the
- * runtime is stopping (the queue is then failed with SHUTDOWN instead). */
+/* Moves queued transfers into the multi handle and brings a scan forward
+ * when llm_wakeup asked for one. Returns nonzero when the runtime is
+ * stopping (the queue is then failed with SHUTDOWN instead). */
 static int up_take_pending(void) {
   struct up_xfer *list, *x;
-  int stopping;
+  int stopping, scan;
 
   pthread_mutex_lock(&up_lock);
   list = up_pending_head;
   up_pending_head = up_pending_tail = NULL;
   stopping = up_stopping;
+  scan = up_scan_wanted;
+  up_scan_wanted = 0;
   pthread_mutex_unlock(&up_lock);
+
+  if (scan) up_scan_by(up_last_scan_ms + UP_SCAN_GAP_MS);
 
   while (list) {
     x = list;
@@ -492,18 +543,87 @@ static int up_take_pending(void) {
   return stopping;
 }
 
+/* CURLMOPT_SOCKETFUNCTION: keeps the epoll set in step with the sockets
+ * curl wants watched. socketp is non-NULL once fd is in the set. */
+static int up_on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
+  struct epoll_event ev;
+  int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  (void)easy;
+  (void)userp;
+
+  if (what == CURL_POLL_REMOVE) {
+    /* curl forgets the socketp itself; the socket may already be closed. */
+    epoll_ctl(up_epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+    return 0;
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+  ev.data.fd = fd;
+  if (epoll_ctl(up_epoll_fd, op, fd, &ev) != 0) {
+    /* Out of step (a descriptor number reused behind our back): retry the
+     * other way round. */
+    op = errno == EEXIST ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(up_epoll_fd, op, fd, &ev) != 0) {
+      log_warn("upstream: cannot watch socket %d: %s", (int)fd, strerror(errno));
+      return -1;
+    }
+  }
+  if (!socketp) curl_multi_assign(up_multi, fd, &up_epoll_fd);
+  return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: when curl wants curl_multi_socket_action with
+ * CURL_SOCKET_TIMEOUT; -1 deletes the timer. */
+static int up_on_timer(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  (void)userp;
+  up_curl_due_ms = timeout_ms < 0 ? -1 : clock_mono_ms() + timeout_ms;
+  return 0;
+}
+
+/* How long epoll_wait may sleep: until curl's timer or the next scan. */
+static int up_wait_ms(int64_t now) {
+  int64_t due = up_scan_due_ms;
+  if (up_curl_due_ms >= 0 && up_curl_due_ms < due) due = up_curl_due_ms;
+  if (due <= now) return 0;
+  if (due - now > UP_SCAN_IDLE_MS) return UP_SCAN_IDLE_MS;
+  return (int)(due - now);
+}
+
 static void *up_main(void *arg) {
+  struct epoll_event events[UP_EVENTS_MAX];
   struct up_xfer *x;
-  int still_running = 0;
-  long wait;
+  int running = 0, n, i, flags;
+  int64_t now;
+  uint64_t count;
   (void)arg;
 
+  up_last_scan_ms = clock_mono_ms();
+  up_scan_due_ms = up_last_scan_ms;
   for (;;) {
     if (up_take_pending()) break;
-    curl_multi_perform(up_multi, &still_running);
-    up_drain_messages();
-    wait = up_check_transfers();
-    curl_multi_poll(up_multi, NULL, 0, (int)wait, NULL);
+    now = clock_mono_ms();
+    if (up_curl_due_ms >= 0 && now >= up_curl_due_ms) {
+      up_curl_due_ms = -1;
+      curl_multi_socket_action(up_multi, CURL_SOCKET_TIMEOUT, 0, &running);
+      up_drain_messages();
+    }
+    if (now >= up_scan_due_ms) up_check_transfers(now);
+    n = epoll_wait(up_epoll_fd, events, UP_EVENTS_MAX, up_wait_ms(clock_mono_ms()));
+    for (i = 0; i < n; i++) {
+      if (events[i].data.fd == up_event_fd) {
+        /* The counter only wakes us; what to do is in up_take_pending. */
+        if (read(up_event_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+          log_warn("upstream: eventfd read: %s", strerror(errno));
+        continue;
+      }
+      flags = 0;
+      if (events[i].events & (EPOLLIN | EPOLLHUP)) flags |= CURL_CSELECT_IN;
+      if (events[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+      if (events[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(up_multi, events[i].data.fd, flags, &running);
+    }
+    if (n > 0) up_drain_messages();
   }
   while (up_active) {
     x = up_active;
@@ -519,9 +639,21 @@ static void *up_main(void *arg) {
   return NULL;
 }
 
+/* Closes what llm_runtime_init opened. Caller holds up_lock; the thread is
+ * not running. */
+static void up_close_loop(void) {
+  if (up_multi) curl_multi_cleanup(up_multi);
+  up_multi = NULL;
+  if (up_epoll_fd >= 0) close(up_epoll_fd);
+  up_epoll_fd = -1;
+  if (up_event_fd >= 0) close(up_event_fd);
+  up_event_fd = -1;
+}
+
 ragd_err llm_runtime_init(void) {
   ragd_err rc = RAGD_OK;
   int curl_ready = 0;
+  struct epoll_event ev;
 
   pthread_mutex_lock(&up_lock);
   if (up_running) goto out;
@@ -530,11 +662,31 @@ ragd_err llm_runtime_init(void) {
     goto out;
   }
   curl_ready = 1;
+  up_epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  up_event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (up_epoll_fd < 0 || up_event_fd < 0) {
+    rc = RAGD_EIO;
+    goto out;
+  }
+  memset(&ev, 0, sizeof(ev));
+  ev.events = EPOLLIN;
+  ev.data.fd = up_event_fd;
+  if (epoll_ctl(up_epoll_fd, EPOLL_CTL_ADD, up_event_fd, &ev) != 0) {
+    rc = RAGD_EIO;
+    goto out;
+  }
   up_multi = curl_multi_init();
   if (!up_multi) {
     rc = RAGD_ENOMEM;
     goto out;
   }
+  if (curl_multi_setopt(up_multi, CURLMOPT_SOCKETFUNCTION, up_on_socket) != CURLM_OK ||
+      curl_multi_setopt(up_multi, CURLMOPT_TIMERFUNCTION, up_on_timer) != CURLM_OK) {
+    rc = RAGD_EUPSTREAM;
+    goto out;
+  }
+  up_curl_due_ms = -1;
+  up_scan_wanted = 0;
   up_stopping = 0;
   if (pthread_create(&up_thread, NULL, up_main, NULL) != 0) {
     rc = RAGD_ENOMEM;
@@ -543,8 +695,7 @@ ragd_err llm_runtime_init(void) {
   up_running = 1;
 out:
   if (rc) {
-    if (up_multi) curl_multi_cleanup(up_multi);
-    up_multi = NULL;
+    up_close_loop();
     if (curl_ready) curl_global_cleanup();
   }
   pthread_mutex_unlock(&up_lock);
@@ -558,14 +709,13 @@ void llm_runtime_shutdown(void) {
     return;
   }
   up_stopping = 1;
-  curl_multi_wakeup(up_multi);
+  up_signal_locked();
   pthread_mutex_unlock(&up_lock);
 
   pthread_join(up_thread, NULL);
 
   pthread_mutex_lock(&up_lock);
-  curl_multi_cleanup(up_multi);
-  up_multi = NULL;
+  up_close_loop();
   up_running = 0;
   up_stopping = 0;
   curl_global_cleanup();
@@ -574,7 +724,10 @@ void llm_runtime_shutdown(void) {
 
 void llm_wakeup(void) {
   pthread_mutex_lock(&up_lock);
-  if (up_running && !up_stopping) curl_multi_wakeup(up_multi);
+  if (up_running && !up_stopping) {
+    up_scan_wanted = 1;
+    up_signal_locked();
+  }
   pthread_mutex_unlock(&up_lock);
 }
 
@@ -660,7 +813,7 @@ ragd_err llm_upstream_add(const struct llm_upstream_request *req,
       up_pending_head = x;
     }
     up_pending_tail = x;
-    curl_multi_wakeup(up_multi);
+    up_signal_locked();
   }
   pthread_mutex_unlock(&up_lock);
 out:
