@@ -18,7 +18,17 @@
  * peer's FIN or RST wakes it, it cancels the stream (and through on_cancel
  * the upstream transfer) and resumes the connection so the daemon closes it.
  * The same thread sends heartbeats and cuts streams whose client stopped
- * reading (stall_ms). */
+ * reading (stall_ms).
+ *
+ * Writes do not resume their connection themselves. libmicrohttpd 0.9.75
+ * walks its whole list of suspended connections, under a mutex that
+ * MHD_resume_connection also takes, on every loop iteration after any resume:
+ * with ten thousand streams waiting for tokens, one resume per relayed event
+ * made that walk a quarter of ragd's CPU and stalled the writers. A write to
+ * a suspended stream instead puts it on the wake list (once, however many
+ * events it queues meanwhile), and the watcher thread resumes the whole list
+ * every STREAM_FLUSH_MS: one walk per tick, and each resume carries every
+ * event queued during it. Cancellations and shutdown still resume at once. */
 #include <arpa/inet.h>
 #include <limits.h>
 #include <microhttpd.h>
@@ -28,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -46,6 +57,7 @@
 #define STREAM_QUEUE_MAX (4u * 1024u * 1024u)
 #define STREAM_BLOCK_SIZE (16u * 1024u)
 #define WATCH_TICK_MS 100 /* heartbeats and stall checks */
+#define STREAM_FLUSH_MS 5 /* longest a queued event waits for its connection's resume */
 #define WATCH_BATCH 256
 #define HEADER_BYTES_DEFAULT (64u * 1024u)
 #define LIMITER_ENTRIES_MAX 100000 /* keys and client addresses with live buckets */
@@ -62,6 +74,9 @@ struct http_server {
   pthread_t watcher;
   int watcher_started;
   int watch_fd; /* the side epoll set of streaming sockets; -1 when none */
+  int wake_fd;  /* eventfd in watch_fd: the wake list became non-empty; -1 when none */
+  pthread_mutex_t wake_mu;       /* guards wake_list (taken after a stream's mu) */
+  struct http_stream *wake_list; /* suspended streams with something new to send */
   pthread_mutex_t mu; /* guards streams, graveyard, next_serial, stopping */
   int stopping;
   uint64_t next_serial;
@@ -137,6 +152,8 @@ struct http_stream {
   int ended;
   int cancelled;
   int suspended;
+  int wake_queued;    /* on srv->wake_list, which holds a reference */
+  struct http_stream *wake_next;
   int watched;        /* registered in srv->watch_fd (guarded by srv->mu) */
   int listed;         /* in srv->streams (guarded by srv->mu) */
   uint64_t serial;    /* names the stream in log lines */
@@ -860,11 +877,57 @@ static void stream_unref(struct http_stream *s) {
   free(s);
 }
 
-/* Caller holds s->mu. */
-static void stream_wake(struct http_stream *s) {
+/* Resumes s's connection now, so the daemon reads its queue, its end or its
+ * cancellation. Caller holds s->mu. */
+static void stream_resume_now(struct http_stream *s) {
   if (s->suspended && s->conn) {
     s->suspended = 0;
     MHD_resume_connection(s->conn);
+  }
+}
+
+/* Has s's connection resumed at the watcher's next flush (within
+ * STREAM_FLUSH_MS): for new bytes and the end, which may wait that long.
+ * Caller holds s->mu. */
+static void stream_wake(struct http_stream *s) {
+  struct http_server *srv = s->srv;
+  if (!s->suspended || !s->conn || s->wake_queued) return;
+  pthread_mutex_lock(&srv->wake_mu);
+  if (srv->wake_fd < 0) { /* no watcher to flush (stopping) */
+    pthread_mutex_unlock(&srv->wake_mu);
+    stream_resume_now(s);
+    return;
+  }
+  s->wake_queued = 1;
+  s->refs++; /* the wake list's */
+  s->wake_next = srv->wake_list;
+  srv->wake_list = s;
+  if (!s->wake_next) {
+    uint64_t one = 1;
+    if (write(srv->wake_fd, &one, sizeof one) < 0) {
+      /* EAGAIN: the counter is full, so the watcher is awake anyway */
+    }
+  }
+  pthread_mutex_unlock(&srv->wake_mu);
+}
+
+/* Resumes every stream on the wake list (watcher thread, or the stopping
+ * thread once the watcher is gone). Holds no lock on entry. */
+static void wake_flush(struct http_server *srv) {
+  struct http_stream *s;
+  pthread_mutex_lock(&srv->wake_mu);
+  s = srv->wake_list;
+  srv->wake_list = NULL;
+  pthread_mutex_unlock(&srv->wake_mu);
+  while (s) {
+    struct http_stream *next = s->wake_next;
+    pthread_mutex_lock(&s->mu);
+    s->wake_next = NULL;
+    s->wake_queued = 0;
+    stream_resume_now(s);
+    pthread_mutex_unlock(&s->mu);
+    stream_unref(s);
+    s = next;
   }
 }
 
@@ -880,7 +943,7 @@ static int stream_cancel_locked(struct http_stream *s, void (**fn)(void *), void
   }
   s->on_cancel = NULL;
   s->cancelled = 1;
-  stream_wake(s);
+  stream_resume_now(s);
   return was_live;
 }
 
@@ -1146,11 +1209,16 @@ static void *watcher_main(void *arg) {
   struct pending_cancel pc[WATCH_BATCH];
   struct http_request *late[WATCH_BATCH];
   int64_t last_tick = clock_mono_ms();
+  int64_t flush_at = 0; /* when the wake list is due; 0: nothing queued */
   for (;;) {
-    int got = epoll_wait(srv->watch_fd, events, WATCH_BATCH, WATCH_TICK_MS);
+    int64_t now = clock_mono_ms();
+    int64_t wait_ms = last_tick + WATCH_TICK_MS - now;
+    int got;
     struct http_stream *dead;
     size_t n = 0, n_late = 0;
-    int64_t now = clock_mono_ms();
+    if (flush_at && flush_at - now < wait_ms) wait_ms = flush_at - now;
+    got = epoll_wait(srv->watch_fd, events, WATCH_BATCH, wait_ms > 0 ? (int)wait_ms : 0);
+    now = clock_mono_ms();
     pthread_mutex_lock(&srv->mu);
     if (srv->stopping) {
       pthread_mutex_unlock(&srv->mu);
@@ -1158,6 +1226,14 @@ static void *watcher_main(void *arg) {
     }
     for (int i = 0; i < got; i++) {
       struct http_stream *s = events[i].data.ptr;
+      if (!s) { /* the wake list became non-empty: flush it a tick from now */
+        uint64_t count;
+        if (read(srv->wake_fd, &count, sizeof count) < 0) {
+          /* EAGAIN: already read */
+        }
+        if (!flush_at) flush_at = now + STREAM_FLUSH_MS;
+        continue;
+      }
       if (!s->listed) continue; /* gone already: held by the graveyard */
       pthread_mutex_lock(&s->mu);
       if (stream_cancel_locked(s, &pc[n].fn, &pc[n].arg)) {
@@ -1176,6 +1252,10 @@ static void *watcher_main(void *arg) {
     dead = srv->graveyard;
     srv->graveyard = NULL;
     pthread_mutex_unlock(&srv->mu);
+    if (flush_at && now >= flush_at) {
+      flush_at = 0;
+      wake_flush(srv);
+    }
     run_cancels(pc, n);
     for (size_t i = 0; i < n_late; i++) {
       /* The owner cannot finish r (and free what arg points to) until
@@ -1245,7 +1325,9 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   if (!srv) return RAGD_ENOMEM;
   srv->opts = opts;
   srv->watch_fd = -1;
+  srv->wake_fd = -1;
   pthread_mutex_init(&srv->mu, NULL);
+  pthread_mutex_init(&srv->wake_mu, NULL);
   pthread_cond_init(&srv->timeout_done, NULL);
   http_metrics_init();
   raise_fd_limit();
@@ -1270,6 +1352,17 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
   if (srv->watch_fd < 0) {
     rc = RAGD_EIO;
     goto fail;
+  }
+  srv->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (srv->wake_fd >= 0) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL; /* the wake list, not a stream */
+    if (epoll_ctl(srv->watch_fd, EPOLL_CTL_ADD, srv->wake_fd, &ev) != 0) {
+      close(srv->wake_fd);
+      srv->wake_fd = -1; /* every wake resumes at once, as before */
+    }
   }
   rc = workq_new(opts->workers, &srv->workers);
   if (rc) goto fail;
@@ -1313,17 +1406,25 @@ void http_server_quiesce(struct http_server *srv) {
 
 void http_server_stop(struct http_server *srv) {
   struct http_stream *dead;
+  int wake_fd;
   if (!srv) return;
   pthread_mutex_lock(&srv->mu);
   srv->stopping = 1;
   pthread_mutex_unlock(&srv->mu);
   if (srv->watcher_started) pthread_join(srv->watcher, NULL);
+  /* From now on wakes resume at once; then the watcher's last batch. */
+  pthread_mutex_lock(&srv->wake_mu);
+  wake_fd = srv->wake_fd;
+  srv->wake_fd = -1;
+  pthread_mutex_unlock(&srv->wake_mu);
+  wake_flush(srv);
+  if (wake_fd >= 0) close(wake_fd);
   /* Open streams end now: their clients see the connection close. */
   pthread_mutex_lock(&srv->mu);
   for (struct http_stream *s = srv->streams; s; s = s->next) {
     pthread_mutex_lock(&s->mu);
     s->cancelled = 1;
-    stream_wake(s);
+    stream_resume_now(s);
     pthread_mutex_unlock(&s->mu);
   }
   pthread_mutex_unlock(&srv->mu);
@@ -1356,6 +1457,7 @@ void http_server_stop(struct http_server *srv) {
   http_key_cache_free(srv->keys);
   http_limiter_free(srv->limiter);
   pthread_mutex_destroy(&srv->mu);
+  pthread_mutex_destroy(&srv->wake_mu);
   pthread_cond_destroy(&srv->timeout_done);
   free(srv);
 }

@@ -79,6 +79,7 @@ struct rag_answer {
   int64_t first_delta_us; /* 0 until the first delta */
   long prompt_tokens, completion_tokens;
   int has_usage;
+  char finish_reason[32]; /* for finish_saved_job */
 };
 
 static void start_generation(struct rag_answer *a);
@@ -439,6 +440,45 @@ static ragd_err save_question(struct rag_answer *a) {
   return a->e->store.ops->put_message(a->e->store.ctx, &msg);
 }
 
+/* The end of a successful answer: saves it as the assistant's turn, then the
+ * done event (its citations, checked against the passages). */
+static void finish_ok(struct rag_answer *a, const char *finish_reason) {
+  int *cited = calloc(a->cites.count + 1, sizeof *cited);
+  int *invalid = calloc(a->cites.count + 1, sizeof *invalid);
+  size_t nc = 0, ni = 0;
+  for (size_t i = 0; cited && invalid && i < a->cites.count; i++) {
+    int n = a->cites.numbers[i];
+    if (n >= 1 && (size_t)n <= a->passage_count)
+      cited[nc++] = n;
+    else
+      invalid[ni++] = n;
+  }
+  /* ascending order for the report */
+  for (size_t i = 1; i < nc; i++)
+    for (size_t j = i; j > 0 && cited[j - 1] > cited[j]; j--) {
+      int t = cited[j];
+      cited[j] = cited[j - 1];
+      cited[j - 1] = t;
+    }
+  /* the id is the stored message's only when the store keeps ids */
+  if (a->text.data && save_answer(a, finish_reason, cited, nc) == RAGD_OK &&
+      a->e->store.ops->put_message && a->ev.on_saved)
+    a->ev.on_saved(a->ev.ctx, a->message_id);
+  a->ev.on_done(a->ev.ctx, finish_reason ? finish_reason : "stop", cited, nc, invalid, ni);
+  free(cited);
+  free(invalid);
+}
+
+/* finish_ok on the job queue: saving takes the store's lock, which retrieval
+ * holds for milliseconds at a time, and the upstream thread that finished the
+ * answer relays every other stream's tokens meanwhile. */
+static void finish_saved_job(void *arg) {
+  struct rag_answer *a = arg;
+  finish_ok(a, a->finish_reason);
+  active_remove(a);
+  answer_unref(a);
+}
+
 static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const char *error_code,
                         const char *error_message) {
   struct rag_answer *a = ctx;
@@ -456,7 +496,6 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
     error_message = "the server is shutting down; ask again in a moment";
   }
   account(a, rc, finish_reason, error_code);
-  active_remove(a);
   if (rc == RAGD_OK && !a->has_usage && a->budgeted && a->ev.on_usage) {
     /* the provider reported no usage: ragd's own counts, exact for OpenAI
      * encodings */
@@ -466,31 +505,14 @@ static void sink_finish(void *ctx, ragd_err rc, const char *finish_reason, const
     sink_usage(a, (long)a->budget.prompt_tokens, (long)completion);
   }
   if (rc == RAGD_OK) {
-    int *cited = calloc(a->cites.count + 1, sizeof *cited);
-    int *invalid = calloc(a->cites.count + 1, sizeof *invalid);
-    size_t nc = 0, ni = 0;
-    for (size_t i = 0; cited && invalid && i < a->cites.count; i++) {
-      int n = a->cites.numbers[i];
-      if (n >= 1 && (size_t)n <= a->passage_count)
-        cited[nc++] = n;
-      else
-        invalid[ni++] = n;
-    }
-    /* ascending order for the report */
-    for (size_t i = 1; i < nc; i++)
-      for (size_t j = i; j > 0 && cited[j - 1] > cited[j]; j--) {
-        int t = cited[j];
-        cited[j] = cited[j - 1];
-        cited[j - 1] = t;
-      }
-    /* the id is the stored message's only when the store keeps ids */
-    if (a->text.data && save_answer(a, finish_reason, cited, nc) == RAGD_OK &&
-        a->e->store.ops->put_message && a->ev.on_saved)
-      a->ev.on_saved(a->ev.ctx, a->message_id);
-    a->ev.on_done(a->ev.ctx, finish_reason ? finish_reason : "stop", cited, nc, invalid, ni);
-    free(cited);
-    free(invalid);
+    snprintf(a->finish_reason, sizeof a->finish_reason, "%s", finish_reason ? finish_reason : "stop");
+    /* still active until done is sent: a graceful stop waits for it */
+    if (a->text.data && a->e->jobs && workq_submit(a->e->jobs, finish_saved_job, a) == RAGD_OK)
+      return; /* the job drops the generation's reference */
+    active_remove(a);
+    finish_ok(a, a->finish_reason);
   } else {
+    active_remove(a);
     a->ev.on_error(a->ev.ctx, error_code ? error_code : "internal_error",
                    error_message ? error_message : ragd_strerror(rc));
   }
