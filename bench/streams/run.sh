@@ -31,6 +31,14 @@
 # row. RSS per stream is (VmRSS while every stream is open - idle VmRSS) / N.
 # CPU per 1,000 events is ragd's CPU seconds over the events the clients
 # received, divided by 1,000.
+#
+# The same per-stream cost is also read the way an operator would, from
+# ragd's own GET /metrics (issue 9): once before the run (idle) and once a
+# second during it (curl, in the background); the sample with the most open
+# streams (ragd_http_open_streams) gives RSS per open stream =
+# (process_resident_memory_bytes - idle) / open and fds per open stream =
+# (process_open_fds - idle) / open. Those samples are kept in
+# $METRICS_OUT.N.tsv when METRICS_OUT is set.
 set -eu
 cd "$(dirname "$0")/../.."
 RAGD=${1:-build/ragd}
@@ -50,7 +58,9 @@ fi
 WORK=$(mktemp -d)
 RAGD_PID=
 FAKE_PID=
+SCRAPE_PID=
 cleanup() {
+  [ -n "$SCRAPE_PID" ] && kill "$SCRAPE_PID" 2>/dev/null || :
   [ -n "$RAGD_PID" ] && kill "$RAGD_PID" 2>/dev/null || :
   [ -n "$FAKE_PID" ] && kill "$FAKE_PID" 2>/dev/null || :
   wait 2>/dev/null || :
@@ -83,6 +93,14 @@ cpu_ticks() { # pid: utime + stime, in clock ticks
   sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# One /metrics sample: "open_streams rss_bytes open_fds" (nothing on failure).
+scrape() { # port
+  curl -s -m 10 "http://127.0.0.1:$1/metrics" | awk '
+    $1 == "ragd_http_open_streams" { o = $2 }
+    $1 == "process_resident_memory_bytes" { r = $2 }
+    $1 == "process_open_fds" { f = $2 }
+    END { if (r != "" && f != "") printf "%d %d %d\n", o, r, f }'
+}
 HZ=$(getconf CLK_TCK)
 
 DATA="$WORK/data"
@@ -91,10 +109,11 @@ RAGD_LOG_LEVEL=warn "$RAGD" ingest --data "$DATA" examples/kb/en examples/kb/ko 
 if [ "$SMOKE" != 1 ]; then
   echo "ragd $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores;" \
     "fake upstream: $TOKENS tokens, ${DELAY_MS} ms apart; $RATE new streams/s; mode $MODE"
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' streams errors \
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' streams errors \
     "first event p50 / p99 (ms)" "first token p50 / p99 (ms, minus upstream delay)" \
-    "events relayed" "ragd CPU s" "CPU s / 1,000 events" "RSS idle (MiB)" "RSS / open stream (KiB)"
-  echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    "events relayed" "ragd CPU s" "CPU s / 1,000 events" "RSS idle (MiB)" "RSS / open stream (KiB)" \
+    "most open at a /metrics scrape" "/metrics RSS / open stream (KiB)" "/metrics fds / open stream"
+  echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 fi
 LG_WRAP=
 # THREADS=1: per-thread CPU and run-queue wait of ragd and the fake, and the
@@ -114,6 +133,10 @@ for N in $COUNTS; do
   PORT=$(wait_port "$WORK/ragd.out" READY)
   sleep 0.5
   idle_kb=$(rss_kb "$RAGD_PID")
+  m_idle=$(scrape "$PORT")
+  : > "$WORK/metrics.tsv"
+  ( while :; do scrape "$PORT" >> "$WORK/metrics.tsv"; sleep 1; done ) &
+  SCRAPE_PID=$!
   cpu0=$(cpu_ticks "$RAGD_PID")
   PERF_PID=
   if [ -n "${PERF:-}" ]; then
@@ -127,6 +150,12 @@ for N in $COUNTS; do
   lg_status=$?
   set -e
   cpu1=$(cpu_ticks "$RAGD_PID")
+  kill "$SCRAPE_PID" 2>/dev/null || :
+  wait "$SCRAPE_PID" 2>/dev/null || :
+  SCRAPE_PID=
+  [ -n "${METRICS_OUT:-}" ] && { echo "idle $m_idle"; cat "$WORK/metrics.tsv"; } > "$METRICS_OUT.$N.tsv"
+  # the sample with the most open streams
+  m_peak=$(sort -n -k1,1 "$WORK/metrics.tsv" | tail -1)
   if [ -n "${THREADS:-}" ]; then
     # schedstat: ns on a CPU, ns runnable but waiting for one
     for t in /proc/"$RAGD_PID"/task/* /proc/"$FAKE_PID"/task/*; do
@@ -149,7 +178,8 @@ for N in $COUNTS; do
     cat "$WORK/lg.out"
     continue
   fi
-  awk -v idle="$idle_kb" -v c0="$cpu0" -v c1="$cpu1" -v hz="$HZ" '
+  awk -v idle="$idle_kb" -v c0="$cpu0" -v c1="$cpu1" -v hz="$HZ" -v midle="$m_idle" \
+    -v mpeak="$m_peak" '
     /^RESULT / {
       for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
       errs = r["errors"] + 0 ? r["errors"] : "0"
@@ -159,9 +189,14 @@ for N in $COUNTS; do
       cpu = (c1 - c0) / hz
       per = r["events"] > 0 ? cpu / (r["events"] / 1000) : 0
       rss = r["rss_all_open_kb"] > 0 ? sprintf("%.1f", (r["rss_all_open_kb"] - idle) / r["streams"]) : "n/a"
-      printf "| %s | %s | %s / %s | %s / %s | %s | %.2f | %.4f | %.1f | %s |\n",
+      split(midle, mi, " ")
+      split(mpeak, mp, " ")
+      mopen = mp[1] + 0
+      mrss = mopen > 0 ? sprintf("%.1f", (mp[2] - mi[2]) / 1024 / mopen) : "n/a"
+      mfds = mopen > 0 ? sprintf("%.2f", (mp[3] - mi[3]) / mopen) : "n/a"
+      printf "| %s | %s | %s / %s | %s / %s | %s | %.2f | %.4f | %.1f | %s | %d | %s | %s |\n",
         r["streams"], errs, r["ttfe_p50_ms"], r["ttfe_p99_ms"], r["ttft_p50_ms"],
-        r["ttft_p99_ms"], r["events"], cpu, per, idle / 1024, rss
+        r["ttft_p99_ms"], r["events"], cpu, per, idle / 1024, rss, mopen, mrss, mfds
     }' "$WORK/lg.out"
 done
 exit $status
