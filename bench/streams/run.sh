@@ -18,6 +18,8 @@
 #                   suite): 20 streams, short answers, no table
 #   PERF=PREFIX     record a perf profile of ragd (all threads, call
 #                   graphs) during each run into PREFIX.N.data
+#   PERF_CG="--call-graph dwarf"  perf's call-graph option (default -g, frame
+#                   pointers, which this build does not keep)
 #   THREADS=1       also print, per ragd and fake-upstream thread, CPU seconds
 #                   and seconds spent runnable but waiting for a CPU
 #                   (/proc/.../schedstat), and the load generator's own CPU:
@@ -140,7 +142,7 @@ for N in $COUNTS; do
   cpu0=$(cpu_ticks "$RAGD_PID")
   PERF_PID=
   if [ -n "${PERF:-}" ]; then
-    perf record -q -F 499 -g -p "$RAGD_PID" -o "$PERF.$N.data" > /dev/null 2>&1 &
+    perf record -q -F 499 ${PERF_CG:--g} -p "$RAGD_PID" -o "$PERF.$N.data" > /dev/null 2>&1 &
     PERF_PID=$!
   fi
   set +e
