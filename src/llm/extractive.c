@@ -46,6 +46,11 @@
 #define EXTRACTIVE_FAQ_SHARE 0.5
 #define EXTRACTIVE_DELTA_BYTES_MAX 24   /* longest delta, for words without spaces */
 #define EXTRACTIVE_KOREAN_RATIO 0.3
+/* Terms a condensed follow-up carries over from earlier turns (see
+ * llm_request.question_context_len) weigh this much of their rarity: they
+ * pick between sentences that answer the follow-up's own words ("the fee" of
+ * the international order) but must not outweigh them. */
+#define EXTRACTIVE_CONTEXT_WEIGHT 0.25
 
 static const char extractive_not_found_en[] =
     "I could not find this in the knowledge base. Please rephrase the question or "
@@ -133,6 +138,7 @@ struct xq_term {
   size_t df;         /* sentences containing the term */
   size_t seen_stamp; /* last sentence (index + 1) that counted it */
   double weight;
+  int context; /* only in the part carried over from earlier turns */
 };
 
 /* Adjacent question terms ("credit card", "카드 환불") kept as pairs. */
@@ -186,6 +192,7 @@ struct xtok_ctx {
   int heading_mode;          /* reading a title or heading: marks heading_terms */
   unsigned char *heading_terms; /* one flag per question term */
   enum xq_kind kind;            /* of the question being read */
+  int context_mode;             /* reading the carried-over part of the question */
   ragd_err rc;
 };
 
@@ -361,6 +368,15 @@ static int extractive_on_term(void *ctx, const char *term, size_t term_len, size
         extractive_in_list(term, term_len, extractive_duration_verbs,
                            sizeof extractive_duration_verbs / sizeof extractive_duration_verbs[0]))
       return 0;
+    if (tc->context_mode) {
+      /* a carried-over term: weighed less, unless the follow-up has it too,
+       * and never part of a word pair */
+      if (xq_set_find(set, term, len) != SIZE_MAX) return 0;
+      tc->rc = xq_set_add(set, term, len);
+      if (tc->rc) return 1;
+      set->items[set->count - 1].context = 1;
+      return 0;
+    }
     tc->rc = xq_set_add(set, term, len);
     if (tc->rc) return 1;
     idx = xq_set_find(set, term, len);
@@ -520,6 +536,7 @@ static void extractive_weigh(struct xq_set *terms, struct xs_list *list) {
   for (i = 0; i < terms->count; i++) {
     double df = (double)terms->items[i].df;
     terms->items[i].weight = log(1.0 + (n - df + 0.5) / (df + 0.5));
+    if (terms->items[i].context) terms->items[i].weight *= EXTRACTIVE_CONTEXT_WEIGHT;
     total += terms->items[i].weight;
   }
   for (i = 0; i < terms->count; i++)
@@ -733,6 +750,7 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
   struct xtok_ctx tc;
   const char *question = req->question;
   size_t question_len = strlen(req->question), i, chosen_count = 0;
+  size_t context_len = req->question_context_len <= question_len ? req->question_context_len : 0;
   size_t chosen[EXTRACTIVE_SENTENCES_MAX];
   size_t chosen_max = x->sentences_max;
   unsigned char *headings = NULL;
@@ -748,15 +766,25 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
   memset(&tc, 0, sizeof tc);
   tc.terms = &terms;
   tc.sentences = NULL;
-  tc.src = question;
-  qkind = extractive_question_kind(question, question_len);
+  /* The follow-up's own words first (they set the kind of answer and the
+   * word pairs), then the terms carried over in front of them. */
+  tc.src = question + context_len;
+  qkind = extractive_question_kind(question + context_len, question_len - context_len);
   tc.kind = qkind;
   tc.prev = SIZE_MAX;
   tc.stamp = 0;
   tc.rc = RAGD_OK;
-  rc = text_tokenize(question, question_len, extractive_on_term, &tc);
+  rc = text_tokenize(question + context_len, question_len - context_len, extractive_on_term, &tc);
   if (tc.rc) rc = tc.rc;
   if (rc) goto out;
+  if (context_len) {
+    tc.src = question;
+    tc.context_mode = 1;
+    rc = text_tokenize(question, context_len, extractive_on_term, &tc);
+    if (tc.rc) rc = tc.rc;
+    if (rc) goto out;
+    tc.context_mode = 0;
+  }
 
   for (i = 0; i < req->passage_count && terms.count; i++) {
     const char *text = req->passages[i].text;

@@ -49,12 +49,19 @@ struct llm_message {
 struct llm_request {
   const struct llm_message *messages; /* the full prompt, for chat models */
   size_t message_count;
-  const char *question; /* the customer's question, verbatim */
+  /* The question to answer, standalone: the customer's words, or a
+   * follow-up made standalone from the conversation (RAGD_CONDENSE). */
+  const char *question;
   const struct llm_passage *passages;
   size_t passage_count;
   long max_tokens;    /* 0: provider default */
   double temperature; /* < 0: provider default */
   const char *request_id; /* sent upstream as X-Request-ID; may be NULL */
+  /* Leading bytes of question that are terms carried over from earlier
+   * turns rather than the customer's words (a follow-up condensed by rules:
+   * "ship Japan " + "and the fee?"); 0: none. Only the extractive generator
+   * reads it: it weighs those terms less. */
+  size_t question_context_len;
 };
 
 /* Where a generator delivers its output. All callbacks receive ctx.

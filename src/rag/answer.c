@@ -752,7 +752,12 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
   memset(&a->req, 0, sizeof a->req);
   a->req.messages = a->prompt.messages;
   a->req.message_count = a->prompt.count;
-  a->req.question = a->question;
+  /* The extractive generator answers the question it is given: the
+   * standalone one when a follow-up was condensed ("and the fee?" alone
+   * names no subject). The refusal answers the customer's own words. */
+  a->req.question = refuse ? a->question : a->retrieval_query;
+  if (!refuse && strcmp(a->condense_method, "rules") == 0)
+    a->req.question_context_len = strlen(a->retrieval_query) - strlen(a->question);
   a->req.passages = a->passages;
   a->req.passage_count = a->passage_count;
   a->req.max_tokens = e->cfg->llm_max_tokens;

@@ -251,6 +251,30 @@ test('Korean follow-ups carry the subject of earlier turns', async (t) => {
   assert.equal(t4.meta.retrieval_query, '비밀번호를 잊어버렸어요. 어떻게 재설정하나요?');
 });
 
+test('the extractive generator answers a follow-up from its standalone question', async (t) => {
+  const srv = await startServer();
+  t.after(() => srv.stop());
+  await ingestSampleKb(srv.base);
+  const t1 = await turn(srv.base, 'Do you ship to Japan?');
+  const conv = t1.meta.conversation_id;
+  await turn(srv.base, 'Can I pay with PayPal?', conv);
+  const t3 = await chatStream(srv.base, { message: 'And what about the shipping fee?', conversation_id: conv });
+  const meta = event(t3.events, 'meta');
+  const sources = event(t3.events, 'sources').sources;
+  assert.equal(meta.retrieval_query, 'ship Japan pay PayPal And what about the shipping fee?');
+  const answer = t3.events.filter((e) => e.event === 'text_delta').map((e) => JSON.parse(e.data).content).join('');
+  // The fee of the international order, not the destinations (the carried
+  // "Japan" alone) nor a domestic fee (the follow-up alone).
+  const m = /^The exact fee is shown at checkout before you pay \[(\d+)\]\./.exec(answer);
+  assert.ok(m, answer);
+  assert.equal(sources[Number(m[1]) - 1].document_id, INTL);
+  assert.doesNotMatch(answer, /We currently ship to 8 countries/);
+  // Asked alone, the same words find and quote the domestic fees.
+  const alone = await turn(srv.base, 'And what about the shipping fee?');
+  assert.equal(alone.meta.retrieval_query, 'And what about the shipping fee?');
+  assert.notEqual(alone.sources[0].document_id, INTL);
+});
+
 test('RAGD_CONDENSE=off searches the question as asked; retention keeps recent conversations', async (t) => {
   const data = tempDir();
   t.after(() => rmSync(data, { recursive: true, force: true }));

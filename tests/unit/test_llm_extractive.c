@@ -124,13 +124,14 @@ static void rec_init(struct recorder *r) {
 }
 
 /* Runs one generation and checks what every generation must satisfy. */
-static void run(const char *question, const struct llm_passage *passages, size_t count,
-                struct recorder *r) {
+static void run_ex(const char *question, size_t context_len, const struct llm_passage *passages,
+                   size_t count, struct recorder *r) {
   struct llm_config cfg = {.provider = "extractive"};
   struct llm_request req = {0};
   struct llm_sink sink = rec_sink(r);
   void *ctx = NULL;
   req.question = question;
+  req.question_context_len = context_len;
   req.passages = passages;
   req.passage_count = count;
   req.temperature = -1;
@@ -143,6 +144,11 @@ static void run(const char *question, const struct llm_passage *passages, size_t
   assert_int_equal(r->bad_deltas, 0);
   assert_int_equal(r->empty_deltas, 0);
   assert_true(utf8_ok(r->text.data ? r->text.data : "", r->text.len));
+}
+
+static void run(const char *question, const struct llm_passage *passages, size_t count,
+                struct recorder *r) {
+  run_ex(question, 0, passages, count, r);
 }
 
 static void rec_dispose(struct recorder *r) { buf_dispose(&r->text); }
@@ -597,6 +603,55 @@ static void test_weak_match_is_not_found(void **state) {
   rec_dispose(&r);
 }
 
+static void test_condensed_follow_up(void **state) {
+  /* "And what about the shipping fee?" after questions about shipping to
+   * Japan and paying with PayPal, condensed by rules into "ship Japan pay
+   * PayPal and what about the shipping fee?", with the passages the sample
+   * knowledge base retrieves for it. Read as one question, the rare "Japan"
+   * puts the destinations sentence first; told which part was carried over,
+   * the follow-up's own words win and the fee sentence comes first. */
+  static const struct llm_passage passages[] = {
+      {.index = 1, .title = "International Shipping", .heading_path = "International Shipping > Fees",
+       .text = "- International shipping starts at 15,000 KRW and depends on the weight and the "
+               "destination. The exact fee is shown at checkout before you pay.\n"
+               "- The 50,000 KRW free-shipping threshold applies only to domestic orders. There "
+               "is no free shipping for international orders.\n"
+               "- Import duties, taxes and customs fees in the destination country are paid by "
+               "the recipient. They are not included in the price you pay us."},
+      {.index = 2, .title = "International Shipping",
+       .heading_path = "International Shipping > Destinations and delivery time",
+       .text = "We currently ship to 8 countries and regions: the United States, Canada, Japan, "
+               "China, Taiwan, Hong Kong, Singapore and Australia. International parcels usually "
+               "arrive 5 to 10 business days after dispatch, depending on customs in the "
+               "destination country."},
+      {.index = 3, .title = "Return Policy", .heading_path = "Return Policy > Return shipping fees",
+       .text = "- Change of mind, when you paid the 3,000 KRW shipping fee on the original order: "
+               "the return fee is 3,000 KRW.\n"
+               "- Defective, damaged or wrong item: free. We cover all shipping costs.\n"
+               "The return fee is deducted from your refund."},
+  };
+  static const char carried[] = "ship Japan pay PayPal ";
+  static const char question[] = "ship Japan pay PayPal and what about the shipping fee?";
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run(question, passages, 3, &r);
+  if (strncmp(r.text.data, "We currently ship to 8 countries", 32) != 0)
+    fail_msg("expected the destinations sentence first when nothing is marked carried: %s",
+             r.text.data);
+  rec_dispose(&r);
+  rec_init(&r);
+  run_ex(question, strlen(carried), passages, 3, &r);
+  if (strncmp(r.text.data, "The exact fee is shown at checkout before you pay [1].", 53) != 0)
+    fail_msg("expected the fee sentence first: %s", r.text.data);
+  rec_dispose(&r);
+  /* a context length past the end of the question is ignored */
+  rec_init(&r);
+  run_ex("and what about the shipping fee?", 1000, passages, 3, &r);
+  assert_true(r.text.len > 0);
+  rec_dispose(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ops_table),
@@ -620,6 +675,7 @@ int main(void) {
       cmocka_unit_test(test_when_prefers_a_year),
       cmocka_unit_test(test_duration_verb_and_unit),
       cmocka_unit_test(test_weak_match_is_not_found),
+      cmocka_unit_test(test_condensed_follow_up),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
