@@ -116,7 +116,10 @@ struct chat {
   int text_started;
   /* conversation memory: what retrieval searched for, the stored answer's id */
   char *retrieval_query;
+  const char *retrieval_query_source;   /* static: "question" | "rules" | "llm" */
+  const char *retrieval_query_fallback; /* static: why the llm rewrite was not used, or NULL */
   char *message_id; /* NULL until the answer is stored */
+  char answer_id[32]; /* the id the answer will be stored under (on_message_id); "" before */
   /* the guard's verdict on the message (rag_events.on_guard) */
   int has_guard;
   int guard_injection;

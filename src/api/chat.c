@@ -155,10 +155,21 @@ static void ev_budget(void *ctx, const struct rag_budget_report *report) {
   c->ragd_prompt_tokens = (long)report->prompt_tokens;
 }
 
-static void ev_query(void *ctx, const char *retrieval_query, const char *method) {
+static void ev_query(void *ctx, const char *retrieval_query, const char *method,
+                     const char *fallback) {
   struct chat *c = ctx;
-  (void)method;
   c->retrieval_query = strdup(retrieval_query);
+  c->retrieval_query_source = strcmp(method, "none") == 0 ? "question" : method;
+  c->retrieval_query_fallback = fallback;
+}
+
+/* How the retrieval query was made, next to it in meta and in the reply. */
+static void set_retrieval_query(json_t *o, const struct chat *c) {
+  if (!c->retrieval_query) return;
+  json_object_set_new(o, "retrieval_query", json_string(c->retrieval_query));
+  json_object_set_new(o, "retrieval_query_source", json_string(c->retrieval_query_source));
+  if (c->retrieval_query_fallback)
+    json_object_set_new(o, "retrieval_query_fallback", json_string(c->retrieval_query_fallback));
 }
 
 static void ev_guard(void *ctx, const struct guard_injection *result, size_t pii_masked) {
@@ -178,6 +189,11 @@ static json_t *guard_json(const struct chat *c) {
   json_object_set_new(o, "score", json_real(c->guard_score));
   json_object_set_new(o, "pii_masked", json_integer((json_int_t)c->guard_pii_masked));
   return o;
+}
+
+static void ev_message_id(void *ctx, const char *message_id) {
+  struct chat *c = ctx;
+  snprintf(c->answer_id, sizeof c->answer_id, "%s", message_id);
 }
 
 static void ev_saved(void *ctx, const char *message_id) {
@@ -347,6 +363,7 @@ void api_chat_run(struct http_request *r, struct api_app *app, const struct chat
   ev.on_budget = ev_budget;
   ev.on_query = ev_query;
   ev.on_saved = ev_saved;
+  ev.on_message_id = ev_message_id;
   ev.on_guard = ev_guard;
   ev.on_meta = ev_meta;
   ev.on_sources = ev_sources;
@@ -471,7 +488,7 @@ static void native_sources(struct chat *c) {
   json_object_set_new(o, "model", json_string(c->model ? c->model : ""));
   json_object_set_new(o, "degraded", json_boolean(c->degraded));
   if (c->degraded_reason) json_object_set_new(o, "degraded_reason", json_string(c->degraded_reason));
-  if (c->retrieval_query) json_object_set_new(o, "retrieval_query", json_string(c->retrieval_query));
+  set_retrieval_query(o, c);
   if (c->req) json_object_set_new(o, "request_id", json_string(http_request_id(c->req)));
   if (c->has_guard) json_object_set_new(o, "guard", guard_json(c));
   json_object_set_new(o, "type", json_string("meta"));
@@ -547,7 +564,7 @@ static void native_reply(struct http_request *r, struct chat *c) {
   if (c->has_usage) json_object_set_new(o, "usage", api_chat_usage_json(c));
   json_object_set_new(o, "finish_reason", json_string(c->finish_reason ? c->finish_reason : "stop"));
   if (c->citations) json_object_update(o, c->citations);
-  if (c->retrieval_query) json_object_set_new(o, "retrieval_query", json_string(c->retrieval_query));
+  set_retrieval_query(o, c);
   if (c->message_id) json_object_set_new(o, "message_id", json_string(c->message_id));
   if (c->has_guard) json_object_set_new(o, "guard", guard_json(c));
   http_reply_json(r, 200, o);

@@ -14,7 +14,8 @@
  * chunks, a chunk with finish_reason, a usage chunk with "choices": [] when
  * include_usage was asked, then `data: [DONE]`. The citations travel in an
  * extra "ragd" object (response and conversation ids and sources on the first
- * chunk, cited_sources and invalid_citations on the finish chunk) that
+ * chunk; cited_sources, invalid_citations, conversation_id and the stored
+ * answer's message_id, which feedback names, on the finish chunk) that
  * standard clients ignore. Errors use OpenAI's error object, in the body
  * before the stream began and as a data line after. */
 #include <stdlib.h>
@@ -73,9 +74,18 @@ static void openai_delta(struct chat *c, const char *text, size_t len) {
 
 static void openai_usage(struct chat *c) { (void)c; /* sent after the finish chunk */ }
 
+/* The ids feedback needs: POST /v1/conversations/{conversation_id}/messages/
+ * {message_id}/feedback. message_id only once the answer is stored. */
+static void set_ids(json_t *ext, const struct chat *c) {
+  json_object_set_new(ext, "conversation_id", json_string(c->conversation_id ? c->conversation_id : ""));
+  if (c->message_id) json_object_set_new(ext, "message_id", json_string(c->message_id));
+}
+
 static void openai_done(struct chat *c) {
   json_t *o = choice_chunk(c, json_object(), c->finish_reason);
-  json_object_set_new(o, "ragd", json_incref(c->citations));
+  json_t *ext = json_deep_copy(c->citations);
+  set_ids(ext, c);
+  json_object_set_new(o, "ragd", ext);
   api_chat_emit(c, NULL, o);
   if (c->include_usage) {
     o = chunk_new(c);
@@ -136,7 +146,7 @@ static void openai_reply(struct http_request *r, struct chat *c) {
   json_object_set_new(o, "usage", api_chat_usage_json(c));
   ext = json_object();
   json_object_set_new(ext, "response_id", json_string(c->response_id));
-  json_object_set_new(ext, "conversation_id", json_string(c->conversation_id ? c->conversation_id : ""));
+  set_ids(ext, c);
   json_object_set_new(ext, "sources", c->sources ? json_incref(c->sources) : json_array());
   if (c->citations) json_object_update(ext, c->citations);
   json_object_set_new(o, "ragd", ext);

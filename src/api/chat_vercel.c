@@ -3,10 +3,14 @@
  * front end (DefaultChatTransport pointed at /v1/chat?protocol=vercel) works
  * against ragd unchanged.
  *
- * Stream (header x-vercel-ai-ui-message-stream: v1): start, one source-url
- * part per source with a URL (source-document for those without), text-start,
+ * Stream (header x-vercel-ai-ui-message-stream: v1): start (messageId: the id
+ * the answer is stored under, which feedback names; messageMetadata with
+ * response_id and conversation_id), one source-url part per
+ * source with a URL (source-document for those without), text-start,
  * text-delta*, text-end, finish (finishReason, and messageMetadata holding
- * usage and the citation report), then `data: [DONE]`. A failure is an error
+ * the ids, usage and the citation report; message_id only when the answer was
+ * stored), then `data: [DONE]`. useChat merges both metadata objects into
+ * message.metadata. A failure is an error
  * part (errorText) before [DONE]. */
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +33,15 @@ static void text_id(const struct chat *c, char *out, size_t n) {
 
 static void vercel_sources(struct chat *c) {
   json_t *o = part("start");
+  json_t *meta = json_object();
+  const char *message_id = c->answer_id[0] ? c->answer_id : c->response_id;
   size_t i;
   json_t *src;
-  json_object_set_new(o, "messageId", json_string(c->response_id));
+  json_object_set_new(o, "messageId", json_string(message_id));
+  json_object_set_new(meta, "response_id", json_string(c->response_id));
+  json_object_set_new(meta, "conversation_id",
+                      json_string(c->conversation_id ? c->conversation_id : ""));
+  json_object_set_new(o, "messageMetadata", meta);
   api_chat_emit(c, NULL, o);
   json_array_foreach(c->sources, i, src) {
     const char *url = json_string_value(json_object_get(src, "url"));
@@ -91,6 +101,7 @@ static void vercel_done(struct chat *c) {
   json_object_set_new(meta, "response_id", json_string(c->response_id));
   json_object_set_new(meta, "conversation_id",
                       json_string(c->conversation_id ? c->conversation_id : ""));
+  if (c->message_id) json_object_set_new(meta, "message_id", json_string(c->message_id));
   if (c->has_usage) json_object_set_new(meta, "usage", api_chat_usage_json(c));
   json_object_update(meta, c->citations);
   json_object_set_new(o, "messageMetadata", meta);

@@ -201,6 +201,28 @@ ragd_err llm_create(const struct llm_config *cfg, struct llm *out /* OUT */);
 /* Destroys and zeroes g; accepts a zeroed struct. */
 void llm_destroy(struct llm *g);
 
+/* What llm_complete reports besides the text. */
+struct llm_complete_result {
+  long prompt_tokens, completion_tokens; /* -1: not reported */
+  char code[32];     /* on failure: the sink's error code ("upstream_unavailable", ...),
+                        "timeout" or "too_long"; "" on success */
+  char message[256]; /* on failure: for humans */
+};
+
+/* Runs one generation of g to its end and appends its text to text (capped
+ * by text->max): for short internal calls whose output is not streamed to a
+ * client, such as rewriting a follow-up question. Blocks the calling thread,
+ * which must not be the upstream thread, for at most about timeout_ms: a
+ * generation still running then is cancelled (and waited for, which the
+ * cancel makes prompt). The generator's own resilience applies (its circuit
+ * breaker, retries, timeouts). RAGD_OK with the whole text; RAGD_ETIMEOUT;
+ * RAGD_ETOOBIG when the text outgrew text->max (the generation is stopped);
+ * the generator's error otherwise (res->code and res->message say which).
+ * text may hold part of an answer after an error. Any thread but the
+ * upstream thread. */
+ragd_err llm_complete(const struct llm *g, const struct llm_request *req, long timeout_ms,
+                      struct buf *text, struct llm_complete_result *res /* OUT */);
+
 extern const struct llm_ops llm_extractive_ops;
 extern const struct llm_ops llm_openai_ops;
 extern const struct llm_ops llm_anthropic_ops;

@@ -46,6 +46,7 @@ struct rag_answer {
   struct store_message_list history; /* the last history_turns of convo (a view) */
   char *retrieval_query;             /* what retrieval searched for */
   const char *condense_method;       /* "none" | "rules" | "llm" */
+  const char *condense_fallback;     /* why the llm rewrite was not used, or NULL */
   char user_message_id[32];
   char message_id[32]; /* the answer's */
   long question_tokens; /* -1: unknown */
@@ -179,16 +180,21 @@ static void account(struct rag_answer *a, ragd_err rc, const char *finish_reason
     metrics_add(m.cancelled, 1);
   else
     metrics_add(m.errors, 1, provider, code ? code : "internal_error");
-  if (a->has_usage) {
-    struct rag_price price;
-    metrics_add(m.tokens, (double)a->prompt_tokens, provider, model, "in");
-    metrics_add(m.tokens, (double)a->completion_tokens, provider, model, "out");
-    if (rag_price_lookup(a->e->prices, a->e->price_count, model, &price))
-      metrics_add(m.cost,
-                  ((double)a->prompt_tokens * price.input_per_million +
-                   (double)a->completion_tokens * price.output_per_million) / 1e6,
-                  provider, model);
-  }
+  if (a->has_usage)
+    rag_account_tokens(a->e, provider, model, a->prompt_tokens, a->completion_tokens);
+}
+
+void rag_account_tokens(struct rag_engine *e, const char *provider, const char *model,
+                        long prompt_tokens, long completion_tokens) {
+  struct rag_price price;
+  pthread_once(&metrics_once, metrics_create);
+  metrics_add(m.tokens, (double)prompt_tokens, provider, model, "in");
+  metrics_add(m.tokens, (double)completion_tokens, provider, model, "out");
+  if (rag_price_lookup(e->prices, e->price_count, model, &price))
+    metrics_add(m.cost,
+                ((double)prompt_tokens * price.input_per_million +
+                 (double)completion_tokens * price.output_per_million) / 1e6,
+                provider, model);
 }
 
 static void answer_unref(struct rag_answer *a) {
@@ -411,17 +417,12 @@ static ragd_err load_conversation(struct rag_answer *a) {
 /* The query retrieval runs: the question, or with RAGD_CONDENSE the question
  * made standalone from the conversation. */
 static ragd_err make_retrieval_query(struct rag_answer *a, const char *question) {
-  const char *mode = a->e->cfg->condense;
-  ragd_err rc;
-  a->condense_method = "none";
-  if (strcmp(mode, "off") != 0 && a->convo.count > 0) {
-    rc = rag_condense_rules(question, &a->convo, &a->retrieval_query);
-    if (rc) return rc;
-    if (strcmp(a->retrieval_query, question) != 0) a->condense_method = "rules";
-    return RAGD_OK;
-  }
-  a->retrieval_query = strdup(question);
-  return a->retrieval_query ? RAGD_OK : RAGD_ENOMEM;
+  struct rag_condensed c;
+  ragd_err rc = rag_condense(a->e, question, &a->convo, a->request_id[0] ? a->request_id : NULL, &c);
+  a->retrieval_query = c.query;
+  a->condense_method = c.method;
+  a->condense_fallback = c.fallback;
+  return rc;
 }
 
 /* Stores the question as the user's turn, with the query it was searched as. */
@@ -725,7 +726,9 @@ ragd_err rag_answer_start(struct rag_engine *e, const struct rag_question *q,
     goto fail;
   }
   if (a->budgeted && ev->on_budget) ev->on_budget(ev->ctx, &a->budget);
-  if (ev->on_query) ev->on_query(ev->ctx, a->retrieval_query, a->condense_method);
+  if (ev->on_query)
+    ev->on_query(ev->ctx, a->retrieval_query, a->condense_method, a->condense_fallback);
+  if (ev->on_message_id) ev->on_message_id(ev->ctx, a->message_id);
   if (ev->on_guard && strcmp(policy, "off") != 0) ev->on_guard(ev->ctx, &injection, pii_masked);
   {
     const struct llm *first = &a->gens[0].llm;

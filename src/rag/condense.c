@@ -11,13 +11,22 @@
  *
  * Salient words: the words of a question minus function words, with Korean
  * particles and polite endings stripped from the end of a word ("일본으로" ->
- * "일본", "배송되나요" -> "배송") so that the prefix reads as search terms. */
+ * "일본", "배송되나요" -> "배송") so that the prefix reads as search terms.
+ *
+ * RAGD_CONDENSE=llm asks a model instead (rag_condense, at the end): one short
+ * non-streamed call with a fixed prompt (rag_prompt_condense), bounded by
+ * RAGD_CONDENSE_TIMEOUT_MS, falling back to the rules on any failure. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rag/rag.h"
+#include "guard/guard.h"
+#include "rag/rag_int.h"
 #include "util/buf.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/metrics.h"
 
 #define CONDENSE_WORD_MAX 64  /* bytes of one word kept */
 #define CONDENSE_WORDS_MAX 64 /* words of one question looked at */
@@ -258,4 +267,178 @@ out:
   free(cur_lower);
   buf_dispose(&q);
   return rc;
+}
+
+/* ---- RAGD_CONDENSE=llm ------------------------------------------------------ */
+
+#define CONDENSE_LLM_TOKENS_MAX 128   /* the rewrite is one question */
+#define CONDENSE_LLM_TEXT_MAX 4096    /* bytes of the model's reply kept */
+#define CONDENSE_LLM_QUERY_MAX 1000   /* a longer "question" is not a rewrite */
+#define CONDENSE_LLM_TURN_BYTES 600   /* of each earlier turn, in the prompt */
+
+static struct metric *condense_metric;
+static pthread_once_t condense_metric_once = PTHREAD_ONCE_INIT;
+
+static void condense_metric_create(void) {
+  condense_metric = metrics_counter(
+      "ragd_condense_total",
+      "Follow-up questions made standalone, by how (rules, llm) and, for the rules, why the "
+      "llm rewrite was not used (none when it was not asked for).",
+      "method,fallback");
+}
+
+static int condense_is_space(unsigned char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
+}
+
+/* The model's reply as a search query: its first non-empty line, trimmed of
+ * spaces and of quotes around it. NULL when nothing is left. */
+static char *condense_reply_query(const char *reply, size_t len) {
+  size_t start = 0, end;
+  char *q;
+  while (start < len && condense_is_space((unsigned char)reply[start])) start++;
+  end = start;
+  while (end < len && reply[end] != '\n' && reply[end] != '\r') end++;
+  while (end > start && condense_is_space((unsigned char)reply[end - 1])) end--;
+  if (end - start >= 2 && ((reply[start] == '"' && reply[end - 1] == '"') ||
+                           (reply[start] == '\'' && reply[end - 1] == '\''))) {
+    start++;
+    end--;
+  } else if (end - start >= 6 && memcmp(reply + start, "\xe2\x80\x9c", 3) == 0 &&
+             memcmp(reply + end - 3, "\xe2\x80\x9d", 3) == 0) { /* “...” */
+    start += 3;
+    end -= 3;
+  }
+  while (start < end && condense_is_space((unsigned char)reply[start])) start++;
+  while (end > start && condense_is_space((unsigned char)reply[end - 1])) end--;
+  if (end == start) return NULL;
+  q = malloc(end - start + 1);
+  if (!q) return NULL;
+  memcpy(q, reply + start, end - start);
+  q[end - start] = '\0';
+  return q;
+}
+
+/* One rewrite by the first LLM entry of the chain that answers in time.
+ * RAGD_OK with *out set; otherwise *why names the failure ("no_llm",
+ * "timeout", "upstream_unavailable", "empty", ...). */
+static ragd_err condense_llm(struct rag_engine *e, const char *question,
+                             const struct store_message_list *history, const char *request_id,
+                             char **out, const char **why) {
+  const struct ragd_config *cfg = e->cfg;
+  struct rag_masked_turns masked_turns = {NULL, 0};
+  struct store_message_list turns = {NULL, 0};
+  struct rag_prompt prompt;
+  struct llm_request req;
+  struct buf reply;
+  char *masked_question = NULL;
+  int64_t deadline = clock_mono_us() + (int64_t)cfg->condense_timeout_ms * 1000;
+  int tried = 0;
+  ragd_err rc;
+
+  *out = NULL;
+  *why = "no_llm";
+  memset(&prompt, 0, sizeof prompt);
+  buf_init(&reply, CONDENSE_LLM_TEXT_MAX);
+  if (history) turns = *history;
+  if (strcmp(cfg->pii_mask_llm, "on") == 0) {
+    /* the model is outside the process: it sees what the answer's prompt would */
+    rc = guard_mask_pii(question, strlen(question), GUARD_PII_ALL, &masked_question, NULL, NULL);
+    if (!rc) rc = rag_guard_mask_turns(&turns, GUARD_PII_ALL, &masked_turns, NULL);
+    if (rc) goto fail;
+    question = masked_question;
+    turns.items = masked_turns.items;
+  }
+  rc = rag_prompt_condense(question, &turns, CONDENSE_LLM_TURN_BYTES, &prompt);
+  if (rc) goto fail;
+  memset(&req, 0, sizeof req);
+  req.messages = prompt.messages;
+  req.message_count = prompt.count;
+  req.question = question;
+  req.max_tokens = CONDENSE_LLM_TOKENS_MAX;
+  req.temperature = 0;
+  req.request_id = request_id;
+  for (size_t i = 0; i < e->gen_count; i++) {
+    const struct llm *g = &e->gens[i].llm;
+    struct llm_complete_result res;
+    int64_t left_ms = (deadline - clock_mono_us()) / 1000;
+    if (strcmp(g->ops->name, "extractive") == 0) continue;
+    if (left_ms <= 0) {
+      *why = "timeout";
+      break;
+    }
+    tried = 1;
+    buf_dispose(&reply);
+    buf_init(&reply, CONDENSE_LLM_TEXT_MAX);
+    rc = llm_complete(g, &req, (long)left_ms, &reply, &res);
+    if (res.prompt_tokens >= 0 || res.completion_tokens >= 0)
+      rag_account_tokens(e, g->ops->name, g->model ? g->model : g->ops->name,
+                         res.prompt_tokens > 0 ? res.prompt_tokens : 0,
+                         res.completion_tokens > 0 ? res.completion_tokens : 0);
+    if (rc == RAGD_OK) {
+      *out = condense_reply_query(reply.data ? reply.data : "", reply.len);
+      if (*out && strlen(*out) <= CONDENSE_LLM_QUERY_MAX) goto done;
+      *why = *out ? "too_long" : "empty";
+      free(*out);
+      *out = NULL;
+      log_warn("condense: %s gave no usable rewrite (%s); the rules condense the follow-up "
+               "instead", e->gens[i].name, *why);
+      goto fail; /* a model that answered badly is not asked twice */
+    }
+    if (rc == RAGD_ETIMEOUT)
+      *why = "timeout";
+    else if (strcmp(res.code, "upstream_unavailable") == 0)
+      *why = "upstream_unavailable";
+    else
+      *why = "upstream_error";
+    log_warn("condense: %s could not rewrite the follow-up (%s: %s)%s", e->gens[i].name,
+             res.code[0] ? res.code : ragd_strerror(rc), res.message,
+             rc == RAGD_ETIMEOUT ? "; the rules condense it instead" : "");
+    if (rc == RAGD_ETIMEOUT || rc == RAGD_ENOMEM) break;
+  }
+  if (!tried) *why = "no_llm";
+  rc = RAGD_EUPSTREAM;
+  goto fail;
+done:
+  *why = NULL;
+  rc = RAGD_OK;
+fail:
+  rag_prompt_dispose(&prompt);
+  rag_masked_turns_dispose(&masked_turns);
+  free(masked_question);
+  buf_dispose(&reply);
+  return rc;
+}
+
+ragd_err rag_condense(struct rag_engine *e, const char *question,
+                      const struct store_message_list *history, const char *request_id,
+                      struct rag_condensed *out) {
+  const char *mode = e->cfg->condense;
+  int has_user = 0;
+  ragd_err rc;
+
+  memset(out, 0, sizeof *out);
+  out->method = "none";
+  pthread_once(&condense_metric_once, condense_metric_create);
+  for (size_t i = 0; history && i < history->count && !has_user; i++)
+    has_user = history->items[i].role && strcmp(history->items[i].role, "user") == 0;
+  if (strcmp(mode, "off") == 0 || !has_user) {
+    out->query = strdup(question);
+    return out->query ? RAGD_OK : RAGD_ENOMEM;
+  }
+  if (strcmp(mode, "llm") == 0) {
+    rc = condense_llm(e, question, history, request_id, &out->query, &out->fallback);
+    if (rc == RAGD_OK) {
+      out->method = "llm";
+      metrics_add(condense_metric, 1, "llm", "none");
+      return RAGD_OK;
+    }
+    if (rc == RAGD_ENOMEM) return rc;
+  }
+  rc = rag_condense_rules(question, history, &out->query);
+  if (rc) return rc;
+  if (strcmp(out->query, question) != 0) out->method = "rules";
+  if (out->fallback || strcmp(out->method, "rules") == 0)
+    metrics_add(condense_metric, 1, "rules", out->fallback ? out->fallback : "none");
+  return RAGD_OK;
 }

@@ -218,8 +218,11 @@ struct rag_events {
   void (*on_budget)(void *ctx, const struct rag_budget_report *report);
   /* Optional. Fires before on_meta: the query retrieval ran (the question,
    * or the follow-up made standalone from the conversation, see
-   * RAGD_CONDENSE) and how it was made: "none", "rules" or "llm". */
-  void (*on_query)(void *ctx, const char *retrieval_query, const char *method);
+   * RAGD_CONDENSE), how it was made: "none", "rules" or "llm", and, when
+   * RAGD_CONDENSE=llm fell back to the rules, why (see rag_condensed; else
+   * NULL). */
+  void (*on_query)(void *ctx, const char *retrieval_query, const char *method,
+                   const char *fallback);
   /* Optional. Fires just before on_done when the answer was stored as the
    * conversation's next message: its id ("msg_..."), for feedback. Does not
    * fire when the store refused it (the answer is still delivered). */
@@ -229,6 +232,10 @@ struct rag_events {
    * matched) and the number of personal-data spans masked in the prompt
    * sent to an external LLM (RAGD_PII_MASK_LLM). */
   void (*on_guard)(void *ctx, const struct guard_injection *result, size_t pii_masked);
+  /* Optional. Fires before on_meta: the id the answer will be stored under
+   * ("msg_..."), for formats that name the message up front (the Vercel
+   * start part). It names a stored message only once on_saved fired. */
+  void (*on_message_id)(void *ctx, const char *message_id);
 };
 
 struct rag_answer;
@@ -329,6 +336,32 @@ int rag_condense_needed(const char *question);
 ragd_err rag_condense_rules(const char *question, const struct store_message_list *history,
                             char **out /* OUT */);
 
+/* The retrieval query for a question asked in a conversation. */
+struct rag_condensed {
+  char *query;          /* owned (free) */
+  const char *method;   /* static: "none" (the question as asked), "rules" or "llm" */
+  const char *fallback; /* static; NULL, or why RAGD_CONDENSE=llm fell back to the
+                           rules: "no_llm" (the chain has no LLM entry), "timeout"
+                           (RAGD_CONDENSE_TIMEOUT_MS passed), "upstream_unavailable",
+                           "upstream_error", "empty" or "too_long" (an unusable reply) */
+};
+
+/* Makes question, asked after history (oldest first; NULL or empty for none),
+ * standalone for retrieval as e->cfg->condense says. off, or no earlier user
+ * message: the question as asked. rules: rag_condense_rules. llm: the first
+ * LLM entry of the generator chain (extractive entries skipped) rewrites it
+ * in one non-streamed call with rag_prompt_condense (personal data masked
+ * when RAGD_PII_MASK_LLM=on; its breaker, retries and token accounting as
+ * for answers); an entry that is unavailable hands over to the next one while
+ * time is left. The whole rewrite takes at most about
+ * RAGD_CONDENSE_TIMEOUT_MS, blocking the calling thread; on any failure the
+ * rules condense it instead and out->fallback says why (logged, counted in
+ * ragd_condense_total). request_id (may be NULL) goes upstream as
+ * X-Request-ID. Only RAGD_ENOMEM fails. Any thread but the upstream thread. */
+ragd_err rag_condense(struct rag_engine *e, const char *question,
+                      const struct store_message_list *history, const char *request_id,
+                      struct rag_condensed *out /* OUT */);
+
 /* Retention: deletes the conversations (and their feedback) whose last
  * message is older than RAGD_CONVERSATION_RETENTION_DAYS; nothing when it is
  * 0. Logs what it did. *deleted (may be NULL) counts them. Any thread. */
@@ -358,6 +391,15 @@ struct rag_prompt {
 };
 ragd_err rag_prompt_build(const char *question, const struct llm_passage *passages, size_t n,
                           const struct store_message_list *history, struct rag_prompt *out);
+/* The prompt that asks a model to rewrite question, asked after history
+ * (oldest first; may be NULL), as a standalone question (RAGD_CONDENSE=llm):
+ * a fixed system message, then one user message with the turns ("Customer:"
+ * / "Assistant:", each cut to turn_bytes_max bytes at a character boundary)
+ * between <conversation> tags and the question between <question> tags, the
+ * prompt's tags defanged inside both like rag_prompt_build. Dispose with
+ * rag_prompt_dispose. */
+ragd_err rag_prompt_condense(const char *question, const struct store_message_list *history,
+                             size_t turn_bytes_max, struct rag_prompt *out /* OUT */);
 /* RAG_PROMPT_HARDENED: the system message adds a rule that the customer's
  * message cannot change the rules (RAGD_INJECTION_POLICY=harden). */
 enum rag_prompt_flags { RAG_PROMPT_HARDENED = 1u << 0 };

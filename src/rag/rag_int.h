@@ -38,6 +38,11 @@ ragd_err rag_lsa_fit(struct rag_engine *e, const struct slice *extra, size_t n_e
 ragd_err rag_embed_input(struct buf *out, const char *title, const char *heading_path,
                          const char *text, size_t text_len);
 
+/* Adds tokens a generator used (an answer, or the rewrite of a follow-up)
+ * to ragd_tokens_total and their price to ragd_cost_usd_total (answer.c). */
+void rag_account_tokens(struct rag_engine *e, const char *provider, const char *model,
+                        long prompt_tokens, long completion_tokens);
+
 /* ---- guard policies (guard_policy.c) ---- */
 
 /* Copies of prompt turns with personal data masked. */

@@ -92,7 +92,8 @@ static const struct config_var config_vars[] = {
     STR_VAR("RAGD_VECTOR_MIN_SCORE", vector_min_score, "", "hybrid: cosine a passage found only by the vector ranker must reach (default: 0.3 for hash, 0 otherwise)"),
     STR_VAR("RAGD_HYBRID_FEEDBACK", hybrid_feedback, "1", "hybrid: weight of the best keyword hits' vectors added to the query vector (0: off)"),
     LONG_VAR("RAGD_HYBRID_FEEDBACK_DOCS", hybrid_feedback_docs, 0, 8, "3", "hybrid: keyword hits whose vectors steer the vector ranker"),
-    STR_VAR("RAGD_CONDENSE", condense, "rules", "follow-up questions made standalone for retrieval: rules (terms of the previous question) or off"),
+    STR_VAR("RAGD_CONDENSE", condense, "rules", "follow-up questions made standalone for retrieval: rules (terms of the previous question), llm (rewritten by the first LLM of the chain, rules when that fails) or off"),
+    LONG_VAR("RAGD_CONDENSE_TIMEOUT_MS", condense_timeout_ms, 1, 60000, "2000", "RAGD_CONDENSE=llm: longest wait for the rewrite before the rules are used instead"),
     LONG_VAR("RAGD_CONVERSATION_RETENTION_DAYS", conversation_retention_days, 0, 36500, "0", "delete conversations (and their feedback) idle this many days, at start-up and hourly; 0 keeps them"),
     STR_VAR("RAGD_PII_MASK_LLM", pii_mask_llm, "on", "on | off: mask e-mail, phone, card, resident and account numbers and IP addresses in the question and history sent to an external LLM"),
     STR_VAR("RAGD_PII_MASK_EMBED", pii_mask_embed, "on", "on | off: mask the same personal data in text sent to an external embeddings API"),
@@ -380,8 +381,9 @@ ragd_err config_finish(struct ragd_config *c, struct buf *err) {
       return RAGD_ECONFIG;
     }
   }
-  if (strcmp(c->condense, "rules") != 0 && strcmp(c->condense, "off") != 0) {
-    set_error(err, "RAGD_CONDENSE: expected rules or off, got \"%s\"", c->condense);
+  if (strcmp(c->condense, "rules") != 0 && strcmp(c->condense, "llm") != 0 &&
+      strcmp(c->condense, "off") != 0) {
+    set_error(err, "RAGD_CONDENSE: expected rules, llm or off, got \"%s\"", c->condense);
     return RAGD_ECONFIG;
   }
   if (strcmp(c->llm_partial_policy, "error") != 0 && strcmp(c->llm_partial_policy, "continue") != 0) {

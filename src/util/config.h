@@ -96,8 +96,9 @@ struct ragd_config {
   char *hybrid_feedback;       /* RAGD_HYBRID_FEEDBACK, default "1": weight of the
                                   best keyword hits' vectors added to the query vector */
   long hybrid_feedback_docs;   /* RAGD_HYBRID_FEEDBACK_DOCS, default 3 */
-  char *condense;              /* RAGD_CONDENSE: rules (default) | off: how a
+  char *condense;              /* RAGD_CONDENSE: rules (default) | llm | off: how a
                                   follow-up question is made standalone for retrieval */
+  long condense_timeout_ms;    /* RAGD_CONDENSE_TIMEOUT_MS, default 2000: the llm rewrite's limit */
   long conversation_retention_days; /* RAGD_CONVERSATION_RETENTION_DAYS, default 0: keep
                                        forever; else conversations idle this long are deleted */
   char *pii_mask_llm;          /* RAGD_PII_MASK_LLM: on (default) | off: mask personal data

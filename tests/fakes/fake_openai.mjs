@@ -29,6 +29,8 @@
 //   DELETE /__admin/log    clears the log.
 //   POST /__admin/close-idle  closes every idle keep-alive connection (a
 //                          client's connection cache then holds dead ones).
+// {"queue": [{...}, {...}]} in a config patch overrides the config for the next
+// API requests, one entry each, in order (e.g. a rewrite, then an answer).
 // A single request may also override the config: a line
 // `FAKE: {"text":"...","mode":"..."}` in the last user message is merged in
 // (unless --directives 0: a backup that must stay healthy while the same
@@ -248,7 +250,8 @@ async function handleCompletions(req, res, rec) {
     sendJson(res, 400, { error: { message: "We could not parse the JSON body of your request.", type: 'invalid_request_error', param: null, code: null } });
     return;
   }
-  const cfg = { ...config, ...(Number(config.directives) ? directiveOverride(body) : {}) };
+  const queued = Array.isArray(config.queue) && config.queue.length ? config.queue.shift() : {};
+  const cfg = { ...config, ...queued, ...(Number(config.directives) ? directiveOverride(body) : {}) };
   servedSinceConfig++;
   let status = Number(cfg.status);
   if (servedSinceConfig <= Number(cfg.fail_first)) status = Number(cfg.fail_status);

@@ -2,11 +2,15 @@
 // third question only makes sense with the first two (the retrieval query in
 // meta carries both, and the sources are the intended document), the
 // transcript with citations, feedback with strict validation, the CSV export,
-// deletion, and the settings.
+// deletion, and the settings. RAGD_CONDENSE=llm: a follow-up rewritten into
+// a standalone question by the first LLM of the chain (the fake OpenAI
+// server), with a fixed prompt that holds the conversation and the question
+// in their own tagged sections, personal data masked, a short timeout, and
+// the rule-based condensation when the rewrite fails or there is no LLM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { startServer, postJson, chatStream, ingestSampleKb, runRagd, tempDir } from './helpers.mjs';
+import { startServer, startFakeOpenAI, postJson, chatStream, ingestSampleKb, runRagd, tempDir } from './helpers.mjs';
 
 const event = (events, name) => {
   const ev = events.find((e) => e.event === name);
@@ -14,12 +18,13 @@ const event = (events, name) => {
   return JSON.parse(ev.data);
 };
 
-// One streamed turn: {meta, sources, done}.
+// One streamed turn: {meta, sources, done, text}.
 async function turn(base, message, conversation_id) {
   const r = await chatStream(base, conversation_id ? { message, conversation_id } : { message });
   assert.equal(r.status, 200, r.text);
   assert.equal(r.events.at(-1).event, 'done', r.text);
-  return { meta: event(r.events, 'meta'), sources: event(r.events, 'sources').sources, done: event(r.events, 'done') };
+  const text = r.events.filter((e) => e.event === 'text_delta').map((e) => JSON.parse(e.data).content).join('');
+  return { meta: event(r.events, 'meta'), sources: event(r.events, 'sources').sources, done: event(r.events, 'done'), text };
 }
 
 async function topDocument(base, query) {
@@ -258,11 +263,8 @@ test('the extractive generator answers a follow-up from its standalone question'
   const t1 = await turn(srv.base, 'Do you ship to Japan?');
   const conv = t1.meta.conversation_id;
   await turn(srv.base, 'Can I pay with PayPal?', conv);
-  const t3 = await chatStream(srv.base, { message: 'And what about the shipping fee?', conversation_id: conv });
-  const meta = event(t3.events, 'meta');
-  const sources = event(t3.events, 'sources').sources;
+  const { meta, sources, text: answer } = await turn(srv.base, 'And what about the shipping fee?', conv);
   assert.equal(meta.retrieval_query, 'ship Japan pay PayPal And what about the shipping fee?');
-  const answer = t3.events.filter((e) => e.event === 'text_delta').map((e) => JSON.parse(e.data).content).join('');
   // The fee of the international order, not the destinations (the carried
   // "Japan" alone) nor a domestic fee (the follow-up alone).
   const m = /^The exact fee is shown at checkout before you pay \[(\d+)\]\./.exec(answer);
@@ -295,4 +297,112 @@ test('RAGD_CONDENSE=off searches the question as asked; retention keeps recent c
     assert.match(out.stderr, new RegExp(name));
   }
   await again.stop();
+});
+
+const ANSWER = 'International shipping starts at 15,000 KRW [1].';
+
+async function metric(base, line) {
+  const text = await (await fetch(base + '/metrics')).text();
+  const row = text.split('\n').find((l) => l.startsWith(line + ' '));
+  return row ? Number(row.slice(line.length + 1)) : 0;
+}
+
+test('RAGD_CONDENSE=llm: the model rewrites the follow-up; the rules take over when it fails', async (t) => {
+  const fake = await startFakeOpenAI();
+  t.after(() => fake.stop());
+  const srv = await startServer({
+    env: {
+      RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_MODEL: 'gpt-fake-1', RAGD_LLM_RETRIES: '0',
+      RAGD_CONDENSE: 'llm', RAGD_CONDENSE_TIMEOUT_MS: '1500',
+    },
+  });
+  t.after(() => srv.stop());
+  await ingestSampleKb(srv.base);
+  await fake.configure({ reset: true, text: ANSWER });
+  const clearLog = () => fetch(fake.base + '/__admin/log', { method: 'DELETE' });
+
+  // A first question has nothing to lean on: no rewrite call.
+  await clearLog();
+  const t1 = await turn(srv.base, 'Do you ship to Japan?');
+  const conv = t1.meta.conversation_id;
+  assert.equal(t1.meta.retrieval_query, 'Do you ship to Japan?');
+  assert.equal(t1.meta.retrieval_query_source, 'question');
+  assert.equal((await fake.log()).length, 1);
+
+  // The follow-up: one rewrite request, then the answer. The reply's quotes
+  // and line break are not part of the query.
+  const REWRITE = 'What are the international shipping fees for an order to Japan?';
+  const q2 = 'And what about the fee? My card is 4111 1111 1111 1111.';
+  await clearLog();
+  await fake.configure({ queue: [{ text: ` "${REWRITE}"\n` }] });
+  const t2 = await turn(srv.base, q2, conv);
+  assert.equal(t2.meta.retrieval_query, REWRITE);
+  assert.equal(t2.meta.retrieval_query_source, 'llm');
+  assert.equal(t2.meta.retrieval_query_fallback, undefined);
+  assert.equal(t2.sources[0].document_id, INTL);
+  assert.equal(t2.text, ANSWER);
+  const log = await fake.log();
+  assert.equal(log.length, 2, 'a rewrite, then the answer');
+  const rw = log[0].body;
+  assert.equal(rw.model, 'gpt-fake-1');
+  assert.equal(rw.max_tokens, 128);
+  assert.equal(rw.temperature, 0);
+  assert.equal(log[0].headers['x-request-id'], t2.meta.request_id);
+  assert.deepEqual(rw.messages.map((m) => m.role), ['system', 'user']);
+  assert.match(rw.messages[0].content, /standalone question/);
+  assert.match(rw.messages[0].content, /<conversation>.*<question>/s);
+  // The earlier turns and the question in their own sections, the card
+  // number masked as it is in the answer's prompt.
+  assert.equal(rw.messages[1].content,
+    '<conversation>\nCustomer: Do you ship to Japan?\nAssistant: ' + ANSWER + '\n</conversation>\n\n' +
+    '<question>\nAnd what about the fee? My card is [CARD].\n</question>');
+  // The answer's own prompt still asks the customer's question.
+  assert.match(log[1].body.messages.at(-1).content, /<question>\nAnd what about the fee\? My card is \[CARD\]\.\n<\/question>$/);
+  // The transcript keeps the query retrieval ran.
+  const tr = await (await fetch(`${srv.base}/v1/conversations/${conv}`)).json();
+  assert.equal(tr.messages[2].retrieval_query, REWRITE);
+  assert.equal(await metric(srv.base, 'ragd_condense_total{method="llm",fallback="none"}'), 1);
+
+  // The model fails (HTTP 500): the rules condense it, and meta says why.
+  await clearLog();
+  await fake.configure({ queue: [{ status: 500 }] });
+  const t3 = await turn(srv.base, 'And for returns?', conv);
+  assert.equal(t3.meta.retrieval_query_source, 'rules');
+  assert.equal(t3.meta.retrieval_query_fallback, 'upstream_unavailable');
+  assert.equal(t3.meta.retrieval_query, 'international shipping fees order Japan And for returns?');
+  assert.equal(t3.text, ANSWER, 'the answer itself is unaffected');
+  assert.equal((await fake.log()).length, 2);
+
+  // The model is too slow: cancelled after RAGD_CONDENSE_TIMEOUT_MS.
+  await clearLog();
+  await fake.configure({ queue: [{ delay_ms: 4000 }] });
+  const started = Date.now();
+  const t4 = await turn(srv.base, 'What about customs duties?', conv);
+  const took = Date.now() - started;
+  assert.equal(t4.meta.retrieval_query_source, 'rules');
+  assert.equal(t4.meta.retrieval_query_fallback, 'timeout');
+  assert.match(t4.meta.retrieval_query, / What about customs duties\?$/);
+  assert.ok(took < 3500, `the answer waited ${took} ms`);
+  const slow = await fake.log();
+  assert.equal(slow[0].client_aborted, true, 'the slow rewrite was cancelled');
+  assert.equal(await metric(srv.base, 'ragd_condense_total{method="rules",fallback="upstream_unavailable"}'), 1);
+  assert.equal(await metric(srv.base, 'ragd_condense_total{method="rules",fallback="timeout"}'), 1);
+
+  // The non-streamed reply carries the same fields.
+  await fake.configure({ queue: [{ text: 'Can I return an item shipped to Japan?' }] });
+  const flat = await postJson(srv.base, '/v1/chat', { message: 'Can I send it back?', conversation_id: conv, stream: false });
+  assert.equal(flat.status, 200, flat.text);
+  assert.equal(flat.json.retrieval_query, 'Can I return an item shipped to Japan?');
+  assert.equal(flat.json.retrieval_query_source, 'llm');
+});
+
+test('RAGD_CONDENSE=llm with only the extractive generator: the rules, and meta says so', async (t) => {
+  const srv = await startServer({ env: { RAGD_CONDENSE: 'llm' } });
+  t.after(() => srv.stop());
+  await ingestSampleKb(srv.base);
+  const t1 = await turn(srv.base, 'Do you ship to Japan?');
+  const t2 = await turn(srv.base, 'How much is the fee?', t1.meta.conversation_id);
+  assert.equal(t2.meta.retrieval_query, 'ship Japan How much is the fee?');
+  assert.equal(t2.meta.retrieval_query_source, 'rules');
+  assert.equal(t2.meta.retrieval_query_fallback, 'no_llm');
 });

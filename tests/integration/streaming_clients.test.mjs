@@ -27,6 +27,24 @@ async function clearLog() {
   await fetch(fake.base + '/__admin/log', { method: 'DELETE' });
 }
 
+// Rates an answer the way a support front end would, by the ids the stream
+// carried, and checks that the rating landed on that answer.
+async function rate(conversationId, messageId, rating) {
+  assert.match(conversationId, /^conv_[0-9a-f]{32}$/);
+  assert.match(messageId, /^msg_[0-9a-f]{24}$/);
+  const r = await fetch(`${srv.base}/v1/conversations/${conversationId}/messages/${messageId}/feedback`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ rating, comment: 'from the client test' }),
+  });
+  assert.equal(r.status, 201, await r.text());
+  const tr = await (await fetch(`${srv.base}/v1/conversations/${conversationId}`)).json();
+  const answer = tr.messages.find((m) => m.id === messageId);
+  assert.equal(answer?.role, 'assistant', JSON.stringify(tr.messages));
+  assert.deepEqual(answer.feedback, { rating, comment: 'from the client test' });
+  return answer;
+}
+
 test('the openai SDK streams the exact text, then usage, from /v1/chat/completions', async () => {
   await fake.configure({ reset: true, split: 'random', text: TEXT });
   const client = new OpenAI({ baseURL: srv.base + '/v1', apiKey: 'unused', maxRetries: 0 });
@@ -51,6 +69,10 @@ test('the openai SDK streams the exact text, then usage, from /v1/chat/completio
   const finish = chunks.find((c) => c.choices[0]?.finish_reason);
   assert.equal(finish.choices[0].finish_reason, 'stop');
   assert.deepEqual(finish.ragd.cited_sources, [1, 2]);
+  // The ids feedback needs ride next to the citations; the SDK passes them through.
+  assert.equal(finish.ragd.conversation_id, chunks[0].ragd.conversation_id);
+  const rated = await rate(finish.ragd.conversation_id, finish.ragd.message_id, 'up');
+  assert.equal(rated.content, TEXT);
   const last = chunks.at(-1);
   assert.deepEqual(last.choices, []);
   assert.equal(last.usage.total_tokens, last.usage.prompt_tokens + last.usage.completion_tokens);
@@ -75,6 +97,8 @@ test('the openai SDK non-stream call, multi-turn history, and OpenAI-shaped erro
   assert.equal(done.choices[0].finish_reason, 'stop');
   assert.ok(done.usage.total_tokens > 0);
   assert.ok(done.ragd.sources.length > 0);
+  const rated = await rate(done.ragd.conversation_id, done.ragd.message_id, 'down');
+  assert.equal(rated.content, TEXT);
   // The earlier turns reached the model as history, before the question.
   const sent = (await fake.log()).at(-1).body.messages;
   const contents = sent.map((m) => m.content);
@@ -157,6 +181,11 @@ test("the ai package's UI message stream reader reassembles the Vercel stream", 
   assert.match(urls[0].url, /^https:\/\/help\.hanbit-market\.example\//);
   assert.equal(urls[0].sourceId, '1');
   assert.deepEqual(message.metadata.cited_sources, [1, 2]);
+  // The start part named the message by ragd's id; the metadata carries the
+  // conversation, and the stored id once the answer was saved.
+  assert.equal(message.id, message.metadata.message_id);
+  const rated = await rate(message.metadata.conversation_id, message.id, 'up');
+  assert.equal(rated.content, TEXT);
 });
 
 test('GET /v1/chat/stream serves the native stream for EventSource', async () => {
