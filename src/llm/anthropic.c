@@ -23,8 +23,7 @@
 #define ANT_DEFAULT_MAX_TOKENS 1024
 
 struct ant {
-  struct llm_endpoint ep; /* url is {base_url}/messages */
-  char *key_header;       /* "x-api-key: ..." or NULL */
+  struct llm_endpoint ep; /* url is {base_url}/messages; key header "x-api-key: ..." */
   char *version_header;   /* "anthropic-version: ..." */
   char *model;
 };
@@ -218,7 +217,6 @@ static ragd_err ant_start(void *ctx, const struct llm_request *req, const struct
   rc = ant_build_body(g, req, &body, &body_len);
   if (rc) return rc;
   headers[header_count++] = g->version_header;
-  if (g->key_header) headers[header_count++] = g->key_header;
   rc = llm_stream_post(&g->ep, headers, header_count, req->request_id, body, body_len, sink,
                        ant_on_event);
   free(body);
@@ -231,11 +229,6 @@ static void ant_destroy(void *ctx) {
   struct ant *g = ctx;
   if (!g) return;
   llm_endpoint_dispose(&g->ep);
-  if (g->key_header) {
-    /* The key should not linger in freed memory. */
-    memset(g->key_header, 0, strlen(g->key_header));
-    free(g->key_header);
-  }
   free(g->version_header);
   free(g->model);
   free(g);
@@ -243,47 +236,22 @@ static void ant_destroy(void *ctx) {
 
 static ragd_err ant_create(const struct llm_config *cfg, void **ctx /* OUT */) {
   struct ant *g = NULL;
-  struct buf url, key, version;
+  struct buf version;
   const char *api_version;
-  size_t base_len;
-  ragd_err rc;
+  ragd_err rc = RAGD_ECONFIG;
 
   *ctx = NULL;
-  buf_init(&url, 4096);
-  buf_init(&key, 8192);
   buf_init(&version, 256);
-  if (!cfg || !cfg->base_url || !cfg->base_url[0] || !cfg->model || !cfg->model[0]) {
-    rc = RAGD_ECONFIG;
-    goto out;
-  }
+  if (!cfg) goto out;
   api_version = cfg->api_version && cfg->api_version[0] ? cfg->api_version : ANT_DEFAULT_VERSION;
-  if (strpbrk(cfg->base_url, "\r\n") || strpbrk(api_version, "\r\n") ||
-      (cfg->api_key && strpbrk(cfg->api_key, "\r\n"))) {
-    rc = RAGD_ECONFIG;
-    goto out;
-  }
+  if (strpbrk(api_version, "\r\n")) goto out;
   g = calloc(1, sizeof(*g));
   if (!g) {
     rc = RAGD_ENOMEM;
     goto out;
   }
-  base_len = strlen(cfg->base_url);
-  while (base_len && cfg->base_url[base_len - 1] == '/') base_len--;
-  rc = buf_append(&url, cfg->base_url, base_len);
+  rc = llm_endpoint_create(&g->ep, cfg, "anthropic", "/messages", "x-api-key: ");
   if (rc) goto out;
-  rc = buf_append_str(&url, "/messages");
-  if (rc) goto out;
-  rc = llm_endpoint_init(&g->ep, cfg, "anthropic", buf_take(&url, NULL), cfg->api_key);
-  if (rc) goto out;
-  if (cfg->api_key && cfg->api_key[0]) {
-    rc = buf_appendf(&key, "x-api-key: %s", cfg->api_key);
-    if (rc) goto out;
-    g->key_header = buf_take(&key, NULL);
-    if (!g->key_header) {
-      rc = RAGD_ENOMEM;
-      goto out;
-    }
-  }
   rc = buf_appendf(&version, "anthropic-version: %s", api_version);
   if (rc) goto out;
   g->version_header = buf_take(&version, NULL);
@@ -296,9 +264,6 @@ static ragd_err ant_create(const struct llm_config *cfg, void **ctx /* OUT */) {
   g = NULL;
 out:
   ant_destroy(g);
-  buf_dispose(&url);
-  if (key.data) memset(key.data, 0, key.len);
-  buf_dispose(&key);
   buf_dispose(&version);
   return rc;
 }

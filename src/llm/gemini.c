@@ -21,8 +21,8 @@
 #include "util/buf.h"
 
 struct gem {
-  struct llm_endpoint ep; /* url is {base_url}/models/{model}:streamGenerateContent?alt=sse */
-  char *key_header;       /* "x-goog-api-key: ..." or NULL */
+  struct llm_endpoint ep; /* url is {base_url}/models/{model}:streamGenerateContent?alt=sse;
+                             key header "x-goog-api-key: ..." */
 };
 
 /* ---- response parsing -------------------------------------------------- */
@@ -205,17 +205,13 @@ out:
 
 static ragd_err gem_start(void *ctx, const struct llm_request *req, const struct llm_sink *sink) {
   struct gem *g = ctx;
-  const char *headers[4];
-  size_t header_count = 0;
   char *body = NULL;
   size_t body_len = 0;
   ragd_err rc;
   if (!req) return RAGD_EINVAL;
   rc = gem_build_body(req, &body, &body_len);
   if (rc) return rc;
-  if (g->key_header) headers[header_count++] = g->key_header;
-  rc = llm_stream_post(&g->ep, headers, header_count, req->request_id, body, body_len, sink,
-                       gem_on_event);
+  rc = llm_stream_post(&g->ep, NULL, 0, req->request_id, body, body_len, sink, gem_on_event);
   free(body);
   return rc;
 }
@@ -226,11 +222,6 @@ static void gem_destroy(void *ctx) {
   struct gem *g = ctx;
   if (!g) return;
   llm_endpoint_dispose(&g->ep);
-  if (g->key_header) {
-    /* The key should not linger in freed memory. */
-    memset(g->key_header, 0, strlen(g->key_header));
-    free(g->key_header);
-  }
   free(g);
 }
 
@@ -248,51 +239,24 @@ static int gem_model_ok(const char *model) {
 
 static ragd_err gem_create(const struct llm_config *cfg, void **ctx /* OUT */) {
   struct gem *g = NULL;
-  struct buf url, key;
-  size_t base_len;
-  ragd_err rc;
+  struct buf path;
+  ragd_err rc = RAGD_ECONFIG;
 
   *ctx = NULL;
-  buf_init(&url, 4096);
-  buf_init(&key, 8192);
-  if (!cfg || !cfg->base_url || !cfg->base_url[0] || !cfg->model || !gem_model_ok(cfg->model)) {
-    rc = RAGD_ECONFIG;
-    goto out;
-  }
-  if (strpbrk(cfg->base_url, "\r\n") || (cfg->api_key && strpbrk(cfg->api_key, "\r\n"))) {
-    rc = RAGD_ECONFIG;
-    goto out;
-  }
+  buf_init(&path, 1024);
+  if (!cfg || !cfg->model || !gem_model_ok(cfg->model)) goto out;
   g = calloc(1, sizeof(*g));
-  if (!g) {
-    rc = RAGD_ENOMEM;
-    goto out;
-  }
-  base_len = strlen(cfg->base_url);
-  while (base_len && cfg->base_url[base_len - 1] == '/') base_len--;
-  rc = buf_append(&url, cfg->base_url, base_len);
+  rc = g ? buf_appendf(&path, "/%s%s:streamGenerateContent?alt=sse",
+                       strncmp(cfg->model, "models/", 7) == 0 ? "" : "models/", cfg->model)
+         : RAGD_ENOMEM;
   if (rc) goto out;
-  rc = buf_appendf(&url, "/%s%s:streamGenerateContent?alt=sse",
-                   strncmp(cfg->model, "models/", 7) == 0 ? "" : "models/", cfg->model);
+  rc = llm_endpoint_create(&g->ep, cfg, "gemini", path.data, "x-goog-api-key: ");
   if (rc) goto out;
-  rc = llm_endpoint_init(&g->ep, cfg, "gemini", buf_take(&url, NULL), cfg->api_key);
-  if (rc) goto out;
-  if (cfg->api_key && cfg->api_key[0]) {
-    rc = buf_appendf(&key, "x-goog-api-key: %s", cfg->api_key);
-    if (rc) goto out;
-    g->key_header = buf_take(&key, NULL);
-    if (!g->key_header) {
-      rc = RAGD_ENOMEM;
-      goto out;
-    }
-  }
   *ctx = g;
   g = NULL;
 out:
   gem_destroy(g);
-  buf_dispose(&url);
-  if (key.data) memset(key.data, 0, key.len);
-  buf_dispose(&key);
+  buf_dispose(&path);
   return rc;
 }
 

@@ -14,8 +14,8 @@
 #include "util/buf.h"
 
 struct oai {
-  struct llm_endpoint ep; /* url is {base_url}/chat/completions */
-  char *auth_header;      /* "Authorization: Bearer ..." or NULL */
+  struct llm_endpoint ep; /* url is {base_url}/chat/completions; key header
+                             "Authorization: Bearer ..." */
   char *model;
 };
 
@@ -132,17 +132,13 @@ out:
 
 static ragd_err oai_start(void *ctx, const struct llm_request *req, const struct llm_sink *sink) {
   struct oai *g = ctx;
-  const char *headers[4];
-  size_t header_count = 0;
   char *body = NULL;
   size_t body_len = 0;
   ragd_err rc;
   if (!req) return RAGD_EINVAL;
   rc = oai_build_body(g, req, &body, &body_len);
   if (rc) return rc;
-  if (g->auth_header) headers[header_count++] = g->auth_header;
-  rc = llm_stream_post(&g->ep, headers, header_count, req->request_id, body, body_len, sink,
-                       oai_on_event);
+  rc = llm_stream_post(&g->ep, NULL, 0, req->request_id, body, body_len, sink, oai_on_event);
   free(body);
   return rc;
 }
@@ -153,52 +149,20 @@ static void oai_destroy(void *ctx) {
   struct oai *g = ctx;
   if (!g) return;
   llm_endpoint_dispose(&g->ep);
-  if (g->auth_header) {
-    /* The key should not linger in freed memory. */
-    memset(g->auth_header, 0, strlen(g->auth_header));
-    free(g->auth_header);
-  }
   free(g->model);
   free(g);
 }
 
 static ragd_err oai_create(const struct llm_config *cfg, void **ctx /* OUT */) {
-  struct oai *g = NULL;
-  struct buf url, auth;
-  size_t base_len;
-  ragd_err rc;
+  struct oai *g = calloc(1, sizeof(*g));
+  ragd_err rc = RAGD_ENOMEM;
 
   *ctx = NULL;
-  buf_init(&url, 4096);
-  buf_init(&auth, 8192);
-  if (!cfg || !cfg->base_url || !cfg->base_url[0] || !cfg->model || !cfg->model[0]) {
-    rc = RAGD_ECONFIG;
-    goto out;
-  }
-  if (strpbrk(cfg->base_url, "\r\n") || (cfg->api_key && strpbrk(cfg->api_key, "\r\n"))) {
-    rc = RAGD_ECONFIG;
-    goto out;
-  }
-  g = calloc(1, sizeof(*g));
-  if (!g) {
-    rc = RAGD_ENOMEM;
-    goto out;
-  }
-  base_len = strlen(cfg->base_url);
-  while (base_len && cfg->base_url[base_len - 1] == '/') base_len--;
-  rc = buf_append(&url, cfg->base_url, base_len);
+  if (!g) goto out;
+  rc = llm_endpoint_create(&g->ep, cfg, "openai", "/chat/completions", "Authorization: Bearer ");
   if (rc) goto out;
-  rc = buf_append_str(&url, "/chat/completions");
-  if (rc) goto out;
-  rc = llm_endpoint_init(&g->ep, cfg, "openai", buf_take(&url, NULL), cfg->api_key);
-  if (rc) goto out;
-  if (cfg->api_key && cfg->api_key[0]) {
-    rc = buf_appendf(&auth, "Authorization: Bearer %s", cfg->api_key);
-    if (rc) goto out;
-    g->auth_header = buf_take(&auth, NULL);
-  }
   g->model = strdup(cfg->model);
-  if (!g->model || (cfg->api_key && cfg->api_key[0] && !g->auth_header)) {
+  if (!g->model) {
     rc = RAGD_ENOMEM;
     goto out;
   }
@@ -206,9 +170,6 @@ static ragd_err oai_create(const struct llm_config *cfg, void **ctx /* OUT */) {
   g = NULL;
 out:
   oai_destroy(g);
-  buf_dispose(&url);
-  if (auth.data) memset(auth.data, 0, auth.len);
-  buf_dispose(&auth);
   return rc;
 }
 

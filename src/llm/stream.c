@@ -82,8 +82,41 @@ out:
   return rc;
 }
 
+ragd_err llm_endpoint_create(struct llm_endpoint *ep, const struct llm_config *cfg,
+                             const char *provider, const char *path, const char *key_prefix) {
+  struct buf url, key;
+  size_t base_len;
+  ragd_err rc = RAGD_ECONFIG;
+
+  memset(ep, 0, sizeof(*ep));
+  buf_init(&url, 4096);
+  buf_init(&key, 8192);
+  if (!cfg || !cfg->base_url || !cfg->base_url[0] || !cfg->model || !cfg->model[0]) goto out;
+  if (strpbrk(cfg->base_url, "\r\n") || (cfg->api_key && strpbrk(cfg->api_key, "\r\n"))) goto out;
+  base_len = strlen(cfg->base_url);
+  while (base_len && cfg->base_url[base_len - 1] == '/') base_len--;
+  rc = buf_append(&url, cfg->base_url, base_len);
+  if (!rc) rc = buf_append_str(&url, path);
+  if (!rc) rc = llm_endpoint_init(ep, cfg, provider, buf_take(&url, NULL), cfg->api_key);
+  if (rc || !cfg->api_key || !cfg->api_key[0]) goto out;
+  rc = buf_appendf(&key, "%s%s", key_prefix, cfg->api_key);
+  if (!rc) ep->key_header = buf_take(&key, NULL);
+  if (!rc && !ep->key_header) rc = RAGD_ENOMEM;
+out:
+  if (rc) llm_endpoint_dispose(ep);
+  buf_dispose(&url);
+  if (key.data) memset(key.data, 0, key.len);
+  buf_dispose(&key);
+  return rc;
+}
+
 void llm_endpoint_dispose(struct llm_endpoint *ep) {
   if (!ep) return;
+  if (ep->key_header) {
+    /* The key should not linger in freed memory. */
+    memset(ep->key_header, 0, strlen(ep->key_header));
+    free(ep->key_header);
+  }
   free(ep->url);
   llm_breaker_release(ep->breaker);
   memset(ep, 0, sizeof(*ep));
@@ -413,6 +446,7 @@ ragd_err llm_stream_post(const struct llm_endpoint *ep, const char *const *provi
   headers[count++] = "Content-Type: application/json";
   headers[count++] = "Accept: text/event-stream";
   for (size_t i = 0; i < provider_header_count; i++) headers[count++] = provider_headers[i];
+  if (ep->key_header) headers[count++] = ep->key_header;
   rc = request_id_header(request_id, &id_header, headers, &count);
   if (!rc) {
     memset(&sr, 0, sizeof sr);

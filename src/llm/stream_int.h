@@ -36,7 +36,17 @@ struct llm_endpoint {
   struct llm_retry_policy retry;
   struct llm_breaker *breaker; /* NULL when disabled */
   char name[64]; /* llm_config.name or the provider: the metrics' endpoint label */
+  char *key_header; /* "Name: key", sent with every request; NULL without a key.
+                       Wiped before it is freed. */
 };
+
+/* The common set-up of a network generator: refuses cfg without base_url or
+ * model, or with a line break in base_url or api_key (RAGD_ECONFIG); the URL
+ * is base_url without its trailing slashes followed by path; with an API key,
+ * the key header is key_prefix followed by the key (e.g. "Authorization:
+ * Bearer "); the rest as llm_endpoint_init. On error ep holds nothing. */
+ragd_err llm_endpoint_create(struct llm_endpoint *ep, const struct llm_config *cfg,
+                             const char *provider, const char *path, const char *key_prefix);
 
 /* Fills ep from cfg's settings (defaults for zeros, see llm.h), takes url
  * (malloc'd; ep owns it from now on, even on error) and acquires the breaker
@@ -44,7 +54,8 @@ struct llm_endpoint {
  * only fingerprinted, never stored. */
 ragd_err llm_endpoint_init(struct llm_endpoint *ep, const struct llm_config *cfg,
                            const char *provider, char *url, const char *api_key);
-/* Releases what ep holds; accepts a zeroed struct. */
+/* Releases what ep holds (the key header wiped first); accepts a zeroed
+ * struct. */
 void llm_endpoint_dispose(struct llm_endpoint *ep);
 
 struct llm_stream;
@@ -108,8 +119,8 @@ void llm_error_message(json_t *root, char *out, size_t out_len, const char *fall
 
 /* The common start of a network generator: POSTs body (borrowed) to ep with
  * "Content-Type: application/json", "Accept: text/event-stream", the
- * provider's own headers (at most 4, borrowed) and "X-Request-ID" when
- * request_id is set, then streams the response through on_event. Same
+ * provider's own headers (at most 4, borrowed; may be NULL when there are
+ * none), ep's key header and "X-Request-ID" when request_id is set, then streams the response through on_event. Same
  * contract as llm_ops.start. RAGD_EINVAL for a missing sink callback or a
  * request id holding a line break. */
 ragd_err llm_stream_post(const struct llm_endpoint *ep, const char *const *provider_headers,

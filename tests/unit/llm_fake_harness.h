@@ -322,6 +322,101 @@ static int result_wait(struct result *r, int want_deltas, long timeout_ms) {
   return ok;
 }
 
+/* ---- one generation against the fake ---------------------------------------- */
+
+/* Set by a test file that uses harness_run (before the group starts): its
+ * generator's configuration, and the request id its requests carry. */
+static void (*harness_cfg_init)(struct llm_config *cfg);
+static const char *harness_request_id;
+
+/* Two system turns and the question: what every provider's request shape
+ * test reads back. */
+static const struct llm_message harness_msgs[] = {
+    {"system", "You answer from the passages."},
+    {"system", "Cite them as [n]."},
+    {"user", "How long do refunds take?"},
+};
+
+/* Runs one generation of harness_msgs to its end (15 s at most) and checks
+ * what every generation must satisfy: one on_finish, nothing after it, every
+ * delta valid UTF-8 on its own. */
+static __attribute__((unused)) void harness_run(long max_tokens, struct result *r) {
+  struct llm_config cfg;
+  struct llm g;
+  struct llm_request req;
+  struct llm_sink sink = make_sink(r);
+  harness_cfg_init(&cfg);
+  assert_int_equal(llm_create(&cfg, &g), RAGD_OK);
+  memset(&req, 0, sizeof(req));
+  req.messages = harness_msgs;
+  req.message_count = sizeof harness_msgs / sizeof harness_msgs[0];
+  req.max_tokens = max_tokens;
+  req.temperature = -1;
+  req.request_id = harness_request_id;
+  assert_int_equal(g.ops->start(g.ctx, &req, &sink), RAGD_OK);
+  llm_destroy(&g);
+  if (!result_wait(r, 0, 15000)) fail_msg("no on_finish within 15 s");
+  usleep(20000);
+  assert_int_equal(r->finish_count, 1);
+  assert_int_equal(r->after_finish, 0);
+  assert_int_equal(r->bad_delta, 0);
+}
+
+/* The fakes' token count: runs of non-space characters, each with the
+ * spaces before it (plus a final run of spaces, if any). */
+static __attribute__((unused)) long harness_count_tokens(const char *t) {
+  long n = 0;
+  int in_word = 0;
+  for (; *t; t++) {
+    int space = *t == ' ' || *t == '\n' || *t == '\t';
+    if (!space && !in_word) n++;
+    in_word = !space;
+  }
+  if (t[-1] == ' ' || t[-1] == '\n') n++;
+  return n;
+}
+
+/* With the fake configured by patch (NULL: its defaults), the whole default
+ * text arrives byte for byte, with "stop" and the fake's usage. */
+static __attribute__((unused)) void harness_expect_answer(const char *patch) {
+  struct result r;
+  fake_configure(patch);
+  result_init(&r);
+  harness_run(256, &r);
+  if (r.rc != RAGD_OK) fail_msg("%s: %s: %s", patch ? patch : "{}", r.code, r.message);
+  assert_string_equal(r.reason, "stop");
+  assert_int_equal(r.text.len, strlen(default_text));
+  assert_memory_equal(r.text.data, default_text, strlen(default_text));
+  assert_int_equal(r.usage_count, 1);
+  assert_true(r.prompt_tokens > 0);
+  assert_int_equal(r.completion_tokens, harness_count_tokens(default_text));
+  result_dispose(&r);
+}
+
+/* The default text under every split: whole, byte by byte, random pieces. */
+static __attribute__((unused)) void harness_expect_answer_splits(void) {
+  char patch[64];
+  int seed;
+  harness_expect_answer(NULL);
+  harness_expect_answer("{\"split\":\"bytes\"}");
+  for (seed = 1; seed <= 5; seed++) {
+    snprintf(patch, sizeof(patch), "{\"split\":\"random\",\"seed\":%d}", seed);
+    harness_expect_answer(patch);
+  }
+}
+
+/* With the fake configured by patch, the generation ends with error code
+ * code and a message for humans. */
+static __attribute__((unused)) void harness_expect_error(const char *patch, const char *code) {
+  struct result r;
+  fake_configure(patch);
+  result_init(&r);
+  harness_run(256, &r);
+  if (strcmp(r.code, code) != 0) fail_msg("%s: code \"%s\" (%s), want %s", patch, r.code, r.message, code);
+  assert_true(r.message[0] != '\0');
+  result_dispose(&r);
+}
+
 /* Number of API requests the fake logged. */
 static __attribute__((unused)) size_t fake_request_count(void) {
   json_t *log = admin("GET", "/__admin/log", NULL);

@@ -5,12 +5,6 @@
  * x-goog-api-key header, systemInstruction, contents, generationConfig). */
 #include "llm_fake_harness.h"
 
-static const struct llm_message msgs[] = {
-    {"system", "You answer from the passages."},
-    {"system", "Cite them as [n]."},
-    {"user", "How long do refunds take?"},
-};
-
 static void cfg_init(struct llm_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
   cfg->provider = "gemini";
@@ -20,67 +14,9 @@ static void cfg_init(struct llm_config *cfg) {
   cfg->idle_timeout_ms = 5000;
 }
 
-static void run(long max_tokens, struct result *r) {
-  struct llm_config cfg;
-  struct llm g;
-  struct llm_request req;
-  struct llm_sink sink = make_sink(r);
-  cfg_init(&cfg);
-  assert_int_equal(llm_create(&cfg, &g), RAGD_OK);
-  memset(&req, 0, sizeof(req));
-  req.messages = msgs;
-  req.message_count = 3;
-  req.max_tokens = max_tokens;
-  req.temperature = -1;
-  req.request_id = "req-gem-1";
-  assert_int_equal(g.ops->start(g.ctx, &req, &sink), RAGD_OK);
-  llm_destroy(&g);
-  if (!result_wait(r, 0, 15000)) fail_msg("no on_finish within 15 s");
-  usleep(20000);
-  assert_int_equal(r->finish_count, 1);
-  assert_int_equal(r->after_finish, 0);
-  assert_int_equal(r->bad_delta, 0);
-}
-
-/* The fake's token count: runs of non-space characters, each with the
- * spaces before it (plus a final run of spaces, if any). */
-static long count_tokens(const char *t) {
-  long n = 0;
-  int in_word = 0;
-  for (; *t; t++) {
-    int space = *t == ' ' || *t == '\n' || *t == '\t';
-    if (!space && !in_word) n++;
-    in_word = !space;
-  }
-  if (t[-1] == ' ' || t[-1] == '\n') n++;
-  return n;
-}
-
-static void expect_answer(const char *patch) {
-  struct result r;
-  fake_configure(patch);
-  result_init(&r);
-  run(256, &r);
-  if (r.rc != RAGD_OK) fail_msg("%s: %s: %s", patch ? patch : "{}", r.code, r.message);
-  assert_string_equal(r.reason, "stop");
-  assert_int_equal(r.text.len, strlen(default_text));
-  assert_memory_equal(r.text.data, default_text, strlen(default_text));
-  assert_int_equal(r.usage_count, 1);
-  assert_true(r.prompt_tokens > 0);
-  assert_int_equal(r.completion_tokens, count_tokens(default_text));
-  result_dispose(&r);
-}
-
 static void test_stream_splits(void **state) {
-  char patch[64];
-  int seed;
   (void)state;
-  expect_answer(NULL);
-  expect_answer("{\"split\":\"bytes\"}");
-  for (seed = 1; seed <= 5; seed++) {
-    snprintf(patch, sizeof(patch), "{\"split\":\"random\",\"seed\":%d}", seed);
-    expect_answer(patch);
-  }
+  harness_expect_answer_splits();
 }
 
 static void test_request_shape(void **state) {
@@ -89,7 +25,7 @@ static void test_request_shape(void **state) {
   (void)state;
   fake_configure(NULL);
   result_init(&r);
-  run(256, &r);
+  harness_run(256, &r);
   assert_int_equal(r.rc, RAGD_OK);
   result_dispose(&r);
   log = admin("GET", "/__admin/log", NULL);
@@ -119,7 +55,7 @@ static void test_stop_reasons(void **state) {
   (void)state;
   fake_configure(NULL);
   result_init(&r);
-  run(3, &r); /* max_tokens 3: the fake stops with "max_tokens" */
+  harness_run(3, &r); /* max_tokens 3: the fake stops with "max_tokens" */
   assert_int_equal(r.rc, RAGD_OK);
   assert_string_equal(r.reason, "length");
   assert_string_equal(r.text.data, " Refunds are issued");
@@ -127,38 +63,28 @@ static void test_stop_reasons(void **state) {
   result_dispose(&r);
   fake_configure("{\"mode\":\"safety\"}");
   result_init(&r);
-  run(256, &r);
+  harness_run(256, &r);
   assert_int_equal(r.rc, RAGD_OK);
   assert_string_equal(r.reason, "content_filter");
-  result_dispose(&r);
-}
-
-static void expect_error(const char *patch, const char *code) {
-  struct result r;
-  fake_configure(patch);
-  result_init(&r);
-  run(256, &r);
-  if (strcmp(r.code, code) != 0) fail_msg("%s: code \"%s\" (%s), want %s", patch, r.code, r.message, code);
-  assert_true(r.message[0] != '\0');
   result_dispose(&r);
 }
 
 static void test_errors(void **state) {
   struct result r;
   (void)state;
-  expect_error("{\"mode\":\"stream-error\"}", "upstream_error");
-  expect_error("{\"mode\":\"garbage\",\"split\":\"bytes\"}", "upstream_protocol");
-  expect_error("{\"mode\":\"close-after:3\"}", "upstream_closed");
-  expect_error("{\"status\":503}", "upstream_unavailable");
+  harness_expect_error("{\"mode\":\"stream-error\"}", "upstream_error");
+  harness_expect_error("{\"mode\":\"garbage\",\"split\":\"bytes\"}", "upstream_protocol");
+  harness_expect_error("{\"mode\":\"close-after:3\"}", "upstream_closed");
+  harness_expect_error("{\"status\":503}", "upstream_unavailable");
   fake_configure("{\"status\":429}");
   result_init(&r);
-  run(256, &r);
+  harness_run(256, &r);
   assert_string_equal(r.code, "upstream_unavailable");
   assert_non_null(strstr(r.message, "Resource has been exhausted"));
   result_dispose(&r);
   fake_configure("{\"status\":403}");
   result_init(&r);
-  run(256, &r);
+  harness_run(256, &r);
   assert_string_equal(r.code, "upstream_error");
   assert_non_null(strstr(r.message, "API key not valid"));
   result_dispose(&r);
@@ -173,5 +99,7 @@ int main(void) {
   };
   fake_script = "fake_gemini.mjs";
   fake_api_prefix = "/v1beta";
+  harness_cfg_init = cfg_init;
+  harness_request_id = "req-gem-1";
   return cmocka_run_group_tests(tests, fake_start, fake_stop);
 }
