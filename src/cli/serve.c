@@ -122,6 +122,8 @@ int cli_serve(int argc, char **argv) {
     status = 2;
     goto out;
   }
+  if (rag_keyword_ensure(engine) != RAGD_OK)
+    fprintf(stderr, "ragd serve: the keyword index did not load; keyword searches will retry\n");
   api_access_opts(cfg, &access);
   memset(&hopts, 0, sizeof hopts);
   hopts.access = &access;

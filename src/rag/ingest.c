@@ -197,6 +197,8 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
       rc = RAGD_OK;
     }
   }
+  if (chunk_rowids && put.status != STORE_PUT_UNCHANGED)
+    rag_keyword_put_doc(e, put.document_rowid, chunk_rowids, title, &chunks);
   out->document_id = strdup(id);
   if (!out->document_id) {
     rc = RAGD_ENOMEM;

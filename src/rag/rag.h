@@ -74,6 +74,12 @@ struct rag_engine {
   double vector_feedback;  /* hybrid: weight of the best keyword hits' vectors
                               added to the query vector (0: off) */
   size_t vector_feedback_docs;
+  /* The in-memory keyword index (RAGD_KEYWORD_INDEX=memory, SQLite store):
+   * NULL until the first keyword search loads it; then kept in step by
+   * ingest like the vector index, under index_lock. */
+  int keyword_memory;
+  struct retrieve_bm25_params bm25;
+  struct retrieve_bm25 *keyword;
 };
 
 /* Opens the store the configuration names: RAGD_STORE when set, else
@@ -91,6 +97,11 @@ ragd_err rag_store_open(const struct ragd_config *cfg, struct store *out /* OUT 
 ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag_engine *out,
                          struct buf *err);
 void rag_engine_close(struct rag_engine *e);
+/* Loads the in-memory keyword index from the store when it is configured
+ * (RAGD_KEYWORD_INDEX=memory with SQLite) and not loaded yet. The first
+ * keyword search does this by itself; a server calls it at start-up so that
+ * no request waits for it. Takes the write lock while loading. */
+ragd_err rag_keyword_ensure(struct rag_engine *e);
 
 /* ---- ingest ---- */
 

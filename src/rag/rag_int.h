@@ -24,7 +24,13 @@ ragd_err rag_index_put_doc(struct rag_engine *e, int64_t document_rowid,
                            const int64_t *chunk_rowids, const float *vectors, size_t n,
                            size_t dim);
 
-/* Drops chunks that the store no longer has (found missing by a search). */
+/* Replaces the document's chunks in the keyword index, when it is loaded
+ * (chunk_rowids as the store assigned them). Takes the write lock. */
+void rag_keyword_put_doc(struct rag_engine *e, int64_t document_rowid, const int64_t *chunk_rowids,
+                         const char *title, const struct text_chunk_list *chunks);
+
+/* Drops chunks that the store no longer has (found missing by a search)
+ * from both indexes. */
 void rag_index_forget(struct rag_engine *e, const int64_t *chunk_rowids, size_t n);
 
 /* The text a chunk is embedded from: its document title, heading path and

@@ -26,6 +26,67 @@ static ragd_err parse_weight(const char *var, const char *value, double *out, st
   return RAGD_OK;
 }
 
+/* Reads a decimal in [lo, hi] from value; names var in err otherwise. */
+static ragd_err parse_range(const char *var, const char *value, double lo, double hi, double *out,
+                            struct buf *err) {
+  char *end = NULL;
+  double v;
+  errno = 0;
+  v = strtod(value, &end);
+  if (errno || end == value || *end || !isfinite(v) || v < lo || v > hi) {
+    if (err) buf_appendf(err, "%s: expected a decimal from %g to %g, got \"%s\"", var, lo, hi, value);
+    return RAGD_ECONFIG;
+  }
+  *out = v;
+  return RAGD_OK;
+}
+
+/* RAGD_KEYWORD_INDEX, RAGD_KEYWORD_TOKENS and the BM25 parameters. The store's
+ * BM25 query knows only the defaults, so other values need the in-memory
+ * index (and with it the SQLite store). */
+static ragd_err keyword_settings(struct rag_engine *e, struct buf *err) {
+  const struct ragd_config *cfg = e->cfg;
+  struct retrieve_bm25_params *p = &e->bm25, d;
+  const char *w = cfg->bm25_weights;
+  char *end = NULL;
+  double *ws[3] = {&p->w_title, &p->w_heading, &p->w_text};
+  ragd_err rc;
+
+  retrieve_bm25_params_default(p);
+  d = *p;
+  if (strcmp(cfg->keyword_index, "memory") != 0 && strcmp(cfg->keyword_index, "store") != 0) {
+    if (err) buf_appendf(err, "RAGD_KEYWORD_INDEX: expected memory or store, got \"%s\"", cfg->keyword_index);
+    return RAGD_ECONFIG;
+  }
+  if (strcmp(cfg->keyword_tokens, "bigrams") == 0) p->tokens = RETRIEVE_TOKENS_BIGRAMS;
+  else if (strcmp(cfg->keyword_tokens, "words") == 0) p->tokens = RETRIEVE_TOKENS_WORDS;
+  else if (strcmp(cfg->keyword_tokens, "both") == 0) p->tokens = RETRIEVE_TOKENS_BOTH;
+  else {
+    if (err) buf_appendf(err, "RAGD_KEYWORD_TOKENS: expected bigrams, words or both, got \"%s\"", cfg->keyword_tokens);
+    return RAGD_ECONFIG;
+  }
+  rc = parse_range("RAGD_BM25_K1", cfg->bm25_k1, 0, 10, &p->k1, err);
+  if (!rc) rc = parse_range("RAGD_BM25_B", cfg->bm25_b, 0, 1, &p->b, err);
+  if (rc) return rc;
+  for (int i = 0; i < 3; i++) {
+    errno = 0;
+    *ws[i] = strtod(w, &end);
+    if (errno || end == w || !isfinite(*ws[i]) || *ws[i] < 0 || *ws[i] > 100 ||
+        (i < 2 && *end != ',') || (i == 2 && *end)) {
+      if (err) buf_appendf(err, "RAGD_BM25_WEIGHTS: expected three decimals from 0 to 100 (title, heading, text), e.g. 2,1.5,1, got \"%s\"", cfg->bm25_weights);
+      return RAGD_ECONFIG;
+    }
+    w = end + 1;
+  }
+  e->keyword_memory = strcmp(cfg->keyword_index, "memory") == 0 &&
+                      strcmp(e->store.ops->name, "sqlite") == 0;
+  if (!e->keyword_memory && memcmp(p, &d, sizeof d) != 0) {
+    if (err) buf_appendf(err, "RAGD_KEYWORD_TOKENS and RAGD_BM25_* other than their defaults need RAGD_KEYWORD_INDEX=memory and the SQLite store");
+    return RAGD_ECONFIG;
+  }
+  return RAGD_OK;
+}
+
 /* Called by load_vectors for each stored vector. */
 static int load_one(void *ctx, int64_t chunk_rowid, int64_t document_rowid, const float *v,
                     size_t dim) {
@@ -178,6 +239,8 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
     if (err) buf_appendf(err, "RAGD_VECTOR_INDEX: expected int8 or exact, got \"%s\"", cfg->vector_index);
     return RAGD_ECONFIG;
   }
+  rc = keyword_settings(e, err);
+  if (rc) return rc;
   if (pthread_rwlock_init(&e->index_lock, NULL) != 0) return RAGD_ENOMEM;
   e->index_lock_ready = 1;
   memset(&ec, 0, sizeof ec);
@@ -225,6 +288,8 @@ fail:
 
 void rag_retrieval_close(struct rag_engine *e) {
   retrieve_index_destroy(&e->index);
+  retrieve_bm25_destroy(e->keyword);
+  e->keyword = NULL;
   embed_destroy(&e->embedder);
   if (e->index_lock_ready) pthread_rwlock_destroy(&e->index_lock);
   e->index_lock_ready = 0;
@@ -268,6 +333,7 @@ void rag_index_forget(struct rag_engine *e, const int64_t *chunk_rowids, size_t 
   if (n == 0) return;
   pthread_rwlock_wrlock(&e->index_lock);
   for (size_t i = 0; e->index.ops && i < n; i++) e->index.ops->remove(e->index.ctx, chunk_rowids[i]);
+  for (size_t i = 0; e->keyword && i < n; i++) retrieve_bm25_remove(e->keyword, chunk_rowids[i]);
   pthread_rwlock_unlock(&e->index_lock);
 }
 
@@ -347,4 +413,77 @@ out:
   for (i = 0; i < REINDEX_BATCH; i++) buf_dispose(&inputs[i]);
   free(vecs);
   return rc;
+}
+
+/* ---- the in-memory keyword index ---- */
+
+#define KEYWORD_LOAD_BATCH 1000
+
+ragd_err rag_keyword_ensure(struct rag_engine *e) {
+  struct store_chunk_text_list batch = {0};
+  struct retrieve_bm25 *ix = NULL;
+  int64_t after = 0, t0;
+  ragd_err rc = RAGD_OK;
+  size_t i;
+
+  if (!e->keyword_memory) return RAGD_OK;
+  pthread_rwlock_rdlock(&e->index_lock);
+  ix = e->keyword;
+  pthread_rwlock_unlock(&e->index_lock);
+  if (ix) return RAGD_OK;
+  /* Loaded under the write lock: searches wait once, and ingest cannot
+   * slip a document between the scan and the index going live. */
+  pthread_rwlock_wrlock(&e->index_lock);
+  if (e->keyword) goto out;
+  t0 = clock_mono_us();
+  rc = retrieve_bm25_create(&e->bm25, &ix);
+  /* every chunk: none has a vector under this key */
+  while (!rc) {
+    store_chunk_text_list_dispose(&batch);
+    rc = e->store.ops->chunks_without_vectors(e->store.ctx, "keyword:scan", 1, after,
+                                              KEYWORD_LOAD_BATCH, &batch);
+    if (rc || batch.count == 0) break;
+    for (i = 0; i < batch.count && !rc; i++) {
+      const struct store_chunk_text *c = &batch.items[i];
+      rc = retrieve_bm25_add(ix, c->chunk_rowid, c->document_rowid, c->title, c->heading_path,
+                             c->text, strlen(c->text));
+    }
+    after = batch.items[batch.count - 1].chunk_rowid;
+  }
+  store_chunk_text_list_dispose(&batch);
+  if (rc) {
+    log_warn("keyword index: cannot load: %s", ragd_strerror(rc));
+    retrieve_bm25_destroy(ix);
+    goto out;
+  }
+  retrieve_bm25_shrink(ix);
+  e->keyword = ix;
+  log_info("keyword index: %zu chunks in %.2f s, %zu bytes", retrieve_bm25_count(ix),
+           (double)(clock_mono_us() - t0) / 1e6, retrieve_bm25_memory_bytes(ix));
+out:
+  pthread_rwlock_unlock(&e->index_lock);
+  return rc;
+}
+
+void rag_keyword_put_doc(struct rag_engine *e, int64_t document_rowid, const int64_t *chunk_rowids,
+                         const char *title, const struct text_chunk_list *chunks) {
+  ragd_err rc = RAGD_OK;
+  size_t i;
+  pthread_rwlock_wrlock(&e->index_lock);
+  if (!e->keyword) goto out; /* not loaded yet: its load will read the store */
+  retrieve_bm25_remove_group(e->keyword, document_rowid);
+  for (i = 0; i < chunks->count && !rc; i++) {
+    const struct text_chunk *c = &chunks->items[i];
+    rc = retrieve_bm25_add(e->keyword, chunk_rowids[i], document_rowid, title, c->heading_path,
+                           c->text, c->text_len);
+  }
+  if (rc) {
+    /* a partial document would rank wrongly: reload from the store instead */
+    log_warn("keyword index: cannot add a document (%s); reloading on the next search",
+             ragd_strerror(rc));
+    retrieve_bm25_destroy(e->keyword);
+    e->keyword = NULL;
+  }
+out:
+  pthread_rwlock_unlock(&e->index_lock);
 }

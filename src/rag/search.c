@@ -142,9 +142,60 @@ static void hit_move(struct store_hit *dst, struct store_hit *src) {
   memset(src, 0, sizeof *src);
 }
 
+/* The in-memory keyword ranking (see rag_keyword_ensure), as the store's
+ * search_bm25_filtered would give it: the hits' chunks are read from the
+ * store; a chunk the store no longer has (deleted behind the index's back)
+ * is dropped from the indexes and the ranking is made again without it. */
+static ragd_err keyword_memory(struct rag_engine *e, const struct rag_search_opts *o, size_t k,
+                               struct store_hit_list *out) {
+  struct retrieve_filter flt = {1, NULL, 0};
+  struct retrieve_bm25_hit *kh = NULL;
+  int64_t *groups = NULL, *ids = NULL;
+  size_t n = 0, i, j, attempt;
+  ragd_err rc = rag_keyword_ensure(e);
+  if (rc) return rc;
+  if (!filters_empty(o->filters_json)) {
+    rc = e->store.ops->filter_documents(e->store.ctx, o->filters_json, &groups, &flt.count);
+    if (rc) goto out;
+    flt.all = 0;
+    flt.groups = groups;
+    if (flt.count > 1) qsort(groups, flt.count, sizeof *groups, rowid_cmp);
+    if (flt.count == 0) goto out;
+  }
+  kh = malloc(k * sizeof *kh);
+  ids = malloc(k * sizeof *ids);
+  if (!kh || !ids) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (attempt = 0; attempt < 4; attempt++) {
+    store_hit_list_dispose(out);
+    pthread_rwlock_rdlock(&e->index_lock);
+    rc = e->keyword ? retrieve_bm25_search(e->keyword, o->query, k, &flt, kh, &n) : RAGD_OK;
+    pthread_rwlock_unlock(&e->index_lock);
+    if (rc || n == 0) goto out;
+    for (i = 0; i < n; i++) ids[i] = kh[i].id;
+    rc = fetch_chunks(e, ids, n, out);
+    if (rc || out->count == n) break;
+  }
+  for (i = 0, j = 0; i < out->count; i++) {
+    while (j < n && kh[j].id != out->items[i].chunk_rowid) j++;
+    if (j == n) break;
+    out->items[i].score = kh[j].score;
+  }
+out:
+  if (rc) store_hit_list_dispose(out);
+  free(kh);
+  free(ids);
+  free(groups);
+  return rc;
+}
+
 static ragd_err search_keyword(struct rag_engine *e, const struct rag_search_opts *o, size_t k,
                                struct store_hit_list *out) {
-  ragd_err rc = e->store.ops->search_bm25_filtered(e->store.ctx, o->query, k, o->filters_json, out);
+  ragd_err rc = e->keyword_memory
+                    ? keyword_memory(e, o, k, out)
+                    : e->store.ops->search_bm25_filtered(e->store.ctx, o->query, k, o->filters_json, out);
   if (rc) return rc;
   for (size_t i = 0; i < out->count; i++) {
     out->items[i].keyword_rank = i + 1;

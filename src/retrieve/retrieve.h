@@ -114,4 +114,60 @@ struct retrieve_fused {
 ragd_err retrieve_rrf(const struct retrieve_ranking *rankings, size_t nrankings, double k,
                       size_t top, struct retrieve_fused **out /* OUT */, size_t *n /* OUT */);
 
+/* ---- keyword index ---- */
+
+/* An in-memory BM25 index over chunks of three fields (title, heading path,
+ * text), scored exactly like SQLite FTS5's bm25() with column weights
+ * (bm25.c says how), so the SQLite store's ranking and this one agree; it
+ * answers a keyword search without SQL. Items are ids in groups as for the
+ * vector index. Threads: as the vector index (writers serialized against
+ * readers by the caller; searches in parallel are fine). */
+
+enum retrieve_tokens {
+  RETRIEVE_TOKENS_BIGRAMS = 0, /* text_tokenize's terms: words, CJK bigrams (the store's) */
+  RETRIEVE_TOKENS_WORDS = 1,   /* a CJK run is one term, like a whitespace word */
+  RETRIEVE_TOKENS_BOTH = 2     /* bigrams plus the whole run */
+};
+
+struct retrieve_bm25_params {
+  double k1, b;                       /* k1 >= 0, 0 <= b <= 1 */
+  double w_title, w_heading, w_text;  /* >= 0, per occurrence */
+  int tokens;                         /* enum retrieve_tokens */
+};
+
+struct retrieve_bm25_hit {
+  int64_t id;
+  int64_t group;
+  double score; /* what -bm25() gives in SQLite: higher is better */
+};
+
+struct retrieve_bm25;
+
+/* k1 1.2, b 0.75, weights 2 / 1.5 / 1 (the SQLite store's), bigrams. */
+void retrieve_bm25_params_default(struct retrieve_bm25_params *p /* OUT */);
+/* RAGD_EINVAL for parameters outside the ranges above. */
+ragd_err retrieve_bm25_create(const struct retrieve_bm25_params *p,
+                              struct retrieve_bm25 **out /* OUT */);
+void retrieve_bm25_destroy(struct retrieve_bm25 *ix);
+/* Indexes one chunk (strings borrowed; title and heading_path
+ * NUL-terminated, may be NULL). An id already held is replaced. Text must be
+ * valid UTF-8 (the store validated it). */
+ragd_err retrieve_bm25_add(struct retrieve_bm25 *ix, int64_t id, int64_t group, const char *title,
+                           const char *heading_path, const char *text, size_t text_len);
+size_t retrieve_bm25_remove(struct retrieve_bm25 *ix, int64_t id);
+size_t retrieve_bm25_remove_group(struct retrieve_bm25 *ix, int64_t group);
+/* The best min(k, matching) chunks holding any term of query (tokenized as
+ * the store tokenizes queries: never query syntax), best first, ties by
+ * smaller id, restricted to filter's groups (NULL: all). out has room for k. */
+ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_t k,
+                              const struct retrieve_filter *filter,
+                              struct retrieve_bm25_hit *out, size_t *n /* OUT */);
+/* Gives back the spare room of every posting list (after a bulk load). */
+void retrieve_bm25_shrink(struct retrieve_bm25 *ix);
+size_t retrieve_bm25_count(const struct retrieve_bm25 *ix);
+int retrieve_bm25_contains(const struct retrieve_bm25 *ix, int64_t id);
+/* Writes up to max live ids (in no set order) and returns how many there are. */
+size_t retrieve_bm25_ids(const struct retrieve_bm25 *ix, int64_t *ids, size_t max);
+size_t retrieve_bm25_memory_bytes(const struct retrieve_bm25 *ix);
+
 #endif

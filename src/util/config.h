@@ -96,6 +96,11 @@ struct ragd_config {
   char *hybrid_feedback;       /* RAGD_HYBRID_FEEDBACK, default "1": weight of the
                                   best keyword hits' vectors added to the query vector */
   long hybrid_feedback_docs;   /* RAGD_HYBRID_FEEDBACK_DOCS, default 3 */
+  char *keyword_index;         /* RAGD_KEYWORD_INDEX: memory (default) | store */
+  char *keyword_tokens;        /* RAGD_KEYWORD_TOKENS: bigrams (default) | words | both */
+  char *bm25_k1;               /* RAGD_BM25_K1, default "1.2" */
+  char *bm25_b;                /* RAGD_BM25_B, default "0.75" */
+  char *bm25_weights;          /* RAGD_BM25_WEIGHTS, default "2,1.5,1": title, heading, text */
   char *condense;              /* RAGD_CONDENSE: rules (default) | llm | off: how a
                                   follow-up question is made standalone for retrieval */
   long condense_timeout_ms;    /* RAGD_CONDENSE_TIMEOUT_MS, default 2000: the llm rewrite's limit */

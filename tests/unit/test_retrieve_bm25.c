@@ -1,0 +1,339 @@
+/* test_retrieve_bm25.c - the in-memory keyword index against the SQLite
+ * store's FTS5 bm25(): same chunks, same queries, same ranking and scores
+ * (within 1e-6), also after deletes and under a group filter; the token
+ * modes (words vs bigrams for Korean); parameter checks. */
+#include <ftw.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "retrieve/retrieve.h"
+#include "store/store.h"
+#include "text/text.h"
+#include "util/buf.h"
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static unsigned rnd(unsigned n) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (unsigned)(rng % n);
+}
+
+/* Inflected English words (the stemmer folds some together), codes with
+ * joiners, and Korean phrases (bigrams). */
+static const char *const words[] = {
+    "refund",   "refunds",  "refunded", "parcel",   "parcels", "tracking", "tracked", "order",
+    "orders",   "account",  "deleting", "deleted",  "password", "reset",   "card",    "cards",
+    "payment",  "payments", "delivery", "delivered", "address", "the",     "a",       "of",
+    "to",       "is",       "HB-2024-000123", "v1.2", "3.5",   "Café",    "naïve",   "ERR_42",
+    "환불",     "배송이",   "누락되었습니다", "비밀번호를", "재설정", "회원", "탈퇴를", "주문",
+    "내역과",   "배송지가", "카드",     "결제",     "영업일",   "안에",    "처리됩니다", "택배"};
+#define NWORDS (sizeof words / sizeof words[0])
+
+static void sentence(struct buf *b, unsigned n) {
+  for (unsigned i = 0; i < n; i++) {
+    if (i) buf_append_char(b, ' ');
+    buf_append_str(b, words[rnd(NWORDS)]);
+  }
+}
+
+struct fx {
+  char dir[64];
+  char spec[96];
+  struct store st;
+  struct retrieve_bm25 *ix;
+};
+
+static int setup(void **state) {
+  struct fx *fx = calloc(1, sizeof *fx);
+  if (!fx) return -1;
+  snprintf(fx->dir, sizeof fx->dir, "/tmp/ragd-bm25-XXXXXX");
+  if (!mkdtemp(fx->dir)) return -1;
+  snprintf(fx->spec, sizeof fx->spec, "sqlite:%s", fx->dir);
+  if (store_open(fx->spec, &fx->st) != RAGD_OK) return -1;
+  *state = fx;
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fx *fx = *state;
+  retrieve_bm25_destroy(fx->ix);
+  store_close(&fx->st);
+  nftw(fx->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+  free(fx);
+  return 0;
+}
+
+/* Stores ndocs markdown documents of a few sections each. */
+static void fill_store(struct fx *fx, unsigned ndocs) {
+  for (unsigned d = 0; d < ndocs; d++) {
+    struct buf text, title, id;
+    struct text_chunk_list chunks = {0};
+    struct text_chunk_opts opts = {40, 8};
+    struct store_doc_in in;
+    struct store_put_result res;
+    buf_init(&text, 0);
+    buf_init(&title, 0);
+    buf_init(&id, 0);
+    buf_appendf(&id, "doc-%u", d);
+    sentence(&title, 1 + rnd(4));
+    for (unsigned s = 0, ns = 1 + rnd(3); s < ns; s++) {
+      buf_append_str(&text, "## ");
+      sentence(&text, 1 + rnd(3));
+      buf_append_str(&text, "\n\n");
+      sentence(&text, 5 + rnd(60));
+      buf_append_str(&text, "\n\n");
+    }
+    assert_int_equal(text_chunk(text.data, text.len, TEXT_FORMAT_MARKDOWN, &opts, &chunks), RAGD_OK);
+    memset(&in, 0, sizeof in);
+    in.external_id = id.data;
+    in.title = title.data;
+    in.url = "";
+    in.metadata_json = d % 3 == 0 ? "{\"lang\":\"ko\"}" : "{\"lang\":\"en\"}";
+    in.format = "markdown";
+    in.content = text.data;
+    in.content_len = text.len;
+    in.chunks = &chunks;
+    assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &in, &res), RAGD_OK);
+    text_chunk_list_dispose(&chunks);
+    buf_dispose(&text);
+    buf_dispose(&title);
+    buf_dispose(&id);
+  }
+}
+
+/* Builds the index from every chunk the store holds. */
+static void load_index(struct fx *fx, const struct retrieve_bm25_params *p) {
+  struct store_chunk_text_list batch = {0};
+  int64_t after = 0;
+  retrieve_bm25_destroy(fx->ix);
+  assert_int_equal(retrieve_bm25_create(p, &fx->ix), RAGD_OK);
+  for (;;) {
+    assert_int_equal(fx->st.ops->chunks_without_vectors(fx->st.ctx, "test:none", 1, after, 50, &batch),
+                     RAGD_OK);
+    if (batch.count == 0) break;
+    for (size_t i = 0; i < batch.count; i++) {
+      const struct store_chunk_text *c = &batch.items[i];
+      assert_int_equal(retrieve_bm25_add(fx->ix, c->chunk_rowid, c->document_rowid, c->title,
+                                         c->heading_path, c->text, strlen(c->text)),
+                       RAGD_OK);
+    }
+    after = batch.items[batch.count - 1].chunk_rowid;
+    store_chunk_text_list_dispose(&batch);
+  }
+  store_chunk_text_list_dispose(&batch);
+}
+
+/* The store's and the index's top k for query agree: same ids in the same
+ * order, scores within 1e-6. Returns the hit count. */
+static size_t compare(struct fx *fx, const char *query, const char *filters, size_t k) {
+  struct store_hit_list h = {0};
+  struct retrieve_bm25_hit *mine = calloc(k + 1, sizeof *mine);
+  struct retrieve_filter flt = {1, NULL, 0};
+  int64_t *groups = NULL;
+  size_t n = 0;
+  assert_non_null(mine);
+  if (filters) {
+    assert_int_equal(fx->st.ops->filter_documents(fx->st.ctx, filters, &groups, &flt.count), RAGD_OK);
+    flt.all = 0;
+    flt.groups = groups;
+  }
+  assert_int_equal(fx->st.ops->search_bm25_filtered(fx->st.ctx, query, k, filters, &h), RAGD_OK);
+  assert_int_equal(retrieve_bm25_search(fx->ix, query, k, &flt, mine, &n), RAGD_OK);
+  if (n != h.count) fail_msg("\"%s\": store %zu hits, index %zu", query, h.count, n);
+  for (size_t i = 0; i < n; i++) {
+    if (h.items[i].chunk_rowid != mine[i].id || fabs(h.items[i].score - mine[i].score) > 1e-6)
+      fail_msg("\"%s\" rank %zu: store %lld %.9f, index %lld %.9f", query, i + 1,
+               (long long)h.items[i].chunk_rowid, h.items[i].score, (long long)mine[i].id,
+               mine[i].score);
+    assert_int_equal(h.items[i].document_rowid, mine[i].group);
+  }
+  store_hit_list_dispose(&h);
+  free(groups);
+  free(mine);
+  return n;
+}
+
+static const char *const queries[] = {
+    "refund",
+    "How do I get my refunds for the parcel?",
+    "tracking tracked parcels delivery",
+    "HB-2024-000123 ERR_42",
+    "배송이 누락되었습니다",
+    "비밀번호를 재설정하려면 어떻게 하나요",
+    "환불 카드 결제 영업일",
+    "Café naïve v1.2 3.5",
+    "the a of to is",
+    "reset password account deleting",
+    "\"refund\" OR NEAR(parcel) AND * ^title: (x)", /* no query syntax */
+    "unknownword zzz",
+    "",
+};
+
+static void test_matches_sqlite_bm25(void **state) {
+  struct fx *fx = *state;
+  struct retrieve_bm25_params p;
+  size_t matched = 0;
+  fill_store(fx, 120);
+  retrieve_bm25_params_default(&p);
+  load_index(fx, &p);
+  for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++) {
+    matched += compare(fx, queries[q], NULL, 10);
+    compare(fx, queries[q], NULL, 200);
+    compare(fx, queries[q], "{\"lang\":\"ko\"}", 10);
+  }
+  assert_true(matched > 50); /* the queries do hit */
+  /* deletes move N, df and avgdl on both sides */
+  assert_int_equal(fx->st.ops->delete_document(fx->st.ctx, "doc-0"), RAGD_OK);
+  assert_int_equal(fx->st.ops->delete_document(fx->st.ctx, "doc-7"), RAGD_OK);
+  {
+    int64_t *g = NULL;
+    size_t ng = 0, before = retrieve_bm25_count(fx->ix), removed = 0;
+    /* the index learns which groups are left from the store */
+    assert_int_equal(fx->st.ops->filter_documents(fx->st.ctx, "{}", &g, &ng), RAGD_OK);
+    for (int64_t d = 1; d <= 120; d++) {
+      int present = 0;
+      for (size_t i = 0; i < ng; i++) present |= g[i] == d;
+      if (!present) removed += retrieve_bm25_remove_group(fx->ix, d);
+    }
+    free(g);
+    assert_true(removed > 0);
+    assert_int_equal(retrieve_bm25_count(fx->ix), before - removed);
+  }
+  for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++) compare(fx, queries[q], NULL, 30);
+}
+
+static void test_many_deletes_compact(void **state) {
+  struct fx *fx = *state;
+  struct retrieve_bm25_params p;
+  int64_t *g = NULL;
+  size_t ng = 0;
+  fill_store(fx, 400);
+  retrieve_bm25_params_default(&p);
+  load_index(fx, &p);
+  /* remove and re-add most chunks through the index alone: the rebuilt
+   * postings must score like a fresh load */
+  for (unsigned d = 0; d < 400; d += 1) {
+    if (d % 4 == 0) continue;
+    char id[32];
+    snprintf(id, sizeof id, "doc-%u", d);
+    assert_int_equal(fx->st.ops->delete_document(fx->st.ctx, id), RAGD_OK);
+  }
+  assert_int_equal(fx->st.ops->filter_documents(fx->st.ctx, "{}", &g, &ng), RAGD_OK);
+  for (int64_t d = 1; d <= 400; d++) {
+    int present = 0;
+    for (size_t i = 0; i < ng; i++) present |= g[i] == d;
+    if (!present) retrieve_bm25_remove_group(fx->ix, d);
+  }
+  free(g);
+  for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++) compare(fx, queries[q], NULL, 50);
+  /* chunk ids re-used by new documents are found with their new text */
+  fill_store(fx, 30);
+  load_index(fx, &p);
+  for (size_t q = 0; q < sizeof queries / sizeof queries[0]; q++) compare(fx, queries[q], NULL, 50);
+}
+
+/* Parameters other than the store's: a hand-computed score. */
+static void test_params_and_hand_score(void **state) {
+  struct retrieve_bm25_params p;
+  struct retrieve_bm25 *ix = NULL;
+  struct retrieve_bm25_hit h[4];
+  size_t n = 0;
+  double idf, f, want;
+  (void)state;
+  retrieve_bm25_params_default(&p);
+  p.k1 = 0.9;
+  p.b = 0.4;
+  p.w_title = 3;
+  p.w_heading = 0;
+  p.w_text = 1;
+  assert_int_equal(retrieve_bm25_create(&p, &ix), RAGD_OK);
+  assert_int_equal(retrieve_bm25_add(ix, 1, 1, "refund", "", "refund takes days", 17), RAGD_OK);
+  assert_int_equal(retrieve_bm25_add(ix, 2, 2, "shipping", "refund", "parcel parcel", 13), RAGD_OK);
+  assert_int_equal(retrieve_bm25_add(ix, 3, 2, "other", "", "nothing here at all", 19), RAGD_OK);
+  assert_int_equal(retrieve_bm25_search(ix, "refund", 4, NULL, h, &n), RAGD_OK);
+  assert_int_equal(n, 2);
+  /* N 3, df 2, avgdl (4 + 4 + 5) / 3; chunk 1: f = 3 + 1, D = 4 */
+  idf = log((3 - 2 + 0.5) / (2 + 0.5));
+  if (idf <= 0) idf = 1e-6;
+  f = 4;
+  want = idf * f * 1.9 / (f + 0.9 * (1 - 0.4 + 0.4 * 4 / (13.0 / 3)));
+  assert_int_equal(h[0].id, 1);
+  assert_true(fabs(h[0].score - want) < 1e-12);
+  /* chunk 2 matches only in the heading, weight 0: listed, score 0 */
+  assert_int_equal(h[1].id, 2);
+  assert_true(h[1].score == 0.0);
+  /* a filter to group 2 */
+  {
+    int64_t g2 = 2;
+    struct retrieve_filter flt = {0, &g2, 1};
+    assert_int_equal(retrieve_bm25_search(ix, "parcel refund", 4, &flt, h, &n), RAGD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0].id, 2);
+  }
+  assert_int_equal(retrieve_bm25_remove(ix, 2), 1);
+  assert_int_equal(retrieve_bm25_remove(ix, 2), 0);
+  assert_int_equal(retrieve_bm25_search(ix, "parcel", 4, NULL, h, &n), RAGD_OK);
+  assert_int_equal(n, 0);
+  assert_int_equal(retrieve_bm25_count(ix), 2);
+  retrieve_bm25_destroy(ix);
+  p.b = 1.5;
+  assert_int_equal(retrieve_bm25_create(&p, &ix), RAGD_EINVAL);
+  p.b = 0.75;
+  p.tokens = 7;
+  assert_int_equal(retrieve_bm25_create(&p, &ix), RAGD_EINVAL);
+}
+
+/* words: a Hangul run is one term, so an inflected form ("배송이") does not
+ * meet the bare noun ("배송"); bigrams do meet; both keeps both. */
+static void test_token_modes(void **state) {
+  struct retrieve_bm25_params p;
+  struct retrieve_bm25 *ix = NULL;
+  struct retrieve_bm25_hit h[4];
+  size_t n = 0;
+  (void)state;
+  retrieve_bm25_params_default(&p);
+  for (int mode = 0; mode < 3; mode++) {
+    p.tokens = mode;
+    assert_int_equal(retrieve_bm25_create(&p, &ix), RAGD_OK);
+    assert_int_equal(retrieve_bm25_add(ix, 1, 1, "", "", "배송이 늦어요", strlen("배송이 늦어요")), RAGD_OK);
+    assert_int_equal(retrieve_bm25_add(ix, 2, 2, "", "", "환불 규정 parcel", strlen("환불 규정 parcel")),
+                     RAGD_OK);
+    assert_int_equal(retrieve_bm25_search(ix, "배송 문의", 4, NULL, h, &n), RAGD_OK);
+    assert_int_equal(n, mode == RETRIEVE_TOKENS_WORDS ? 0 : 1);
+    assert_int_equal(retrieve_bm25_search(ix, "배송이", 4, NULL, h, &n), RAGD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0].id, 1);
+    assert_int_equal(retrieve_bm25_search(ix, "parcels", 4, NULL, h, &n), RAGD_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(h[0].id, 2);
+    retrieve_bm25_destroy(ix);
+    ix = NULL;
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_matches_sqlite_bm25, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_many_deletes_compact, setup, teardown),
+      cmocka_unit_test(test_params_and_hand_score),
+      cmocka_unit_test(test_token_modes),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
