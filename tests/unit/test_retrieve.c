@@ -52,6 +52,23 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 /* ---- quantization ------------------------------------------------------------------ */
 
+/* The int8 dot product (vectorized where the CPU allows) equals the plain
+ * sum, extremes and odd lengths included. */
+static void test_dot_i8_exact(void **state) {
+  int8_t a[300], b[300];
+  (void)state;
+  for (int trial = 0; trial < 50; trial++) {
+    size_t dim = trial < 2 ? 300 : 1 + (size_t)(rnd() * 299);
+    int64_t want = 0;
+    for (size_t i = 0; i < dim; i++) {
+      a[i] = trial == 0 ? -128 : (int8_t)(rnd() * 256 - 128);
+      b[i] = trial == 0 ? -128 : trial == 1 ? 127 : (int8_t)(rnd() * 256 - 128);
+      want += (int64_t)a[i] * b[i];
+    }
+    assert_int_equal(retrieve_dot_i8(a, b, dim), want);
+  }
+}
+
 static void test_quantize_error_bounds(void **state) {
   enum { DIM = 256 };
   float a[DIM], b[DIM];
@@ -584,6 +601,7 @@ static void test_engine_deleted_document(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_dot_i8_exact),
       cmocka_unit_test(test_quantize_error_bounds),
       cmocka_unit_test(test_exact_matches_brute_force),
       cmocka_unit_test(test_int8_recall_against_exact),
