@@ -142,17 +142,16 @@ static void hit_move(struct store_hit *dst, struct store_hit *src) {
   memset(src, 0, sizeof *src);
 }
 
-/* The in-memory keyword ranking (see rag_keyword_ensure), as the store's
- * search_bm25_filtered would give it: the hits' chunks are read from the
- * store; a chunk the store no longer has (deleted behind the index's back)
- * is dropped from the indexes and the ranking is made again without it. */
-static ragd_err keyword_memory(struct rag_engine *e, const struct rag_search_opts *o, size_t k,
-                               struct store_hit_list *out) {
+/* The in-memory keyword ranking (see rag_keyword_ensure): up to k chunk ids
+ * and scores, best first, as the store's search_bm25_filtered would rank
+ * them; no chunk is read. *out is malloc'd. */
+static ragd_err keyword_ranking(struct rag_engine *e, const struct rag_search_opts *o, size_t k,
+                                struct retrieve_bm25_hit **out, size_t *n) {
   struct retrieve_filter flt = {1, NULL, 0};
-  struct retrieve_bm25_hit *kh = NULL;
-  int64_t *groups = NULL, *ids = NULL;
-  size_t n = 0, i, j, attempt;
+  int64_t *groups = NULL;
   ragd_err rc = rag_keyword_ensure(e);
+  *out = NULL;
+  *n = 0;
   if (rc) return rc;
   if (!filters_empty(o->filters_json)) {
     rc = e->store.ops->filter_documents(e->store.ctx, o->filters_json, &groups, &flt.count);
@@ -162,18 +161,46 @@ static ragd_err keyword_memory(struct rag_engine *e, const struct rag_search_opt
     if (flt.count > 1) qsort(groups, flt.count, sizeof *groups, rowid_cmp);
     if (flt.count == 0) goto out;
   }
-  kh = malloc(k * sizeof *kh);
-  ids = malloc(k * sizeof *ids);
-  if (!kh || !ids) {
+  *out = malloc((k ? k : 1) * sizeof **out);
+  if (!*out) {
     rc = RAGD_ENOMEM;
     goto out;
   }
+  pthread_rwlock_rdlock(&e->index_lock);
+  if (e->keyword) rc = retrieve_bm25_search(e->keyword, o->query, k, &flt, *out, n);
+  pthread_rwlock_unlock(&e->index_lock);
+out:
+  if (rc) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+  }
+  free(groups);
+  return rc;
+}
+
+/* Keyword mode from the in-memory index: the hits' chunks are read from the
+ * store; a chunk the store no longer has (deleted behind the index's back)
+ * is dropped from the indexes and the ranking is made again without it. */
+static ragd_err keyword_memory(struct rag_engine *e, const struct rag_search_opts *o, size_t k,
+                               struct store_hit_list *out) {
+  struct retrieve_bm25_hit *kh = NULL;
+  int64_t *ids = NULL;
+  size_t n = 0, i, j, attempt;
+  ragd_err rc = RAGD_OK;
   for (attempt = 0; attempt < 4; attempt++) {
     store_hit_list_dispose(out);
-    pthread_rwlock_rdlock(&e->index_lock);
-    rc = e->keyword ? retrieve_bm25_search(e->keyword, o->query, k, &flt, kh, &n) : RAGD_OK;
-    pthread_rwlock_unlock(&e->index_lock);
+    free(kh);
+    free(ids);
+    kh = NULL;
+    ids = NULL;
+    rc = keyword_ranking(e, o, k, &kh, &n);
     if (rc || n == 0) goto out;
+    ids = malloc(n * sizeof *ids);
+    if (!ids) {
+      rc = RAGD_ENOMEM;
+      goto out;
+    }
     for (i = 0; i < n; i++) ids[i] = kh[i].id;
     rc = fetch_chunks(e, ids, n, out);
     if (rc || out->count == n) break;
@@ -187,7 +214,6 @@ out:
   if (rc) store_hit_list_dispose(out);
   free(kh);
   free(ids);
-  free(groups);
   return rc;
 }
 
@@ -232,24 +258,44 @@ out:
   return rc;
 }
 
+/* Hybrid: both rankings to depth, fused, then the fused top k's chunks.
+ * With the store's BM25 the keyword hits arrive with their chunks; with the
+ * in-memory index only ids do, and only the fused top k is read. */
 static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts *o,
                               struct store_hit_list *out) {
   size_t depth = (size_t)e->cfg->rrf_depth > o->k ? (size_t)e->cfg->rrf_depth : o->k;
   struct store_hit_list kw = {0}, fetched = {0}, result = {0};
   struct retrieve_hit *vh = NULL;
+  struct retrieve_bm25_hit *kh = NULL;
   struct retrieve_fused *fused = NULL;
   struct retrieve_ranking rk[2];
   int64_t *kw_ids = NULL, *vec_ids = NULL, *need = NULL;
-  size_t nv = 0, nf = 0, nneed = 0, i, j;
+  double *kw_scores = NULL;
+  size_t nk = 0, nv = 0, nf = 0, nneed = 0, i, j;
   ragd_err rc;
 
-  rc = search_keyword(e, o, depth, &kw);
+  if (e->keyword_memory) {
+    rc = keyword_ranking(e, o, depth, &kh, &nk);
+  } else {
+    rc = search_keyword(e, o, depth, &kw);
+    nk = kw.count;
+  }
   if (rc) goto out;
+  kw_ids = malloc((nk + 1) * sizeof *kw_ids);
+  kw_scores = malloc((nk + 1) * sizeof *kw_scores);
+  if (!kw_ids || !kw_scores) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < nk; i++) {
+    kw_ids[i] = kh ? kh[i].id : kw.items[i].chunk_rowid;
+    kw_scores[i] = kh ? kh[i].score : kw.items[i].score;
+  }
   {
     int64_t fb[8];
-    size_t nfb = kw.count < e->vector_feedback_docs ? kw.count : e->vector_feedback_docs;
+    size_t nfb = nk < e->vector_feedback_docs ? nk : e->vector_feedback_docs;
     if (nfb > 8) nfb = 8;
-    for (i = 0; i < nfb; i++) fb[i] = kw.items[i].chunk_rowid;
+    for (i = 0; i < nfb; i++) fb[i] = kw_ids[i];
     rc = vector_ranking(e, o, depth, fb, nfb, &vh, &nv);
   }
   if (rc == RAGD_EUPSTREAM) {
@@ -259,28 +305,27 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
     if (o->degraded) *o->degraded = 1;
   }
   if (rc) goto out;
-  kw_ids = malloc((kw.count + 1) * sizeof *kw_ids);
   vec_ids = malloc((nv + 1) * sizeof *vec_ids);
-  if (!kw_ids || !vec_ids) {
+  if (!vec_ids) {
     rc = RAGD_ENOMEM;
     goto out;
   }
-  for (i = 0; i < kw.count; i++) kw_ids[i] = kw.items[i].chunk_rowid;
   /* A passage only the vector ranker found must reach the floor: below it a
    * cosine says "shares a few character n-grams", not "answers the
    * question" (a nonsense question would otherwise always get passages). */
   for (i = 0, j = 0; i < nv; i++) {
     int in_keyword = 0;
-    for (size_t m = 0; m < kw.count && !in_keyword; m++) in_keyword = kw_ids[m] == vh[i].id;
+    for (size_t m = 0; m < nk && !in_keyword; m++) in_keyword = kw_ids[m] == vh[i].id;
     if (in_keyword || vh[i].score >= e->vector_min_score) vh[j++] = vh[i];
   }
   nv = j;
   for (i = 0; i < nv; i++) vec_ids[i] = vh[i].id;
-  rk[0] = (struct retrieve_ranking){kw_ids, kw.count, e->rrf_weight_keyword};
+  rk[0] = (struct retrieve_ranking){kw_ids, nk, e->rrf_weight_keyword};
   rk[1] = (struct retrieve_ranking){vec_ids, nv, e->rrf_weight_vector};
   rc = retrieve_rrf(rk, 2, e->rrf_k, o->k, &fused, &nf);
   if (rc || nf == 0) goto out;
-  /* chunks only the vector ranker found still have to be read */
+  /* chunks not read yet: all of them with the in-memory index, else the
+   * ones only the vector ranker found */
   need = malloc(nf * sizeof *need);
   result.items = calloc(nf, sizeof *result.items);
   if (!need || !result.items) {
@@ -288,13 +333,13 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
     goto out;
   }
   for (i = 0; i < nf; i++)
-    if (!fused[i].ranks[0]) need[nneed++] = fused[i].id;
+    if (kh || !fused[i].ranks[0]) need[nneed++] = fused[i].id;
   rc = fetch_chunks(e, need, nneed, &fetched);
   if (rc) goto out;
   for (i = 0; i < nf; i++) {
     const struct retrieve_fused *f = &fused[i];
     struct store_hit *h = &result.items[result.count];
-    if (f->ranks[0]) {
+    if (f->ranks[0] && !kh) {
       hit_move(h, &kw.items[f->ranks[0] - 1]);
     } else {
       for (j = 0; j < fetched.count && fetched.items[j].chunk_rowid != f->id; j++) {
@@ -303,7 +348,7 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
       hit_move(h, &fetched.items[j]);
     }
     h->keyword_rank = f->ranks[0];
-    h->keyword_score = f->ranks[0] ? h->score : 0;
+    h->keyword_score = f->ranks[0] ? kw_scores[f->ranks[0] - 1] : 0;
     h->vector_rank = f->ranks[1];
     h->vector_score = f->ranks[1] ? vh[f->ranks[1] - 1].score : 0;
     h->score = f->score;
@@ -317,8 +362,10 @@ out:
   store_hit_list_dispose(&fetched);
   store_hit_list_dispose(&result);
   free(vh);
+  free(kh);
   free(fused);
   free(kw_ids);
+  free(kw_scores);
   free(vec_ids);
   free(need);
   return rc;

@@ -80,7 +80,12 @@ struct retrieve_bm25 {
   size_t idmap_cap, idmap_used; /* used counts tombstones too */
   uint64_t total_len; /* tokens of the live chunks */
   uint32_t add_serial;  /* counts retrieve_bm25_add calls, never 0 */
-  pthread_mutex_t scratch_mu;
+  /* norm[slot] = k1 * (1 - b + b * D / avgdl), or -1 for a dead slot; valid
+   * while norm_serial == serial (writers bump serial) */
+  double *norm;
+  size_t norm_cap;
+  uint64_t serial, norm_serial;
+  pthread_mutex_t scratch_mu; /* also guards the norm refresh among readers */
   struct kw_scratch *scratch[KW_SCRATCH_POOL];
   size_t nscratch;
 };
@@ -207,6 +212,7 @@ void retrieve_bm25_destroy(struct retrieve_bm25 *ix) {
     free(ix->scratch[i]);
   }
   pthread_mutex_destroy(&ix->scratch_mu);
+  free(ix->norm);
   free(ix->terms);
   free(ix->dict);
   free(ix->slots);
@@ -513,6 +519,7 @@ ragd_err retrieve_bm25_add(struct retrieve_bm25 *ix, int64_t id, int64_t group, 
   s->fwd_len = (uint32_t)a.count;
   s->alive = 1;
   ix->nfwd += a.count;
+  ix->serial++;
   ix->nslots++;
   ix->live++;
   ix->total_len += a.tokens;
@@ -549,6 +556,7 @@ static void kw_compact(struct retrieve_bm25 *ix) {
   }
   ix->nslots = n;
   ix->nfwd = nfwd;
+  ix->serial++;
   for (i = 0; i < ix->idmap_cap; i++)
     if (ix->idmap_vals[i] != IDMAP_EMPTY && ix->idmap_vals[i] != IDMAP_GONE)
       ix->idmap_vals[i] = renum[ix->idmap_vals[i] - 1] + 1;
@@ -561,6 +569,7 @@ static void kw_kill(struct retrieve_bm25 *ix, uint32_t slot) {
   struct kw_slot *s = &ix->slots[slot];
   for (uint32_t i = 0; i < s->fwd_len; i++) ix->terms[ix->fwd[s->fwd_off + i]].df--;
   s->alive = 0;
+  ix->serial++;
   ix->live--;
   ix->total_len -= s->len;
   idmap_del(ix, s->id);
@@ -861,13 +870,39 @@ static int group_allowed(const struct retrieve_filter *f, int64_t g) {
   return 0;
 }
 
+/* Brings norm[] up to date with the live chunks (called by searches, which
+ * hold the caller's read lock: writers cannot run meanwhile). */
+static ragd_err norm_refresh(struct retrieve_bm25 *ix) {
+  ragd_err rc = RAGD_OK;
+  pthread_mutex_lock(&ix->scratch_mu);
+  if (ix->norm_serial != ix->serial || !ix->norm) {
+    double avgdl = (double)ix->total_len / (double)ix->live, k1 = ix->p.k1, b = ix->p.b;
+    if (ix->norm_cap < ix->nslots || !ix->norm) {
+      size_t cap = ix->nslots + ix->nslots / 4 + 64;
+      double *g = realloc(ix->norm, cap * sizeof *g);
+      if (!g) {
+        rc = RAGD_ENOMEM;
+        goto out;
+      }
+      ix->norm = g;
+      ix->norm_cap = cap;
+    }
+    for (size_t i = 0; i < ix->nslots; i++)
+      ix->norm[i] = ix->slots[i].alive ? k1 * (1 - b + b * (double)ix->slots[i].len / avgdl) : -1;
+    ix->norm_serial = ix->serial;
+  }
+out:
+  pthread_mutex_unlock(&ix->scratch_mu);
+  return rc;
+}
+
 ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_t k,
                               const struct retrieve_filter *filter, struct retrieve_bm25_hit *out,
                               size_t *n) {
   struct kw_terms_out qt;
   struct kw_scratch *sc = NULL;
   size_t ntouched = 0, kept = 0, i, bad = 0;
-  double N, avgdl, k1 = ix ? ix->p.k1 : 0, b = ix ? ix->p.b : 0, w[3];
+  double N, k1 = ix ? ix->p.k1 : 0, w[3];
   ragd_err rc;
 
   if (!ix || !query || (!out && k)) return RAGD_EINVAL;
@@ -878,13 +913,14 @@ ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_
   if (k == 0 || ix->live == 0) return RAGD_OK;
   rc = kw_query_terms(ix, query, &qt);
   if (rc || qt.n == 0) goto out;
+  rc = norm_refresh(ix);
+  if (rc) goto out;
   sc = scratch_get(ix);
   if (!sc) {
     rc = RAGD_ENOMEM;
     goto out;
   }
   N = (double)ix->live;
-  avgdl = (double)ix->total_len / N;
   w[0] = ix->p.w_title;
   w[1] = ix->p.w_heading;
   w[2] = ix->p.w_text;
@@ -898,20 +934,23 @@ ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_
     if (t->df == 0) continue;
     idf = log((N - t->df + 0.5) / (t->df + 0.5));
     if (idf <= 0.0) idf = 1e-6;
-    for (uint32_t j = 0; j < t->npost; j++) {
-      const struct kw_posting *p = &t->post[j];
-      const struct kw_slot *s2 = &ix->slots[p->slot];
-      double f = 0, D;
-      if (!s2->alive) continue;
-      /* FTS5 adds the column weight once per occurrence */
-      for (int c = 0; c < 3; c++)
-        for (uint16_t m = 0; m < p->c[c]; m++) f += w[c];
-      D = (double)s2->len;
-      if (!sc->seen[p->slot]) {
-        sc->seen[p->slot] = 1;
-        sc->touched[ntouched++] = p->slot;
+    {
+      const double *norm = ix->norm, k1p = k1 + 1.0;
+      double *acc = sc->acc;
+      uint8_t *seen = sc->seen;
+      for (uint32_t j = 0; j < t->npost; j++) {
+        const struct kw_posting *p = &t->post[j];
+        double nm = norm[p->slot], f;
+        if (nm < 0) continue; /* dead */
+        /* FTS5 adds the column weight once per occurrence; a product is the
+         * same sum (exactly for the default weights, to an ulp otherwise) */
+        f = w[0] * p->c[0] + w[1] * p->c[1] + w[2] * p->c[2];
+        if (!seen[p->slot]) {
+          seen[p->slot] = 1;
+          sc->touched[ntouched++] = p->slot;
+        }
+        acc[p->slot] += idf * ((f * k1p) / (f + nm));
       }
-      sc->acc[p->slot] += idf * ((f * (k1 + 1.0)) / (f + k1 * (1 - b + b * D / avgdl)));
     }
   }
   /* every chunk holding a query term is a match, as for FTS5's OR query */
