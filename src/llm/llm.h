@@ -99,6 +99,16 @@ struct llm_sink {
                     const char *error_message);
 };
 
+/* The HTTP version spoken upstream (RAGD_LLM_HTTP_VERSION). Over HTTP/2 the
+ * answers to one host share connections (up to 100 streams each), so ten
+ * thousand answers hold about a hundred sockets instead of ten thousand.
+ * AUTO: curl's default, HTTP/2 when an https server offers it by ALPN
+ * (transfers then wait for a connection to the host to multiplex onto
+ * rather than each opening one), HTTP/1.1 over http://. V1_1: HTTP/1.1
+ * always. V2: HTTP/2 by ALPN over https, and over http:// with prior
+ * knowledge (h2c): only for an upstream known to speak it. */
+enum llm_http_version { LLM_HTTP_AUTO = 0, LLM_HTTP_V1_1 = 1, LLM_HTTP_V2 = 2 };
+
 /* Zero in any numeric field means its default, so a zeroed struct plus
  * provider/base_url/model is a complete configuration. */
 struct llm_config {
@@ -129,6 +139,7 @@ struct llm_config {
   long breaker_window_ms;    /* 0: 60000 */
   long breaker_cooldown_ms;  /* 0: 5000. Open this long before one half-open probe */
   const char *api_version;   /* anthropic-version header; NULL or "": "2023-06-01" */
+  enum llm_http_version http_version; /* LLM_HTTP_AUTO (0) unless set */
 };
 
 struct llm_ops {

@@ -63,6 +63,7 @@ ragd_err llm_endpoint_init(struct llm_endpoint *ep, const struct llm_config *cfg
   ep->retry.budget_ms = pick(cfg->retry_budget_ms, 10000);
   ep->retry.base_delay_ms = pick(cfg->retry_base_ms, 250);
   ep->retry.max_delay_ms = pick(cfg->retry_max_delay_ms, 4000);
+  ep->http_version = cfg->http_version;
   if (cfg->breaker_min_requests < 0) goto out;
   bc.min_requests = pick(cfg->breaker_min_requests, 5);
   bc.failure_pct = pick(cfg->breaker_failure_pct, 50);
@@ -424,6 +425,7 @@ ragd_err llm_stream_start(const struct llm_stream_request *req, const struct llm
   up.total_timeout_ms = ep->total_timeout_ms;
   up.idle_timeout_ms = ep->idle_timeout_ms;
   up.first_token_timeout_ms = ep->first_token_timeout_ms;
+  up.http_version = ep->http_version;
   up.retry = ep->retry;
   up.breaker = ep->breaker;
   up.request_id = req->request_id;

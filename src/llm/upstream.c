@@ -30,6 +30,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -731,11 +732,28 @@ void llm_wakeup(void) {
   pthread_mutex_unlock(&up_lock);
 }
 
+/* libcurl before 8.0.0 breaks a prior-knowledge HTTP/2 connection when a
+ * second transfer reuses it ("Error in the HTTP2 framing layer", curl issue
+ * 10634, fixed by curl pull request 10643); Debian 12 ships 7.88.1. With such
+ * a libcurl, RAGD_LLM_HTTP_VERSION=2 over http:// speaks HTTP/1.1 instead
+ * (said once in the log). */
+static int up_h2c_reuse_works(void) {
+  static atomic_int warned;
+  const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+  if (v && v->version_num >= 0x080000) return 1;
+  if (!atomic_exchange(&warned, 1))
+    log_warn("upstream: libcurl %s cannot reuse an h2c (HTTP/2 prior knowledge) connection; "
+             "RAGD_LLM_HTTP_VERSION=2 over http:// uses HTTP/1.1 (https is not affected)",
+             v ? v->version : "?");
+  return 0;
+}
+
 static ragd_err up_build_easy(struct up_xfer *x, const struct llm_upstream_request *req) {
   CURL *e = x->easy;
   struct curl_slist *h;
   size_t i;
   int ok = 1;
+  int tls = strncmp(req->url, "https://", 8) == 0;
 
   for (i = 0; i < req->header_count; i++) {
     h = curl_slist_append(x->headers, req->headers[i]);
@@ -758,6 +776,19 @@ static ragd_err up_build_easy(struct up_xfer *x, const struct llm_upstream_reque
   ok &= curl_easy_setopt(e, CURLOPT_HEADERDATA, x) == CURLE_OK;
   ok &= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf) == CURLE_OK;
   ok &= curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x) == CURLE_OK;
+  if (req->http_version == LLM_HTTP_V1_1 ||
+      (req->http_version == LLM_HTTP_V2 && !tls && !up_h2c_reuse_works())) {
+    ok &= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) == CURLE_OK;
+  } else if (req->http_version == LLM_HTTP_V2 || tls) {
+    /* HTTP/2: by ALPN over https, with prior knowledge (h2c) over http://
+     * (V2 only). PIPEWAIT: a burst of new answers waits for the first
+     * connection to the host to say whether it multiplexes instead of each
+     * opening a socket (curl multiplexes by default, CURLPIPE_MULTIPLEX). */
+    ok &= curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                           tls ? (long)CURL_HTTP_VERSION_2TLS
+                               : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE) == CURLE_OK;
+    ok &= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) == CURLE_OK;
+  }
   if (req->connect_timeout_ms > 0)
     ok &= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms) == CURLE_OK;
   if (req->total_timeout_ms > 0)

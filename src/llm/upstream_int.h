@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "llm/llm.h"
 #include "util/err.h"
 
 /* How a transfer ended, at the transport level. */
@@ -88,6 +89,7 @@ struct llm_upstream_request {
   long total_timeout_ms;   /* 0: no limit; covers every attempt and the delays */
   long idle_timeout_ms;    /* 0: no limit */
   long first_token_timeout_ms; /* 0: no limit; from an attempt's start until it commits */
+  enum llm_http_version http_version; /* see llm.h; 0: LLM_HTTP_AUTO */
   struct llm_retry_policy retry;
   /* NULL: none. Consulted before the first attempt (an open breaker ends the
    * transfer with LLM_UPSTREAM_BREAKER_OPEN without any network traffic; a

@@ -120,6 +120,9 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
     lc.retry_budget_ms = cfg->llm_retry_budget_ms;
     lc.retry_base_ms = cfg->llm_retry_base_ms;
     lc.retry_max_delay_ms = cfg->llm_retry_max_delay_ms;
+    lc.http_version = strcmp(cfg->llm_http_version, "2") == 0     ? LLM_HTTP_V2
+                      : strcmp(cfg->llm_http_version, "1.1") == 0 ? LLM_HTTP_V1_1
+                                                                   : LLM_HTTP_AUTO;
     lc.breaker_min_requests = cfg->llm_breaker_min_requests > 0 ? cfg->llm_breaker_min_requests : -1;
     lc.breaker_failure_pct = cfg->llm_breaker_failure_pct;
     lc.breaker_window_ms = cfg->llm_breaker_window_ms;

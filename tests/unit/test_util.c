@@ -71,6 +71,10 @@ static void test_config_errors_name_the_variable(void **state) {
   assert_non_null(strstr(err.data, "RAGD_LLM_BASE_URL"));
   assert_int_equal(load_with("RAGD_TYPO_VARIABLE", "1", &err), RAGD_ECONFIG);
   assert_non_null(strstr(err.data, "RAGD_TYPO_VARIABLE"));
+  assert_int_equal(load_with("RAGD_LLM_HTTP_VERSION", "3", &err), RAGD_ECONFIG);
+  assert_non_null(strstr(err.data, "RAGD_LLM_HTTP_VERSION"));
+  assert_int_equal(load_with("RAGD_LLM_HTTP_VERSION", "2", &err), RAGD_OK);
+  assert_int_equal(load_with("RAGD_LLM_HTTP_VERSION", "1.1", &err), RAGD_OK);
   assert_int_equal(load_with("RAGD_TOP_K", "7", &err), RAGD_OK);
   buf_dispose(&err);
 }
