@@ -20,6 +20,8 @@
 #                   graphs) during each run into PREFIX.N.data
 #   PERF_CG="--call-graph dwarf"  perf's call-graph option (default -g, frame
 #                   pointers, which this build does not keep)
+#   LOGS=PREFIX     keep ragd's log (stderr, at RAGD_LOG_LEVEL, default error)
+#                   of each run in PREFIX.N.ragd.log
 #   THREADS=1       also print, per ragd and fake-upstream thread, CPU seconds
 #                   and seconds spent runnable but waiting for a CPU
 #                   (/proc/.../schedstat), and the load generator's own CPU:
@@ -127,7 +129,7 @@ for N in $COUNTS; do
     > "$WORK/fake.out" 2> "$WORK/fake.err" &
   FAKE_PID=$!
   FAKE_PORT=$(wait_port "$WORK/fake.out" LISTENING)
-  RAGD_LOG_LEVEL=error RAGD_LLM_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
+  RAGD_LOG_LEVEL=${RAGD_LOG_LEVEL:-error} RAGD_LLM_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
     RAGD_LLM_API_KEY=sk-bench RAGD_LLM_MODEL=gpt-fake-1 \
     RAGD_MAX_CONNECTIONS=$((N + 1024)) \
     "$RAGD" serve --data "$DATA" --listen 127.0.0.1:0 > "$WORK/ragd.out" 2> "$WORK/ragd.err" &
@@ -171,6 +173,7 @@ for N in $COUNTS; do
   echo "bench: $N streams: fake upstream $upstream" >&2
   kill "$RAGD_PID"
   wait "$RAGD_PID" || { echo "bench: ragd exited badly:" >&2; cat "$WORK/ragd.err" >&2; status=1; }
+  [ -n "${LOGS:-}" ] && cp "$WORK/ragd.err" "$LOGS.$N.ragd.log"
   RAGD_PID=
   kill "$FAKE_PID"
   wait "$FAKE_PID" || :
