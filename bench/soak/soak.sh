@@ -49,7 +49,13 @@ OUT=${OUT:-$(mktemp -d /tmp/ragd-soak.XXXXXX)}
 mkdir -p "$OUT"
 DATA="$OUT/data"
 DURATION_S=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", m * 60 }')
-REQUEST_TIMEOUT_S=90
+# A healthy answer is about 33 events TOKEN_DELAY_MS apart: the total
+# upstream timeout and the client's own limit must leave room for it, or
+# every healthy answer would end in upstream_timeout and the breakers would
+# count it as a failure.
+LLM_TOTAL_MS=$((TOKEN_DELAY_MS * 40 + 20000))
+[ "$LLM_TOTAL_MS" -lt 30000 ] && LLM_TOTAL_MS=30000
+REQUEST_TIMEOUT_S=$((LLM_TOTAL_MS / 1000 + 60))
 
 [ -x "$RAGD_BIN" ] || { echo "soak: no binary at $RAGD_BIN (make build first)" >&2; exit 2; }
 # Two sockets per stream in ragd (client + upstream), and the client's own.
@@ -97,7 +103,7 @@ env $(env | sed -n 's/^\(RAGD_[A-Z0-9_]*\)=.*/-u \1/p') \
   RAGD_LLM_BACKUP_PROVIDER=openai RAGD_LLM_BACKUP_BASE_URL="http://127.0.0.1:$BACKUP/v1" \
   RAGD_LLM_BACKUP_MODEL=model-b \
   RAGD_LLM_CONNECT_TIMEOUT_MS=2000 RAGD_LLM_FIRST_TOKEN_TIMEOUT_MS=5000 \
-  RAGD_LLM_IDLE_TIMEOUT_MS=3000 RAGD_LLM_TIMEOUT_MS=30000 \
+  RAGD_LLM_IDLE_TIMEOUT_MS=3000 RAGD_LLM_TIMEOUT_MS=$LLM_TOTAL_MS \
   RAGD_LLM_RETRIES=2 RAGD_LLM_RETRY_BASE_MS=100 \
   "$RAGD_BIN" serve --listen 127.0.0.1:0 --data "$DATA" >"$OUT/ragd.out" 2>"$OUT/ragd.err" &
 RAGD_PID=$!
