@@ -41,6 +41,22 @@ const char *api_put_status_name(enum store_put_status s);
  * the api_app given to the server as its app. out borrows from cfg. */
 void api_access_opts(const struct ragd_config *cfg, struct http_access_opts *out /* OUT */);
 
+/* ---- API keys (api/keys.c) ---- */
+
+#define API_KEY_SECRET_SIZE 48 /* "rk_" + 43 base64url characters + NUL */
+#define API_KEY_ID_SIZE 12     /* "rk_" + 8 characters + NUL */
+#define API_KEY_NAME_MAX 200   /* bytes of a key's name */
+
+/* Makes a new active key in st: scope "query" or "admin", name (NULL: none),
+ * rpm and streams (0: the server's defaults). On RAGD_OK secret holds the key,
+ * to be shown once and then wiped by the caller, and id its public id; only
+ * the key's SHA-256 is stored. RAGD_EUNSUPPORTED when the store keeps no
+ * keys, RAGD_EIO when the random source failed, or the store's error. Any
+ * thread. */
+ragd_err api_key_issue(const struct store *st, const char *scope, const char *name, long rpm,
+                       long streams, char secret[API_KEY_SECRET_SIZE] /* OUT */,
+                       char id[API_KEY_ID_SIZE] /* OUT */);
+
 /* ---- shared by the handlers (api/common.c) ---- */
 
 /* Field readers: on a bad value they reply with a problem and return 0.

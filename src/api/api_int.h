@@ -24,6 +24,9 @@ void api_web_handle(struct http_request *r, void *app);
 void api_conversations_get(struct http_request *r, void *app);
 void api_conversations_delete(struct http_request *r, void *app);
 void api_conversations_post(struct http_request *r, void *app);
+void api_keys_post(struct http_request *r, void *app);
+void api_keys_list(struct http_request *r, void *app);
+void api_keys_delete(struct http_request *r, void *app);
 
 /* The chat page's files, generated from web/ at build time. */
 struct api_web_asset {

@@ -2,7 +2,7 @@
 #include "api/api_int.h"
 
 /* access: chat (every protocol), search and conversations need a query key
- * (the zero value); the knowledge base itself needs an admin key; health,
+ * (the zero value); the knowledge base and the API keys need an admin key; health,
  * the chat page and the API description are open; /metrics follows
  * RAGD_METRICS_AUTH. */
 const struct http_route api_routes[] = {
@@ -18,6 +18,9 @@ const struct http_route api_routes[] = {
     {"DELETE", "/v1/conversations/*", HTTP_BODY_NONE, api_conversations_delete, HTTP_ACCESS_QUERY},
     /* .../{conversation_id}/messages/{message_id}/feedback */
     {"POST", "/v1/conversations/*", HTTP_BODY_JSON, api_conversations_post, HTTP_ACCESS_QUERY},
+    {"POST", "/v1/keys", HTTP_BODY_JSON, api_keys_post, HTTP_ACCESS_ADMIN},
+    {"GET", "/v1/keys", HTTP_BODY_NONE, api_keys_list, HTTP_ACCESS_ADMIN},
+    {"DELETE", "/v1/keys/*", HTTP_BODY_NONE, api_keys_delete, HTTP_ACCESS_ADMIN},
     {"GET", "/healthz", HTTP_BODY_NONE, api_healthz_handle, HTTP_ACCESS_OPEN},
     {"GET", "/readyz", HTTP_BODY_NONE, api_readyz_handle, HTTP_ACCESS_OPEN},
     {"GET", "/metrics", HTTP_BODY_NONE, api_metrics_handle, HTTP_ACCESS_METRICS},

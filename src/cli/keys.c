@@ -1,22 +1,16 @@
 /* keys.c - `ragd keys create|list|revoke`: the API keys of the HTTP API.
  *
- * A key is "rk_" and 43 base64url characters (32 bytes from OpenSSL's
- * CSPRNG). It is printed once, by create, and never stored: the store keeps
- * its SHA-256 and a public id (its first 11 characters) to list and revoke it
- * by. */
+ * A key is made by api_key_issue (api/keys.c, shared with POST /v1/keys):
+ * it is printed once, by create, and never stored. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "api/api.h"
 #include "cli/cli.h"
-#include "util/crypto.h"
 
-#define KEY_PREFIX "rk_"
-#define KEY_RANDOM_BYTES 32
-#define KEY_ID_CHARS 8 /* random characters in the public id */
-#define KEY_NAME_MAX 200
 
 static const char help[] =
     "Usage: ragd keys create [--data DIR] --scope query|admin [--name NAME]\n"
@@ -28,7 +22,8 @@ static const char help[] =
     "\n"
     "  create   makes a key and prints it once, alone on the last line; only its\n"
     "           SHA-256 is stored. A query key may chat and search; an admin key\n"
-    "           may also add, list and delete documents.\n"
+    "           may also add, list and delete documents, and manage keys over\n"
+    "           HTTP (POST/GET /v1/keys, DELETE /v1/keys/ID).\n"
     "  list     every key: id, scope, limits, when created, whether revoked.\n"
     "  revoke   refuses the key with this id (from `list`) from now on; running\n"
     "           servers notice within a second.\n"
@@ -105,43 +100,23 @@ static void format_time(int64_t t, char *out, size_t n) {
 
 static int keys_create(struct cli_run *run, const struct keys_opts *ko) {
   const struct store *st = &run->engine.store;
-  struct store_key k;
-  char secret[sizeof KEY_PREFIX + 64], id[sizeof KEY_PREFIX + KEY_ID_CHARS], hash[65];
+  char secret[API_KEY_SECRET_SIZE], id[API_KEY_ID_SIZE];
   long rpm = 0, streams = 0;
-  ragd_err rc = RAGD_EINVAL;
+  ragd_err rc;
   if (!ko->scope || (strcmp(ko->scope, "query") != 0 && strcmp(ko->scope, "admin") != 0)) {
     fprintf(stderr, "ragd keys create: --scope must be query or admin\n");
     return 2;
   }
-  if (ko->name && strlen(ko->name) > KEY_NAME_MAX) {
-    fprintf(stderr, "ragd keys create: --name is longer than %d bytes\n", KEY_NAME_MAX);
+  if (ko->name && strlen(ko->name) > API_KEY_NAME_MAX) {
+    fprintf(stderr, "ragd keys create: --name is longer than %d bytes\n", API_KEY_NAME_MAX);
     return 2;
   }
   if (parse_count("--rpm", ko->rpm, &rpm) || parse_count("--streams", ko->streams, &streams))
     return 2;
-  if (!st->ops->key_create) {
+  rc = api_key_issue(st, ko->scope, ko->name, rpm, streams, secret, id);
+  if (rc == RAGD_EUNSUPPORTED) {
     fprintf(stderr, "ragd keys: the %s store does not keep API keys\n", st->ops->name);
     return 1;
-  }
-  /* A clash of ids (1 in 2^48 per pair of keys) makes the store refuse the
-   * insert; draw again. */
-  for (int attempt = 0; attempt < 3 && rc == RAGD_EINVAL; attempt++) {
-    memcpy(secret, KEY_PREFIX, sizeof KEY_PREFIX - 1);
-    if (crypto_random_base64url(secret + sizeof KEY_PREFIX - 1, KEY_RANDOM_BYTES) != 0) {
-      fprintf(stderr, "ragd keys create: the random source failed\n");
-      return 1;
-    }
-    memcpy(id, secret, sizeof id - 1); /* "rk_" and the first random characters */
-    id[sizeof id - 1] = '\0';
-    crypto_sha256_hex(secret, strlen(secret), hash);
-    memset(&k, 0, sizeof k);
-    k.id = id;
-    k.name = (char *)(ko->name ? ko->name : "");
-    k.scope = (char *)ko->scope;
-    k.hash = hash;
-    k.rpm = rpm;
-    k.streams = streams;
-    rc = st->ops->key_create(st->ctx, &k);
   }
   if (rc) {
     fprintf(stderr, "ragd keys create: cannot store the key: %s\n", ragd_strerror(rc));

@@ -98,9 +98,11 @@ struct http_server_opts {
   unsigned max_connections;
   unsigned ping_interval_s; /* SSE heartbeat comment while a stream is idle */
   size_t workers;
-  size_t max_header_bytes;    /* a connection's memory, which holds the request
-                                 line and headers: headers that do not fit get
-                                 431 from libmicrohttpd; 0: 64 KiB */
+  size_t max_header_bytes;    /* request line and headers: more gets a
+                                 problem+json 431 headers_too_large; a
+                                 connection's memory is twice this (far
+                                 larger headers get libmicrohttpd's own 431
+                                 page); 0: 32 KiB */
   unsigned request_timeout_s; /* time limit of deferred requests (see
                                  http_request_on_timeout); 0: none */
   const struct http_access_opts *access; /* NULL: every route open, no limits */
@@ -138,6 +140,8 @@ const char *http_request_id(const struct http_request *r);
 /* The public id of the API key the request was admitted with, or NULL
  * (no keys exist; an OPEN route). */
 const char *http_request_key_id(const struct http_request *r);
+/* Nonzero when the client's address is loopback (127.0.0.0/8, ::1). */
+int http_request_peer_loopback(const struct http_request *r);
 
 /* ---- the access-log line ----
  *

@@ -33,6 +33,8 @@ static const struct {
     {"forbidden", 403, "Not allowed: the API key's scope or the request's origin"},
     {"rate_limited", 429, "Too many requests"},
     {"request_timeout", 504, "The request took longer than the server's time limit"},
+    {"key_not_found", 404, "No such active API key"},
+    {"headers_too_large", 431, "The request line and headers are too large"},
 };
 
 static int find(const char *code) {

@@ -59,7 +59,7 @@
 #define WATCH_TICK_MS 100 /* heartbeats and stall checks */
 #define STREAM_FLUSH_MS 5 /* longest a queued event waits for its connection's resume */
 #define WATCH_BATCH 256
-#define HEADER_BYTES_DEFAULT (64u * 1024u)
+#define HEADER_BYTES_DEFAULT (32u * 1024u)
 #define LIMITER_ENTRIES_MAX 100000 /* keys and client addresses with live buckets */
 
 enum request_state { REQ_READING = 0, REQ_RUNNING, REQ_REPLIED, REQ_DONE };
@@ -716,15 +716,40 @@ static size_t watch_timeouts(struct http_server *srv, int64_t now_us, struct htt
   return n;
 }
 
+/* The limit on the request line and headers that ragd enforces itself, so
+ * that going over it gets a problem+json 431 (see connection_memory). */
+static size_t header_limit(const struct http_server_opts *opts) {
+  return opts->max_header_bytes ? opts->max_header_bytes : HEADER_BYTES_DEFAULT;
+}
+
+static enum MHD_Result count_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value) {
+  size_t *n = cls;
+  (void)kind;
+  /* "key: value\r\n", or "key=value&" in the query string */
+  *n += strlen(key) + (value ? strlen(value) : 0) + 4;
+  return MHD_YES;
+}
+
+/* The bytes of the request line and header lines as libmicrohttpd parsed
+ * them (the query string counted as its decoded arguments). Event thread. */
+static size_t request_header_bytes(struct MHD_Connection *conn, const char *method,
+                                   const char *url, const char *version) {
+  size_t n = strlen(method) + strlen(url) + strlen(version) + 4;
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header_bytes, &n);
+  MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, count_header_bytes, &n);
+  return n;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
   struct http_server *srv = cls;
   struct http_request *r = *con_cls;
-  (void)version;
   if (!r) {
     const char *id, *cl;
+    size_t header_bytes;
     int path_matched = 0;
     r = calloc(1, sizeof *r);
     if (!r) return MHD_NO;
@@ -748,6 +773,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       if (crypto_random_hex(r->request_id + 4, 12) != 0) snprintf(r->request_id, sizeof r->request_id, "req_unknown");
     }
     request_peer(r);
+    header_bytes = request_header_bytes(conn, method, url, version);
+    if (header_bytes > header_limit(srv->opts)) {
+      reply_problem(r, "headers_too_large",
+                    "the request line and headers take %zu bytes; the limit is %zu "
+                    "(RAGD_MAX_HEADER_BYTES)",
+                    header_bytes, header_limit(srv->opts));
+      return queue_stored(r);
+    }
     if (srv->opts->access && http_cors_origin_allowed(srv->opts->access->cors_origins,
                                                       MHD_lookup_connection_value(
                                                           conn, MHD_HEADER_KIND, "Origin")))
@@ -819,6 +852,7 @@ const char *http_request_path(const struct http_request *r) { return r->path; }
 const char *http_request_path_param(const struct http_request *r) { return r->param ? r->param : ""; }
 const char *http_request_id(const struct http_request *r) { return r->request_id; }
 const char *http_request_key_id(const struct http_request *r) { return r->key_id[0] ? r->key_id : NULL; }
+int http_request_peer_loopback(const struct http_request *r) { return r->peer_loopback; }
 struct http_notes *http_request_notes(struct http_request *r) { return http_notes_hold(r->notes); }
 
 json_t *http_request_json(const struct http_request *r) { return r->json; }
@@ -1308,9 +1342,14 @@ static void raise_fd_limit(void) {
 }
 
 /* libmicrohttpd keeps a connection's request line, headers and buffers in
- * one pool of this size and answers 431 when the headers do not fit. */
+ * one pool and answers 431 itself, with its own HTML page, when the headers
+ * do not fit. Twice the header limit leaves room for headers up to the limit
+ * and somewhat over it, which on_request then refuses with a problem+json
+ * 431; only headers near twice the limit or more still meet
+ * libmicrohttpd's page. With the default limit the pool is 64 KiB, as it
+ * was before ragd counted headers itself. */
 static size_t connection_memory(const struct http_server_opts *opts) {
-  return opts->max_header_bytes ? opts->max_header_bytes : HEADER_BYTES_DEFAULT;
+  return 2 * header_limit(opts);
 }
 
 ragd_err http_server_start(const struct http_server_opts *opts, struct http_server **out) {

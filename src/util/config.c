@@ -111,7 +111,7 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_RATE_LIMIT_ADDRESS_RPM", rate_limit_address_rpm, 0, 100000000L, "120", "requests per minute per client address without a key (loopback clients exempt); 0: no limit"),
     LONG_VAR("RAGD_RATE_LIMIT_STREAMS", rate_limit_streams, 0, 1000000, "50", "requests in flight per API key, streams until they end (a key's --streams overrides); 0: no limit"),
     LONG_VAR("RAGD_REQUEST_TIMEOUT_S", request_timeout_s, 1, 86400, "120", "longest a non-streamed answer may take before 504 request_timeout"),
-    LONG_VAR("RAGD_MAX_HEADER_BYTES", max_header_bytes, 8192, 16777216, "65536", "memory per connection for the request line and headers; headers that do not fit get 431"),
+    LONG_VAR("RAGD_MAX_HEADER_BYTES", max_header_bytes, 8192, 16777216, "32768", "bytes of the request line and headers; more gets 431 headers_too_large (a connection's memory is twice this)"),
 };
 
 #define CONFIG_VAR_COUNT (sizeof config_vars / sizeof config_vars[0])

@@ -124,7 +124,7 @@ struct ragd_config {
   long rate_limit_streams;     /* RAGD_RATE_LIMIT_STREAMS, default 50 in flight per key;
                                   0 none */
   long request_timeout_s;      /* RAGD_REQUEST_TIMEOUT_S, default 120 */
-  long max_header_bytes;       /* RAGD_MAX_HEADER_BYTES, default 65536 */
+  long max_header_bytes;       /* RAGD_MAX_HEADER_BYTES, default 32768 */
   /* The generators to try, in order, built by config_finish: the entries of
    * RAGD_LLM_CHAIN, or the single RAGD_LLM_* generator; the extractive last
    * resort is not in this list (see llm_last_resort). */

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
+import net from 'node:net';
 import {
   RAGD_BIN, ragdEnv, runRagd, startServer, startFakeOpenAI, postJson, tempDir, sleep,
 } from './helpers.mjs';
@@ -23,6 +24,31 @@ async function createKey(data, ...args) {
 }
 
 const bearer = (key) => ({ authorization: `Bearer ${key}` });
+
+// Sends raw bytes and reads until the server closes or a whole response
+// (by Content-Length) has come; resolves {head, body}.
+function rawRequest(port, text) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let data = Buffer.alloc(0);
+    const done = () => {
+      const s = data.toString('utf8');
+      const i = s.indexOf('\r\n\r\n');
+      sock.destroy();
+      resolve({ head: i < 0 ? s : s.slice(0, i + 2), body: i < 0 ? '' : s.slice(i + 4) });
+    };
+    sock.on('data', (d) => {
+      data = Buffer.concat([data, d]);
+      const s = data.toString('utf8');
+      const i = s.indexOf('\r\n\r\n');
+      const m = /\r\ncontent-length: (\d+)/i.exec(s.slice(0, i));
+      if (i >= 0 && m && Buffer.byteLength(s.slice(i + 4)) >= Number(m[1])) done();
+    });
+    sock.on('end', done);
+    sock.on('error', (e) => (data.length ? done() : reject(e)));
+    sock.write(text);
+  });
+}
 
 test('keys: 401 without a valid key, 403 for the wrong scope, open routes stay open', async (t) => {
   const data = tempDir();
@@ -277,7 +303,7 @@ test('CORS: off by default; preflight and responses for allowed origins only', a
   assert.equal(r.headers.get('access-control-allow-origin'), null);
 });
 
-test('limits: a non-streamed answer is cut at RAGD_REQUEST_TIMEOUT_S; headers over the limit get 431', async (t) => {
+test('limits: a non-streamed answer is cut at RAGD_REQUEST_TIMEOUT_S; headers over the limit get a problem+json 431', async (t) => {
   const fake = await startFakeOpenAI(['--delay-ms', '4000']);
   t.after(() => fake.stop());
   const srv = await startServer({ env: { RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_RETRIES: '0', RAGD_REQUEST_TIMEOUT_S: '1', RAGD_MAX_HEADER_BYTES: '16384' } });
@@ -293,7 +319,23 @@ test('limits: a non-streamed answer is cut at RAGD_REQUEST_TIMEOUT_S; headers ov
   assert.equal(r.status, 504, r.text);
   assert.equal(r.json.error.code, 'request_timeout');
 
-  r = await fetch(srv.base + '/healthz', { headers: { 'x-big': 'a'.repeat(20000) } });
-  assert.equal(r.status, 431);
-  assert.equal((await fetch(srv.base + '/healthz', { headers: { 'x-small': 'a'.repeat(4000) } })).status, 200);
+  // Over RAGD_MAX_HEADER_BYTES: problem+json 431, read off a raw socket
+  // (what any client sees, whatever its HTTP library does with big headers).
+  let raw = await rawRequest(srv.port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20000)}\r\n\r\n`);
+  assert.match(raw.head, /^HTTP\/1\.1 431 /);
+  assert.match(raw.head, /\r\ncontent-type: application\/problem\+json\r\n/i);
+  const problem = JSON.parse(raw.body);
+  assert.equal(problem.code, 'headers_too_large');
+  assert.equal(problem.status, 431);
+  assert.match(problem.detail, /the limit is 16384 \(RAGD_MAX_HEADER_BYTES\)/);
+  // Many small headers count together, and a body does not change it.
+  const many = Array.from({ length: 190 }, (_, i) => `X-H${i}: ${'b'.repeat(80)}\r\n`).join('');
+  raw = await rawRequest(srv.port, `POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n${many}\r\n{}`);
+  assert.match(raw.head, /^HTTP\/1\.1 431 /);
+  assert.equal(JSON.parse(raw.body).code, 'headers_too_large');
+  // Far over (more than the connection's memory, twice the limit): libmicrohttpd's own 431.
+  raw = await rawRequest(srv.port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(40000)}\r\n\r\n`);
+  assert.match(raw.head, /^HTTP\/1\.1 431 /);
+  // Under the limit, and the server still serves.
+  assert.equal((await fetch(srv.base + '/healthz', { headers: { 'x-small': 'a'.repeat(12000) } })).status, 200);
 });

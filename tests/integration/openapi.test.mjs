@@ -167,6 +167,23 @@ test('the OpenAPI document matches the route table and the real responses', asyn
     }
     if (template !== '/v1/chat/completions') for (const ty of ['meta', 'sources', 'done']) assert.ok(types.has(ty), `${route} sent ${ty}`);
   }
+  // Keys last: the first key switches authentication on.
+  const created = await call(srv.base, 'post', '/v1/keys', { scope: 'admin', name: 'openapi' });
+  assert.equal(created.status, 201, created.text);
+  check('post', '/v1/keys', 201, created.mediaType, created.json);
+  const auth = { authorization: `Bearer ${created.json.key}` };
+  const keyCalls = [
+    ['get', '/v1/keys', '/v1/keys', undefined, 200],
+    ['post', '/v1/keys', '/v1/keys', { scope: 'admin', rpm: -1 }, 400],
+    ['delete', '/v1/keys/{id}', `/v1/keys/${created.json.id}`, undefined, 200],
+    ['delete', '/v1/keys/{id}', `/v1/keys/${created.json.id}`, undefined, 404],
+  ];
+  for (const [method, template, route, body, status] of keyCalls) {
+    const res = await call(srv.base, method, route, body, auth);
+    assert.equal(res.status, status, `${method} ${route}: ${res.text}`);
+    check(method, template, status, res.mediaType, res.json);
+  }
+
   // An error event from a failing upstream (no last resort).
   const failing = await startServer({ env: { RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_RETRIES: '0', RAGD_LLM_LAST_RESORT: 'none' } });
   t.after(() => failing.stop());
