@@ -3,6 +3,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdlib.h>
 
 static void to_hex(const unsigned char *in, size_t n, char *out) {
   static const char digits[] = "0123456789abcdef";
@@ -52,3 +53,21 @@ int crypto_random_base64url(char *out, size_t nbytes) {
 }
 
 int crypto_equal(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) == 0; }
+
+long crypto_base64_decode(const char *in, size_t n, unsigned char *out) {
+  size_t padded = (n + 3) / 4 * 4, pad = 0;
+  unsigned char *tmp;
+  int got;
+  if (n == 0 || n > (1u << 20)) return -1;
+  tmp = malloc(padded + 1);
+  if (!tmp) return -1;
+  for (size_t i = 0; i < n; i++) tmp[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : (unsigned char)in[i];
+  for (size_t i = n; i < padded; i++) tmp[i] = '=';
+  tmp[padded] = '\0';
+  /* EVP_DecodeBlock counts each '=' of padding as a zero byte. */
+  for (size_t i = padded; i > 0 && tmp[i - 1] == '=' && pad < 2; i--) pad++;
+  got = EVP_DecodeBlock(out, tmp, (int)padded);
+  free(tmp);
+  if (got < 0 || (size_t)got < pad) return -1;
+  return (long)((size_t)got - pad);
+}

@@ -17,5 +17,10 @@ int crypto_random_base64url(char *out, size_t nbytes);
 /* Nonzero when a[0..n) equals b[0..n). Takes the same time whatever the
  * contents (OpenSSL's CRYPTO_memcmp): use it for secrets and their hashes. */
 int crypto_equal(const void *a, const void *b, size_t n);
+/* Decodes base64 or base64url text in[0..n) (padding optional, no
+ * whitespace; OpenSSL's EVP_DecodeBlock) into out, which holds at least
+ * 3 * ((n + 3) / 4) bytes. Returns the decoded length, or -1 when in is not
+ * base64 (or longer than 1 MiB). Any thread. */
+long crypto_base64_decode(const char *in, size_t n, unsigned char *out);
 
 #endif
