@@ -73,6 +73,7 @@ void api_keys_post(struct http_request *r, void *arg) {
   long rpm = 0, streams = 0;
   char secret[API_KEY_SECRET_SIZE], id[API_KEY_ID_SIZE];
   struct store_key shown;
+  struct http_notes *notes;
   json_t *o;
   ragd_err rc;
   if (!keys_supported(r, st)) return;
@@ -112,7 +113,9 @@ void api_keys_post(struct http_request *r, void *arg) {
   json_object_set_new(o, "key", json_string(secret));
   memset(secret, 0, sizeof secret);
   /* Program-made values only: the id, never the key. */
-  http_notes_set(http_request_notes(r), "key_created", id);
+  notes = http_request_notes(r);
+  http_notes_set(notes, "key_created", id);
+  http_notes_release(notes);
   http_reply_json(r, 201, o);
 }
 
