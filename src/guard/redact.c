@@ -89,14 +89,18 @@ static size_t after_secret_param(const char *t, size_t len, size_t i) {
   return 0;
 }
 
-/* A provider key shape at i (a word start): sk-..., sk-ant-..., AIza...
- * with at least 16 key characters after the prefix. Returns its end or 0. */
+/* A provider key shape at i (a word start): sk-..., sk-ant-..., AIza...,
+ * and ragd's own API keys (rk_ and 43 characters), at least 20 characters in
+ * all; a ragd key's public id (rk_ and 8) is shorter and stays, since logs
+ * name keys by it. Returns its end or 0. */
 static size_t key_shape_end(const char *t, size_t len, size_t i) {
   size_t j;
   if (i + 3 < len && strncmp(t + i, "sk-", 3) == 0) {
     j = i + 3;
   } else if (i + 4 < len && strncmp(t + i, "AIza", 4) == 0) {
     j = i + 4;
+  } else if (i + 3 < len && strncmp(t + i, "rk_", 3) == 0) {
+    j = i + 3;
   } else {
     return 0;
   }

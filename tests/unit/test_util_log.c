@@ -230,6 +230,9 @@ static void test_redaction_rules(void **state) {
   /* ordinary words stay */
   redacts("token count 812, basic plan, the key to refunds", "token count 812, basic plan, the key to refunds");
   redacts("sk-short stays", "sk-short stays");
+  /* ragd's own keys: the key goes, its public id (what logs name) stays */
+  redacts("pasted rk_AbCdEfGh1234567890abcdefghijklmnopqrstuvwxy_- here", "pasted [REDACTED] here");
+  redacts("key rk_AbCdEfGh revoked", "key rk_AbCdEfGh revoked");
   redacts("monkey=3 passwords: none", "monkey=3 passwords: none");
   redacts("", "");
   redacts("mail me at a.b@example.co.kr", "mail me at [EMAIL]");
