@@ -38,10 +38,23 @@ static ragd_err api_key_count(void *arg, size_t *active) {
   return st->ops->key_count(st->ctx, active);
 }
 
-void api_access_opts(const struct ragd_config *cfg, struct http_access_opts *out) {
+/* Requests per minute on the store's shared counter (PostgreSQL: every node). */
+static ragd_err api_rate_take(void *arg, const char *name, long rpm, int *admitted,
+                              int64_t *retry_after_ms) {
+  struct api_app *app = arg;
+  const struct store *st = &app->engine->store;
+  *admitted = 1;
+  *retry_after_ms = 0;
+  if (!st->ops->rate_take) return RAGD_EUNSUPPORTED;
+  return st->ops->rate_take(st->ctx, name, rpm, admitted, retry_after_ms);
+}
+
+void api_access_opts(const struct ragd_config *cfg, const struct store *st,
+                     struct http_access_opts *out) {
   memset(out, 0, sizeof *out);
   out->key_lookup = api_key_lookup;
   out->key_count = api_key_count;
+  if (st && st->ops->rate_take) out->rate_take = api_rate_take;
   out->allow_open = cfg->allow_open != 0;
   if (cfg->metrics_auth[0])
     out->metrics_admin = strcmp(cfg->metrics_auth, "admin") == 0;

@@ -38,8 +38,11 @@ const char *api_put_status_name(enum store_put_status s);
 
 /* Fills *out from the configuration (RAGD_ALLOW_OPEN, RAGD_METRICS_AUTH,
  * RAGD_CORS_ORIGINS, RAGD_RATE_LIMIT_*), with keys looked up in the store of
- * the api_app given to the server as its app. out borrows from cfg. */
-void api_access_opts(const struct ragd_config *cfg, struct http_access_opts *out /* OUT */);
+ * the api_app given to the server as its app; requests per minute are counted
+ * on that store's shared counter when st (the same store) has one
+ * (PostgreSQL). out borrows from cfg. */
+void api_access_opts(const struct ragd_config *cfg, const struct store *st,
+                     struct http_access_opts *out /* OUT */);
 
 /* ---- API keys (api/keys.c) ---- */
 

@@ -124,7 +124,7 @@ int cli_serve(int argc, char **argv) {
   }
   if (rag_keyword_ensure(engine) != RAGD_OK)
     fprintf(stderr, "ragd serve: the keyword index did not load; keyword searches will retry\n");
-  api_access_opts(cfg, &access);
+  api_access_opts(cfg, &engine->store, &access);
   memset(&hopts, 0, sizeof hopts);
   hopts.access = &access;
   hopts.max_header_bytes = (size_t)cfg->max_header_bytes;

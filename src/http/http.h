@@ -11,6 +11,7 @@
 #define RAGD_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/buf.h"
 #include "util/err.h"
@@ -67,6 +68,12 @@ struct http_key {
 typedef ragd_err (*http_key_lookup_fn)(void *app, const char *hash_hex, struct http_key *out);
 /* The number of active keys; same threads and caching. */
 typedef ragd_err (*http_key_count_fn)(void *app, size_t *active);
+/* Shared requests-per-minute limits (several servers on one database):
+ * counts one request of name against rpm; *admitted 0 with *retry_after_ms
+ * when it does not fit. An error lets the server's own bucket decide.
+ * Worker threads, once per admitted request. */
+typedef ragd_err (*http_rate_take_fn)(void *app, const char *name, long rpm, int *admitted,
+                                      int64_t *retry_after_ms);
 
 /* Access control and limits. With no active key the server is open, but
  * only when it listens on a loopback address or allow_open is set;
@@ -80,6 +87,8 @@ typedef ragd_err (*http_key_count_fn)(void *app, size_t *active);
 struct http_access_opts {
   http_key_lookup_fn key_lookup; /* NULL: no keys exist, ever */
   http_key_count_fn key_count;
+  http_rate_take_fn rate_take; /* NULL: requests per minute counted in this
+                                  process only (requests in flight always are) */
   long cache_ms;     /* key cache lifetime; 0: 500 ms */
   int allow_open;    /* serve without keys on a non-loopback address */
   int metrics_admin; /* HTTP_ACCESS_METRICS routes need an admin key */

@@ -60,6 +60,15 @@ enum http_limit_verdict http_limiter_admit(struct http_limiter *l, const char *n
                                            long concurrent, int64_t now_ms,
                                            struct http_limit_slot **slot /* OUT */,
                                            int64_t *retry_after_ms /* OUT */);
+/* http_limiter_admit, with the requests per minute counted by a->rate_take
+ * (shared by every server on the database) when it is set: the in-flight
+ * place is taken here first, then the shared token; a refused token gives the
+ * place back. When rate_take fails, this process's bucket decides (a warning
+ * is logged at most once a minute). */
+enum http_limit_verdict http_limits_admit(struct http_limiter *l, const struct http_access_opts *a,
+                                          void *app, const char *name, long rpm, long concurrent,
+                                          int64_t now_ms, struct http_limit_slot **slot /* OUT */,
+                                          int64_t *retry_after_ms /* OUT */);
 /* Gives back the in-flight place. Accepts NULL. Any thread. */
 void http_limiter_release(struct http_limiter *l, struct http_limit_slot *slot);
 /* Entries now in the table (for tests). */

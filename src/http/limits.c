@@ -1,7 +1,11 @@
 /* limits.c - token buckets and requests in flight, per API key and per
  * client address (see http_int.h). One mutex guards the table: an admission
- * is a hash, a short chain walk and a few arithmetic operations. */
+ * is a hash, a short chain walk and a few arithmetic operations. With a
+ * shared counter (http_access_opts.rate_take, the PostgreSQL store) the
+ * requests per minute are counted there instead, and the table keeps only
+ * the requests in flight. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,6 +153,37 @@ enum http_limit_verdict http_limiter_admit(struct http_limiter *l, const char *n
 out:
   pthread_mutex_unlock(&l->mu);
   return v;
+}
+
+enum http_limit_verdict http_limits_admit(struct http_limiter *l, const struct http_access_opts *a,
+                                          void *app, const char *name, long rpm, long concurrent,
+                                          int64_t now_ms, struct http_limit_slot **slot,
+                                          int64_t *retry_after_ms) {
+  static _Atomic int64_t warned_ms = -60000;
+  enum http_limit_verdict v;
+  int admitted = 1;
+  int64_t retry = 0;
+  ragd_err rc;
+  if (!a || !a->rate_take || rpm <= 0)
+    return http_limiter_admit(l, name, rpm, concurrent, now_ms, slot, retry_after_ms);
+  v = http_limiter_admit(l, name, 0, concurrent, now_ms, slot, retry_after_ms);
+  if (v != HTTP_LIMIT_OK) return v;
+  rc = a->rate_take(app, name, rpm, &admitted, &retry);
+  if (rc) {
+    int64_t last = warned_ms;
+    if (now_ms - last >= 60000 && atomic_compare_exchange_strong(&warned_ms, &last, now_ms))
+      log_warn("rate limits: the shared counter failed (%s); counting in this process",
+               ragd_strerror(rc));
+    http_limiter_release(l, *slot);
+    return http_limiter_admit(l, name, rpm, concurrent, now_ms, slot, retry_after_ms);
+  }
+  if (!admitted) {
+    http_limiter_release(l, *slot);
+    *slot = NULL;
+    *retry_after_ms = retry > 0 ? retry : 1;
+    return HTTP_LIMIT_RATE;
+  }
+  return HTTP_LIMIT_OK;
 }
 
 void http_limiter_release(struct http_limiter *l, struct http_limit_slot *slot) {

@@ -546,7 +546,8 @@ static int request_admit(struct http_request *r) {
     rpm = key.rpm > 0 ? key.rpm : a->rpm_key;
     concurrent = key.streams > 0 ? key.streams : a->streams_key;
   }
-  verdict = http_limiter_admit(r->srv->limiter, name, rpm, concurrent, now, &r->slot, &retry_ms);
+  verdict = http_limits_admit(r->srv->limiter, a, r->srv->opts->app, name, rpm, concurrent, now,
+                              &r->slot, &retry_ms);
   if (verdict != HTTP_LIMIT_OK) {
     char secs[24];
     const char *who = r->key_id[0] ? "key " : "address ";

@@ -38,7 +38,12 @@
  *
  * API keys (schema 4) are the SQLite store's api_keys table: hashes only,
  * read afresh on every call, so all nodes see a revocation at once; a
- * duplicate id or hash is refused the same way (ON CONFLICT DO NOTHING). */
+ * duplicate id or hash is refused the same way (ON CONFLICT DO NOTHING).
+ *
+ * Rate limits (schema 5) are shared by every node: one row per key or client
+ * address in an UNLOGGED table (not WAL-logged, emptied by a crash: counts
+ * are not worth durability), a sliding-window counter on the database's
+ * clock, taken with one UPSERT per request (see pg_rate_take). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -165,14 +170,34 @@ static const struct pg_migration pg_migrations[] = {
      " streams bigint NOT NULL DEFAULT 0,"
      " created_at bigint NOT NULL,"
      " revoked_at bigint);"},
+    /* Shared rate limits: the requests of the current and the previous
+     * minute of each key or client address (times in ms on the database's
+     * clock). UNLOGGED: a crash empties it, which only forgives a minute. */
+    {5,
+     "CREATE UNLOGGED TABLE IF NOT EXISTS rate_limits ("
+     " name text COLLATE \"C\" PRIMARY KEY,"
+     " window_start bigint NOT NULL,"
+     " count integer NOT NULL,"
+     " prev_count integer NOT NULL,"
+     " touched_ms bigint NOT NULL);"},
 };
 
-#define PG_SCHEMA_VERSION 4
+#define PG_SCHEMA_VERSION 5
 /* From this version on, indexed terms are stemmed (text_stem_en): chunks
  * indexed by an older version are re-tokenized when the store opens. */
 #define PG_SCHEMA_STEMMED 2
 
 /* ---- statements --------------------------------------------------------------- */
+
+/* Shared rate limits: a minute's window, and the previous and current
+ * counts of a row rolled forward to EXCLUDED's (the request's) window. */
+#define PG_RATE_WINDOW_MS "60000"
+#define PG_RATE_PREV                                                              \
+  "(CASE WHEN r.window_start = EXCLUDED.window_start THEN r.prev_count"           \
+  " WHEN r.window_start = EXCLUDED.window_start - " PG_RATE_WINDOW_MS " THEN r.count" \
+  " ELSE 0 END)"
+#define PG_RATE_CUR "(CASE WHEN r.window_start = EXCLUDED.window_start THEN r.count ELSE 0 END)"
+#define PG_RATE_SWEEP_EVERY_MS 60000
 
 enum pg_stmt_id {
   PG_DOC_LOOKUP,
@@ -212,6 +237,9 @@ enum pg_stmt_id {
   PG_KEY_LIST,
   PG_KEY_REVOKE,
   PG_KEY_COUNT,
+  PG_RATE_TAKE,
+  PG_RATE_PEEK,
+  PG_RATE_SWEEP,
   PG_STMT_COUNT
 };
 
@@ -372,6 +400,28 @@ static const char *const pg_stmt_sql[PG_STMT_COUNT] = {
     [PG_KEY_REVOKE] = "UPDATE api_keys SET revoked_at = $2::bigint"
                       " WHERE public_id = $1::text AND revoked_at IS NULL",
     [PG_KEY_COUNT] = "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
+    /* $1 name, $2 rpm. Rolls the row to the current minute, then counts the
+     * request only when the estimate of the last 60 s (the previous minute's
+     * count weighted by how much of it is still inside the last 60 s, plus
+     * this minute's) leaves room: no row returned means refused, and a
+     * refused request is not counted. */
+    [PG_RATE_TAKE] =
+        "INSERT INTO rate_limits AS r (name, window_start, count, prev_count, touched_ms)"
+        " SELECT $1, n - n % " PG_RATE_WINDOW_MS ", 1, 0, n FROM"
+        " (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS n) t"
+        " ON CONFLICT (name) DO UPDATE SET"
+        " prev_count = " PG_RATE_PREV ", count = " PG_RATE_CUR " + 1,"
+        " window_start = EXCLUDED.window_start, touched_ms = EXCLUDED.touched_ms"
+        " WHERE " PG_RATE_PREV "::float8 * (" PG_RATE_WINDOW_MS
+        " - (EXCLUDED.touched_ms - EXCLUDED.window_start)) / " PG_RATE_WINDOW_MS
+        " + " PG_RATE_CUR " + 1 <= $2::bigint"
+        " RETURNING r.count",
+    [PG_RATE_PEEK] = "SELECT window_start, count, prev_count,"
+                     " (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+                     " FROM rate_limits WHERE name = $1",
+    [PG_RATE_SWEEP] = "DELETE FROM rate_limits WHERE touched_ms <"
+                      " (extract(epoch FROM clock_timestamp()) * 1000)::bigint - 2 * "
+                      PG_RATE_WINDOW_MS,
 };
 
 /* ---- the pool ------------------------------------------------------------------ */
@@ -397,6 +447,7 @@ struct pg_store {
   size_t nidle;
   pthread_mutex_t mu;
   pthread_cond_t cv;
+  int64_t rate_swept_ms; /* last sweep of idle rate_limits rows (guarded by mu) */
 };
 
 /* Parameters of one statement: text in binary format (exact length, no
@@ -2353,6 +2404,79 @@ static ragd_err pg_key_count(void *ctx, size_t *active) {
   return rc;
 }
 
+/* ---- shared rate limits ---------------------------------------------------------------- */
+
+/* Milliseconds until a request fits under rpm, from a row (window start,
+ * count, previous count) and the database's now, by the same estimate as
+ * PG_RATE_TAKE. At least 1. */
+static int64_t pg_rate_retry_ms(int64_t window_start, int64_t count, int64_t prev, int64_t now,
+                                long rpm) {
+  const double w = 60000.0;
+  int64_t cur_start = now - now % 60000;
+  double elapsed = (double)(now - cur_start), need, wait;
+  if (window_start != cur_start) { /* roll forward as the UPSERT would */
+    prev = window_start == cur_start - 60000 ? count : 0;
+    count = 0;
+  }
+  if (count + 1 <= rpm) {
+    /* prev * (w - e) / w + count + 1 <= rpm  <=>  e >= w * (1 - (rpm - 1 - count) / prev) */
+    need = prev > 0 ? w * (1.0 - (double)(rpm - 1 - count) / (double)prev) : 0.0;
+    wait = need - elapsed;
+  } else {
+    /* Not this minute: in the next, this minute's count is the previous. */
+    need = count > rpm - 1 ? w * (1.0 - (double)(rpm - 1) / (double)count) : 0.0;
+    wait = (w - elapsed) + need;
+  }
+  return wait < 1.0 ? 1 : (int64_t)(wait + 0.999);
+}
+
+static ragd_err pg_rate_take(void *ctx, const char *name, long rpm, int *admitted,
+                             int64_t *retry_after_ms) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct pg_params p;
+  PGresult *res = NULL;
+  int64_t now = clock_mono_ms();
+  int sweep = 0;
+  ragd_err rc;
+
+  if (!s || !name || !admitted || !retry_after_ms || rpm <= 0) return RAGD_EINVAL;
+  *admitted = 1;
+  *retry_after_ms = 0;
+  pthread_mutex_lock(&s->mu);
+  if (now - s->rate_swept_ms >= PG_RATE_SWEEP_EVERY_MS) {
+    s->rate_swept_ms = now;
+    sweep = 1;
+  }
+  pthread_mutex_unlock(&s->mu);
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  /* Rows idle for two minutes count nothing any more: one node drops them
+   * about once a minute, so the table holds only active clients. */
+  if (sweep) rc = pg_run(c, PG_RATE_SWEEP, NULL, 0, "sweep rate limits", NULL);
+  pp_init(&p);
+  pp_text(&p, name);
+  pp_i64(&p, rpm);
+  if (!rc) rc = pg_run(c, PG_RATE_TAKE, &p, 0, "take a rate-limit token", &res);
+  if (!rc && PQntuples(res) == 0) {
+    *admitted = 0;
+    PQclear(res);
+    res = NULL;
+    pp_init(&p);
+    pp_text(&p, name);
+    rc = pg_run(c, PG_RATE_PEEK, &p, 0, "read a rate limit", &res);
+    if (!rc && PQntuples(res) == 1)
+      *retry_after_ms = pg_rate_retry_ms(pg_i64(res, 0, 0), pg_i64(res, 0, 1), pg_i64(res, 0, 2),
+                                         pg_i64(res, 0, 3), rpm);
+    else if (!rc)
+      *retry_after_ms = 1000;
+  }
+  PQclear(res);
+  pg_release(s, c);
+  if (rc) *admitted = 1; /* the caller decides what a failure means */
+  return rc;
+}
+
 /* ---- health ---------------------------------------------------------------------------- */
 
 static ragd_err pg_stats(void *ctx, struct store_stats *out) {
@@ -2420,4 +2544,5 @@ const struct store_ops store_postgres_ops = {
     .key_list = pg_key_list,
     .key_revoke = pg_key_revoke,
     .key_count = pg_key_count,
+    .rate_take = pg_rate_take,
 };

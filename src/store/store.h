@@ -384,6 +384,14 @@ struct store_ops {
   ragd_err (*key_revoke)(void *ctx, const char *id);
   /* The number of active keys. */
   ragd_err (*key_count)(void *ctx, size_t *active /* OUT */);
+  /* ---- shared rate limits (optional; NULL: the server keeps its own) ----
+   * Counts one request of name (an API key or client address) against rpm
+   * (> 0) requests per rolling minute, shared by every process using this
+   * store. *admitted = 1 when it fits (and it is counted), else 0 with
+   * *retry_after_ms (>= 1) until one would fit; a refused request is not
+   * counted. On an error *admitted is 1 and nothing is known. Any thread. */
+  ragd_err (*rate_take)(void *ctx, const char *name, long rpm, int *admitted /* OUT */,
+                        int64_t *retry_after_ms /* OUT */);
 };
 
 struct store {

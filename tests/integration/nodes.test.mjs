@@ -233,3 +233,41 @@ test('an API key made on the shared database works on both nodes; revoked, both 
   await sleep(600);
   for (const node of [a, b]) assert.equal((await search(node)).status, 200, `open again on ${node.base}`);
 });
+
+// Requests per minute are counted in the database both nodes share: a key
+// allowed 20 a minute gets 20 in all, however the requests are spread.
+test('a per-key rate limit holds across both nodes', async () => {
+  const bearer = (key) => ({ authorization: `Bearer ${key}` });
+  const limited = await createKey('--scope', 'query', '--rpm', '20');
+  await sleep(600); // each node caches its answer about keys for 500 ms
+  const statuses = { [a.base]: [], [b.base]: [] };
+  let retryAfter;
+  for (let i = 0; i < 30; i++) {
+    const node = i % 2 ? b : a;
+    const r = await postJson(node.base, '/v1/search', { query: 'refunds' }, bearer(limited.key));
+    statuses[node.base].push(r.status);
+    if (r.status === 429) {
+      assert.equal(r.json.code, 'rate_limited');
+      retryAfter = Number(r.headers.get('retry-after'));
+    } else {
+      assert.equal(r.status, 200, r.text);
+    }
+  }
+  const ok = (list) => list.filter((s) => s === 200).length;
+  const admitted = ok(statuses[a.base]) + ok(statuses[b.base]);
+  // One process alone would have admitted 15 on each node (30 in all).
+  assert.equal(admitted, 20, JSON.stringify(statuses));
+  assert.ok(ok(statuses[a.base]) >= 5 && ok(statuses[b.base]) >= 5, JSON.stringify(statuses));
+  assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+  // The counter lives in an UNLOGGED table, one row per key.
+  const row = psql(`SELECT count + prev_count, relpersistence FROM ${schema}.rate_limits, pg_class
+                    WHERE name = 'key:${limited.id}' AND pg_class.oid = '${schema}.rate_limits'::regclass`);
+  assert.match(row, /^20\|u$/, row);
+  // Another key is not affected.
+  const other = await createKey('--scope', 'query');
+  await sleep(600);
+  for (const node of [a, b])
+    assert.equal((await postJson(node.base, '/v1/search', { query: 'refunds' }, bearer(other.key))).status, 200);
+  for (const k of [limited, other])
+    assert.equal((await runRagd(['keys', 'revoke', k.id], { env: { RAGD_STORE: storeUrl } })).code, 0);
+});

@@ -81,8 +81,8 @@ static int pg_fresh_spec(struct fixture *fx) {
   if (shared && strcmp(shared, "1") == 0) {
     snprintf(fx->spec, sizeof fx->spec, "%s", suite_pg_url);
     fx->schema[0] = '\0';
-    return pg_admin("DROP TABLE IF EXISTS ragd_schema_migrations, api_keys, feedback, messages,"
-                    " conversations, vectors, chunks, documents CASCADE");
+    return pg_admin("DROP TABLE IF EXISTS ragd_schema_migrations, rate_limits, api_keys, feedback,"
+                    " messages, conversations, vectors, chunks, documents CASCADE");
   }
   snprintf(fx->schema, sizeof fx->schema, "ragd_t%ld_%u", (long)getpid(), suite_schema_seq++);
   snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", fx->schema,
@@ -1456,6 +1456,42 @@ static void test_keys(void **state) {
   store_close(&other);
 }
 
+/* Shared rate limits (PostgreSQL only; the SQLite store has no such op): a
+ * name gets rpm requests per rolling minute through any store on the
+ * database, refused ones are not counted, and names do not share. */
+static void test_rate_take(void **state) {
+  struct fixture *fx = *state;
+  const struct store_ops *ops = fx->st.ops;
+  struct store other = {0};
+  int admitted = -1;
+  int64_t retry = -1;
+  if (!ops->rate_take) {
+    assert_string_equal(ops->name, "sqlite");
+    return;
+  }
+  assert_int_equal(store_open_ex(fx->spec, &suite_opts, &other), RAGD_OK);
+  for (int i = 0; i < 5; i++) {
+    const struct store *st = i % 2 ? &other : &fx->st;
+    assert_int_equal(st->ops->rate_take(st->ctx, "key:rk_rate", 5, &admitted, &retry), RAGD_OK);
+    assert_int_equal(admitted, 1);
+    assert_int_equal(retry, 0);
+  }
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(other.ops->rate_take(other.ctx, "key:rk_rate", 5, &admitted, &retry), RAGD_OK);
+    assert_int_equal(admitted, 0);
+    assert_true(retry >= 1 && retry <= 120000);
+  }
+  /* A higher limit for the same name admits again: refusals were not counted. */
+  assert_int_equal(ops->rate_take(fx->st.ctx, "key:rk_rate", 6, &admitted, &retry), RAGD_OK);
+  assert_int_equal(admitted, 1);
+  assert_int_equal(ops->rate_take(fx->st.ctx, "key:rk_rate", 6, &admitted, &retry), RAGD_OK);
+  assert_int_equal(admitted, 0);
+  assert_int_equal(ops->rate_take(fx->st.ctx, "addr:192.0.2.7", 1, &admitted, &retry), RAGD_OK);
+  assert_int_equal(admitted, 1);
+  assert_int_equal(ops->rate_take(fx->st.ctx, "key:rk_rate", 0, &admitted, &retry), RAGD_EINVAL);
+  store_close(&other);
+}
+
 /* ---- threads -------------------------------------------------------------------------------- */
 
 struct worker_arg {
@@ -1563,6 +1599,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
       cmocka_unit_test_setup_teardown(test_feedback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_rate_take, setup, teardown),
       cmocka_unit_test_setup_teardown(test_migrate_conversations, setup, teardown),
       cmocka_unit_test(test_message_id_ok),
       cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
