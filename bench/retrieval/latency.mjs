@@ -3,7 +3,7 @@
 // prints p50/p99 per mode, and with --compare BASE2 the recall@10 of BASE's
 // vector results against BASE2's (an exact index on the same data).
 //   node latency.mjs --base http://127.0.0.1:PORT --queries FILE [--n 300]
-//        [--modes keyword,vector,hybrid] [--compare http://127.0.0.1:PORT2]
+//        [--modes keyword,vector,hybrid] [--compare http://127.0.0.1:PORT2] [--label NAME]
 import { readFileSync } from 'node:fs';
 
 const a = process.argv.slice(2);
@@ -41,5 +41,5 @@ if (compare) {
     found += x.filter((id) => s.has(id)).length;
     total += y.length;
   }
-  console.log(`int8 recall@10 against exact: ${(found / total).toFixed(4)} (${Math.min(n, queries.length)} queries)`);
+  console.log(`${opt('--label', 'int8')} recall@10 against exact: ${(found / total).toFixed(4)} (${Math.min(n, queries.length)} queries)`);
 }

@@ -66,6 +66,11 @@ struct rag_engine {
    * the dimension is known (openai without RAGD_EMBED_DIMENSIONS: its first
    * answer). index_lock guards index: searches read, ingest writes. */
   struct embedder embedder;
+  /* 1: vectors are searched in the store (store.ops->search_vectors:
+   * pgvector), index stays empty and every node sees every vector at once;
+   * 0: in index, of kind memory_index ("int8" | "exact"). */
+  int vector_in_store;
+  const char *memory_index;
   struct retrieve_index index;
   pthread_rwlock_t index_lock;
   int index_lock_ready;

@@ -95,8 +95,51 @@ static int load_one(void *ctx, int64_t chunk_rowid, int64_t document_rowid, cons
   return e->index.ops->add(e->index.ctx, chunk_rowid, document_rowid, v) != RAGD_OK;
 }
 
+/* Where vectors are searched (RAGD_VECTOR_INDEX): auto and store take the
+ * store's own search when it has one; on PostgreSQL without pgvector
+ * start-up fails there, saying how to enable it or how to opt out. */
+static ragd_err vector_search_choose(struct rag_engine *e, struct buf *err) {
+  const char *mode = e->cfg->vector_index, *why = NULL;
+  int in_store = strcmp(mode, "auto") == 0 || strcmp(mode, "store") == 0;
+  if (!in_store) return RAGD_OK;
+  if (!e->store.ops->search_vectors) {
+    if (strcmp(mode, "auto") == 0) return RAGD_OK;
+    if (err)
+      buf_appendf(err, "RAGD_VECTOR_INDEX=store: the %s store has no vector search of its own "
+                       "(use int8 or exact)", e->store.ops->name);
+    return RAGD_ECONFIG;
+  }
+  if (!e->store.ops->vector_search_available(e->store.ctx, &why)) {
+    if (err)
+      buf_appendf(err, "vector search on %s needs pgvector: %s (or set RAGD_VECTOR_INDEX=int8 "
+                       "to keep the vectors in each node's memory instead: a node then finds "
+                       "vectors stored through another only after a restart)",
+                  e->store.ops->name, why ? why : "not available");
+    return RAGD_ECONFIG;
+  }
+  e->vector_in_store = 1;
+  return RAGD_OK;
+}
+
+/* Store search: makes sure the set of the embedder's vectors is indexed
+ * (an HNSW build on the first start over a large set takes a while). */
+static ragd_err vector_set_prepare(struct rag_engine *e, size_t dim) {
+  struct store_vector_query q;
+  struct store_hit_list none = {0};
+  ragd_err rc;
+  memset(&q, 0, sizeof q);
+  q.model = e->embedder.model_key;
+  q.dim = dim;
+  rc = e->store.ops->search_vectors(e->store.ctx, &q, &none);
+  store_hit_list_dispose(&none);
+  if (!rc)
+    log_info("vector search: in the %s store (%s, %zu dimensions)", e->store.ops->name,
+             e->embedder.model_key, dim);
+  return rc;
+}
+
 static ragd_err index_create_and_load(struct rag_engine *e, size_t dim) {
-  ragd_err rc = retrieve_index_create(e->cfg->vector_index, dim, &e->index);
+  ragd_err rc = retrieve_index_create(e->memory_index, dim, &e->index);
   if (rc) return rc;
   return e->store.ops->load_vectors(e->store.ctx, e->embedder.model_key, dim, load_one, e);
 }
@@ -235,11 +278,16 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
   rc = parse_weight("RAGD_HYBRID_FEEDBACK", cfg->hybrid_feedback, &e->vector_feedback, err);
   if (rc) return rc;
   e->vector_feedback_docs = (size_t)cfg->hybrid_feedback_docs;
-  if (strcmp(cfg->vector_index, "int8") != 0 && strcmp(cfg->vector_index, "exact") != 0) {
-    if (err) buf_appendf(err, "RAGD_VECTOR_INDEX: expected int8 or exact, got \"%s\"", cfg->vector_index);
+  if (strcmp(cfg->vector_index, "auto") != 0 && strcmp(cfg->vector_index, "store") != 0 &&
+      strcmp(cfg->vector_index, "int8") != 0 && strcmp(cfg->vector_index, "exact") != 0) {
+    if (err)
+      buf_appendf(err, "RAGD_VECTOR_INDEX: expected auto, store, int8 or exact, got \"%s\"",
+                  cfg->vector_index);
     return RAGD_ECONFIG;
   }
-  rc = keyword_settings(e, err);
+  e->memory_index = strcmp(cfg->vector_index, "exact") == 0 ? "exact" : "int8";
+  rc = vector_search_choose(e, err);
+  if (!rc) rc = keyword_settings(e, err);
   if (rc) return rc;
   if (pthread_rwlock_init(&e->index_lock, NULL) != 0) return RAGD_ENOMEM;
   e->index_lock_ready = 1;
@@ -273,7 +321,10 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
   rc = report_model_switch(e, dim, &learned);
   if (rc) goto fail;
   if (dim == 0) dim = learned; /* openai: the dimension its stored vectors have */
-  if (dim) {
+  if (dim && e->vector_in_store) {
+    rc = vector_set_prepare(e, dim);
+    if (rc) goto fail;
+  } else if (dim) {
     rc = index_create_and_load(e, dim);
     if (rc) goto fail;
     log_info("vector index: %zu vectors of %s, %zu dimensions (%s)",
@@ -297,8 +348,9 @@ void rag_retrieval_close(struct rag_engine *e) {
 
 ragd_err rag_index_ensure(struct rag_engine *e, size_t dim) {
   ragd_err rc = RAGD_OK;
+  if (e->vector_in_store) return RAGD_OK;
   pthread_rwlock_wrlock(&e->index_lock);
-  if (!e->index.ops) rc = retrieve_index_create(e->cfg->vector_index, dim, &e->index);
+  if (!e->index.ops) rc = retrieve_index_create(e->memory_index, dim, &e->index);
   else if (e->index.dim != dim) rc = RAGD_EINVAL;
   pthread_rwlock_unlock(&e->index_lock);
   return rc;
@@ -309,9 +361,10 @@ ragd_err rag_index_put_doc(struct rag_engine *e, int64_t document_rowid,
                            size_t dim) {
   ragd_err rc = RAGD_OK;
   size_t i;
+  if (e->vector_in_store) return RAGD_OK; /* the store has them already */
   pthread_rwlock_wrlock(&e->index_lock);
   if (!e->index.ops) {
-    rc = retrieve_index_create(e->cfg->vector_index, dim, &e->index);
+    rc = retrieve_index_create(e->memory_index, dim, &e->index);
     if (rc) goto out;
   }
   if (e->index.dim != dim) {
@@ -395,7 +448,7 @@ ragd_err rag_reindex(struct rag_engine *e, void (*progress)(void *ctx, size_t do
                                      batch.count);
     if (rc) break;
     pthread_rwlock_wrlock(&e->index_lock);
-    for (i = 0; i < batch.count && !rc; i++) {
+    for (i = 0; i < batch.count && !rc && !e->vector_in_store; i++) {
       e->index.ops->remove(e->index.ctx, rowids[i]);
       rc = e->index.ops->add(e->index.ctx, rowids[i], batch.items[i].document_rowid, vecs + i * dim);
     }

@@ -30,6 +30,11 @@ static int filters_empty(const char *filters_json) {
   return strncmp(filters_json, "{}", 2) == 0 && filters_json[2 + strspn(filters_json + 2, " \t\r\n")] == '\0';
 }
 
+static void hit_move(struct store_hit *dst, struct store_hit *src) {
+  *dst = *src;
+  memset(src, 0, sizeof *src);
+}
+
 static int rowid_cmp(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return (x > y) - (x < y);
@@ -61,11 +66,31 @@ static void add_feedback(struct rag_engine *e, float *q, size_t dim, const int64
   free(sum);
 }
 
-/* The vector ranking: up to k hits of the index for the query's embedding,
- * best first, restricted to documents matching the filters. */
+/* The store's own vector search (pgvector): filters and feedback run in the
+ * same query; the hits it returns go to *pre for fetch_chunks. */
+static ragd_err store_vector_ranking(struct rag_engine *e, const struct rag_search_opts *o,
+                                     const float *q, size_t dim, size_t k, const int64_t *feedback,
+                                     size_t nfeedback, struct retrieve_hit *out, size_t *n,
+                                     struct store_hit_list *pre) {
+  struct store_vector_query vq = {e->embedder.model_key, dim, q, k, o->filters_json,
+                                  feedback, nfeedback, e->vector_feedback};
+  ragd_err rc = e->store.ops->search_vectors(e->store.ctx, &vq, pre);
+  if (rc) return rc;
+  for (size_t i = 0; i < pre->count && i < k; i++) {
+    out[i].id = pre->items[i].chunk_rowid;
+    out[i].group = pre->items[i].document_rowid;
+    out[i].score = (float)pre->items[i].score;
+    *n = i + 1;
+  }
+  return RAGD_OK;
+}
+
+/* The vector ranking: up to k hits of the index (or the store, with the
+ * hits in *pre) for the query's embedding, best first, restricted to
+ * documents matching the filters. */
 static ragd_err vector_ranking(struct rag_engine *e, const struct rag_search_opts *o, size_t k,
                                const int64_t *feedback, size_t nfeedback,
-                               struct retrieve_hit **out, size_t *n) {
+                               struct retrieve_hit **out, size_t *n, struct store_hit_list *pre) {
   struct retrieve_filter flt = {1, NULL, 0};
   int64_t *groups = NULL;
   float *q = NULL;
@@ -77,7 +102,7 @@ static ragd_err vector_ranking(struct rag_engine *e, const struct rag_search_opt
   *out = NULL;
   *n = 0;
   buf_init(&err, 0);
-  if (!filters_empty(o->filters_json)) {
+  if (!e->vector_in_store && !filters_empty(o->filters_json)) {
     rc = e->store.ops->filter_documents(e->store.ctx, o->filters_json, &groups, &flt.count);
     if (rc) goto out;
     flt.all = 0;
@@ -96,6 +121,10 @@ static ragd_err vector_ranking(struct rag_engine *e, const struct rag_search_opt
   text = slice_from_cstr(o->query);
   rc = embed_texts(&e->embedder, &text, 1, q, &err);
   if (rc) goto embed_failed;
+  if (e->vector_in_store) {
+    rc = store_vector_ranking(e, o, q, dim, k, feedback, nfeedback, *out, n, pre);
+    goto out;
+  }
   pthread_rwlock_rdlock(&e->index_lock);
   if (e->index.ops && e->index.dim == dim) {
     if (nfeedback && e->vector_feedback > 0) add_feedback(e, q, dim, feedback, nfeedback);
@@ -118,13 +147,32 @@ out:
   return rc;
 }
 
-/* Fetches the chunks of vector hits [0, n) that hits does not hold yet;
- * ids missing from the store are dropped from the index. */
+/* The index in pre of the unused hit of chunk id, or pre->count. */
+static size_t pre_find(const struct store_hit_list *pre, int64_t id) {
+  size_t j;
+  for (j = 0; j < pre->count; j++)
+    if (pre->items[j].chunk_id && pre->items[j].chunk_rowid == id) break;
+  return j;
+}
+
+/* Fetches the chunks with these ids, in this order: from pre (may be NULL;
+ * the store's vector search already read them) when it holds them all,
+ * else from the store; ids missing from the store are dropped from the
+ * index. */
 static ragd_err fetch_chunks(struct rag_engine *e, const int64_t *ids, size_t n,
-                             struct store_hit_list *out) {
+                             struct store_hit_list *pre, struct store_hit_list *out) {
   size_t i, j, missing_n = 0;
   int64_t *missing;
-  ragd_err rc = e->store.ops->get_chunks(e->store.ctx, ids, n, out);
+  ragd_err rc;
+  for (i = 0; pre && i < n && pre_find(pre, ids[i]) < pre->count; i++) {
+  }
+  if (pre && pre->count && i == n) {
+    out->items = calloc(n + 1, sizeof *out->items);
+    if (!out->items) return RAGD_ENOMEM;
+    for (i = 0; i < n; i++) hit_move(&out->items[out->count++], &pre->items[pre_find(pre, ids[i])]);
+    return RAGD_OK;
+  }
+  rc = e->store.ops->get_chunks(e->store.ctx, ids, n, out);
   if (rc || out->count == n) return rc;
   missing = malloc(n * sizeof *missing);
   if (!missing) return RAGD_OK;
@@ -137,10 +185,6 @@ static ragd_err fetch_chunks(struct rag_engine *e, const int64_t *ids, size_t n,
   return RAGD_OK;
 }
 
-static void hit_move(struct store_hit *dst, struct store_hit *src) {
-  *dst = *src;
-  memset(src, 0, sizeof *src);
-}
 
 /* The in-memory keyword ranking (see rag_keyword_ensure): up to k chunk ids
  * and scores, best first, as the store's search_bm25_filtered would rank
@@ -202,7 +246,7 @@ static ragd_err keyword_memory(struct rag_engine *e, const struct rag_search_opt
       goto out;
     }
     for (i = 0; i < n; i++) ids[i] = kh[i].id;
-    rc = fetch_chunks(e, ids, n, out);
+    rc = fetch_chunks(e, ids, n, NULL, out);
     if (rc || out->count == n) break;
   }
   for (i = 0, j = 0; i < out->count; i++) {
@@ -233,9 +277,10 @@ static ragd_err search_keyword(struct rag_engine *e, const struct rag_search_opt
 static ragd_err search_vector(struct rag_engine *e, const struct rag_search_opts *o,
                               struct store_hit_list *out) {
   struct retrieve_hit *vh = NULL;
+  struct store_hit_list pre = {0};
   int64_t *ids = NULL;
   size_t n = 0, i, j;
-  ragd_err rc = vector_ranking(e, o, o->k, NULL, 0, &vh, &n);
+  ragd_err rc = vector_ranking(e, o, o->k, NULL, 0, &vh, &n, &pre);
   if (rc || n == 0) goto out;
   ids = malloc(n * sizeof *ids);
   if (!ids) {
@@ -243,7 +288,7 @@ static ragd_err search_vector(struct rag_engine *e, const struct rag_search_opts
     goto out;
   }
   for (i = 0; i < n; i++) ids[i] = vh[i].id;
-  rc = fetch_chunks(e, ids, n, out);
+  rc = fetch_chunks(e, ids, n, &pre, out);
   if (rc) goto out;
   for (i = 0, j = 0; i < out->count; i++) {
     while (j < n && vh[j].id != out->items[i].chunk_rowid) j++;
@@ -253,6 +298,7 @@ static ragd_err search_vector(struct rag_engine *e, const struct rag_search_opts
     out->items[i].score = vh[j].score;
   }
 out:
+  store_hit_list_dispose(&pre);
   free(vh);
   free(ids);
   return rc;
@@ -264,7 +310,7 @@ out:
 static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts *o,
                               struct store_hit_list *out) {
   size_t depth = (size_t)e->cfg->rrf_depth > o->k ? (size_t)e->cfg->rrf_depth : o->k;
-  struct store_hit_list kw = {0}, fetched = {0}, result = {0};
+  struct store_hit_list kw = {0}, fetched = {0}, result = {0}, pre = {0};
   struct retrieve_hit *vh = NULL;
   struct retrieve_bm25_hit *kh = NULL;
   struct retrieve_fused *fused = NULL;
@@ -296,7 +342,7 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
     size_t nfb = nk < e->vector_feedback_docs ? nk : e->vector_feedback_docs;
     if (nfb > 8) nfb = 8;
     for (i = 0; i < nfb; i++) fb[i] = kw_ids[i];
-    rc = vector_ranking(e, o, depth, fb, nfb, &vh, &nv);
+    rc = vector_ranking(e, o, depth, fb, nfb, &vh, &nv, &pre);
   }
   if (rc == RAGD_EUPSTREAM) {
     /* the embeddings server is down: keyword alone still answers */
@@ -334,7 +380,7 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
   }
   for (i = 0; i < nf; i++)
     if (kh || !fused[i].ranks[0]) need[nneed++] = fused[i].id;
-  rc = fetch_chunks(e, need, nneed, &fetched);
+  rc = fetch_chunks(e, need, nneed, &pre, &fetched);
   if (rc) goto out;
   for (i = 0; i < nf; i++) {
     const struct retrieve_fused *f = &fused[i];
@@ -359,6 +405,7 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
   result.count = 0;
 out:
   store_hit_list_dispose(&kw);
+  store_hit_list_dispose(&pre);
   store_hit_list_dispose(&fetched);
   store_hit_list_dispose(&result);
   free(vh);

@@ -71,6 +71,13 @@
 #define PG_FILTER_KEYS_MAX 16
 #define PG_FILTER_VALUES_MAX 100
 #define PG_PARAMS_MAX 16
+/* hnsw.ef_search at least: the candidate list of an HNSW search. pgvector's
+ * default (40) is below the 50 candidates fusion asks for; measured recall
+ * in docs/postgres.md. */
+#define PG_EF_SEARCH "100"
+/* HNSW indexes vector up to 2,000 dimensions and halfvec up to 4,000. */
+#define PG_HNSW_VECTOR_MAX 2000
+#define PG_HNSW_HALFVEC_MAX 4000
 /* The key of the advisory lock that serializes migrations ('ragd'). */
 #define PG_MIGRATION_LOCK "1918986596"
 
@@ -79,7 +86,11 @@
 struct pg_migration {
   int version;
   const char *sql;
+  /* NULL, or a step in C run after sql in the same transaction */
+  ragd_err (*after)(PGconn *conn);
 };
+
+static ragd_err pg_backfill_embeddings(PGconn *conn);
 
 static const struct pg_migration pg_migrations[] = {
     {1,
@@ -122,10 +133,10 @@ static const struct pg_migration pg_migrations[] = {
      " role text NOT NULL,"
      " content text NOT NULL,"
      " created_at bigint NOT NULL);"
-     "CREATE INDEX messages_by_conversation ON messages(conversation_id, id);"},
+     "CREATE INDEX messages_by_conversation ON messages(conversation_id, id);", NULL},
     /* English stemming of indexed terms: the data is rewritten from C
      * (pg_open), the version only records that. */
-    {2, "SELECT 1"},
+    {2, "SELECT 1", NULL},
     /* Conversation memory, as the SQLite store's schema 3: messages get a
      * public id (random for the ones stored before), the retrieval query,
      * sources, citations, provider, model, finish reason and token counts;
@@ -155,7 +166,7 @@ static const struct pg_migration pg_migrations[] = {
      " comment text NOT NULL DEFAULT '',"
      " created_at bigint NOT NULL,"
      " updated_at bigint NOT NULL);"
-     "CREATE INDEX IF NOT EXISTS feedback_by_updated ON feedback(updated_at, message_id);"},
+     "CREATE INDEX IF NOT EXISTS feedback_by_updated ON feedback(updated_at, message_id);", NULL},
     /* API keys, as the SQLite store's api_keys table: only the SHA-256 of a
      * key is kept. Every node reads the same rows, so a key created or
      * revoked through any of them (or `ragd keys`) holds for all. */
@@ -169,7 +180,7 @@ static const struct pg_migration pg_migrations[] = {
      " rpm bigint NOT NULL DEFAULT 0,"
      " streams bigint NOT NULL DEFAULT 0,"
      " created_at bigint NOT NULL,"
-     " revoked_at bigint);"},
+     " revoked_at bigint);", NULL},
     /* Shared rate limits: the requests of the current and the previous
      * minute of each key or client address (times in ms on the database's
      * clock). UNLOGGED: a crash empties it, which only forgives a minute. */
@@ -179,10 +190,15 @@ static const struct pg_migration pg_migrations[] = {
      " window_start bigint NOT NULL,"
      " count integer NOT NULL,"
      " prev_count integer NOT NULL,"
-     " touched_ms bigint NOT NULL);"},
+     " touched_ms bigint NOT NULL);", NULL},
+    /* Vectors as real[] beside the bytea: pgvector casts them
+     * (embedding::vector(n)) in the per-set HNSW indexes and in nearest-
+     * vector search. A plain array, so that this schema needs no extension;
+     * the rows stored before are converted in C (pg_backfill_embeddings). */
+    {6, "ALTER TABLE vectors ADD COLUMN IF NOT EXISTS embedding real[];", pg_backfill_embeddings},
 };
 
-#define PG_SCHEMA_VERSION 5
+#define PG_SCHEMA_VERSION 6
 /* From this version on, indexed terms are stemmed (text_stem_en): chunks
  * indexed by an older version are re-tokenized when the store opens. */
 #define PG_SCHEMA_STEMMED 2
@@ -323,11 +339,12 @@ static const char *const pg_stmt_sql[PG_STMT_COUNT] = {
                     " ORDER BY id DESC LIMIT $2::bigint) AS m ORDER BY id",
     [PG_STATS] = "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)",
     [PG_PING] = "SELECT 1",
-    [PG_VEC_INSERT] = "INSERT INTO vectors(chunk_id, model, dimensions, data)"
-                      " SELECT $1::bigint, $2::text, $3::int, $4::bytea"
+    [PG_VEC_INSERT] = "INSERT INTO vectors(chunk_id, model, dimensions, data, embedding)"
+                      " SELECT $1::bigint, $2::text, $3::int, $4::bytea, $5::real[]"
                       " WHERE EXISTS (SELECT 1 FROM chunks WHERE id = $1::bigint)"
                       " ON CONFLICT (chunk_id, model) DO UPDATE"
-                      " SET dimensions = excluded.dimensions, data = excluded.data",
+                      " SET dimensions = excluded.dimensions, data = excluded.data,"
+                      " embedding = excluded.embedding",
     [PG_VEC_LOAD] = "SELECT v.chunk_id, c.document_id, v.data FROM vectors v"
                     " JOIN chunks c ON c.id = v.chunk_id"
                     " WHERE v.model = $1::text AND v.dimensions = $2::int ORDER BY v.chunk_id",
@@ -433,6 +450,9 @@ struct pg_conn {
    * connection in this process and to the process: PGlite's socket server
    * runs every client on one shared session, where names would collide. */
   char prefix[48];
+  /* The vector set (SHA-256 of "<dim>/<model>") whose search statement is
+   * prepared on this connection, "" when none. */
+  char vec_set[65];
 };
 
 static pthread_mutex_t pg_seq_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -448,6 +468,14 @@ struct pg_store {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int64_t rate_swept_ms; /* last sweep of idle rate_limits rows (guarded by mu) */
+  /* pgvector: 1 when installed (0.8.0 or newer), else why_no_vectors says
+   * what is missing. vec_indexed is the last vector set whose HNSW index
+   * this process made sure of (under vec_mu). */
+  int pgvector;
+  const char *why_no_vectors;
+  char why_buf[320];
+  pthread_mutex_t vec_mu;
+  char vec_indexed[65];
 };
 
 /* Parameters of one statement: text in binary format (exact length, no
@@ -570,9 +598,20 @@ static ragd_err pg_conn_setup(struct pg_store *s, struct pg_conn *c) {
     return RAGD_ESTORE;
   }
   buf_init(&sql, 0);
+  c->vec_set[0] = '\0';
   rc = buf_appendf(&sql, "SET statement_timeout = %ld", s->statement_timeout_ms);
   if (!rc) rc = pg_exec_sql(c->conn, sql.data, "set statement_timeout");
   buf_dispose(&sql);
+  /* HNSW search: at least PG_EF_SEARCH candidates (more when the URI's
+   * options ask for more), and iterative scans so that a metadata filter
+   * does not leave fewer than k hits. */
+  if (!rc && s->pgvector)
+    rc = pg_exec_sql(c->conn,
+                     "SET hnsw.iterative_scan = relaxed_order;"
+                     "SELECT set_config('hnsw.ef_search', '" PG_EF_SEARCH "', false)"
+                     " WHERE coalesce(current_setting('hnsw.ef_search', true), '0')::int < "
+                     PG_EF_SEARCH,
+                     "set the hnsw search options");
   if (rc) return rc;
   for (i = 0; i < PG_STMT_COUNT; i++) {
     PGresult *res;
@@ -714,6 +753,16 @@ static ragd_err pg_array_elem(struct buf *b, const char *p, size_t len) {
 static ragd_err pg_array_end(struct buf *b) {
   if (b->len == 0) return buf_append_str(b, "{}");
   return buf_append_char(b, '}');
+}
+
+/* Appends n floats as open, comma-separated values, close: a real[]
+ * literal ('{', '}') or a pgvector one ('[', ']'). %.9g round-trips a
+ * float32 exactly. */
+static ragd_err pg_floats_literal(struct buf *b, char open, const float *v, size_t n, char close) {
+  ragd_err rc = buf_append_char(b, open);
+  for (size_t i = 0; i < n && !rc; i++) rc = buf_appendf(b, i ? ",%.9g" : "%.9g", (double)v[i]);
+  if (!rc) rc = buf_append_char(b, close);
+  return rc;
 }
 
 /* ---- terms ------------------------------------------------------------------------- */
@@ -980,6 +1029,7 @@ static ragd_err pg_migrate(PGconn *conn, int migrate, int *from_version /* OUT *
   for (i = 0; i < sizeof pg_migrations / sizeof pg_migrations[0]; i++) {
     if (pg_migrations[i].version <= version) continue;
     rc = pg_exec_sql(conn, pg_migrations[i].sql, "apply a migration");
+    if (!rc && pg_migrations[i].after) rc = pg_migrations[i].after(conn);
     if (rc) goto out;
     buf_reset(&sql);
     rc = buf_appendf(&sql, "INSERT INTO ragd_schema_migrations(version) VALUES (%d)",
@@ -999,6 +1049,65 @@ out:
   return rc;
 }
 
+/* Finds pgvector, creating the extension when the server has it and
+ * migrate is 1 (as the database owner or a superuser; under the migration
+ * lock, since nodes may start together). Without it (or too old) the store
+ * still opens: s->why_no_vectors says why, and search_vectors refuses. */
+static ragd_err pg_vector_setup(struct pg_store *s, PGconn *conn, int migrate) {
+  PGresult *res = NULL;
+  int major = 0, minor = 0;
+  ragd_err rc;
+
+  res = PQexec(conn, "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector'),"
+                     " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')");
+  rc = pg_check(conn, res, "look for pgvector");
+  if (rc) goto out;
+  if (PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 1), "t") == 0 && migrate) {
+    PGresult *created = PQexec(conn, "BEGIN; SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ");"
+                                     " CREATE EXTENSION IF NOT EXISTS vector; COMMIT");
+    if (PQresultStatus(created) != PGRES_COMMAND_OK)
+      log_warn("store: cannot create the pgvector extension: %s", PQresultErrorMessage(created));
+    else
+      log_info("store: created the pgvector extension");
+    PQclear(created);
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE) {
+      PQclear(PQexec(conn, "ROLLBACK"));
+    }
+    PQclear(res);
+    res = PQexec(conn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'");
+    rc = pg_check(conn, res, "look for pgvector");
+    if (rc) goto out;
+    if (PQntuples(res) == 0) {
+      s->why_no_vectors = "the database has no pgvector extension, and this role cannot create "
+                          "it: run CREATE EXTENSION vector; as a superuser or the database owner";
+      goto out;
+    }
+  } else if (PQgetisnull(res, 0, 0) && strcmp(PQgetvalue(res, 0, 1), "t") == 0) {
+    s->why_no_vectors = "the database has no pgvector extension: run CREATE EXTENSION vector; "
+                        "as a superuser or the database owner (or start ragd with "
+                        "RAGD_STORE_MIGRATE=1)";
+    goto out;
+  } else if (PQgetisnull(res, 0, 0)) {
+    snprintf(s->why_buf, sizeof s->why_buf,
+             "the PostgreSQL %d server has no pgvector: install it (Debian and Ubuntu: "
+             "postgresql-%d-pgvector from the PGDG apt repository; a managed PostgreSQL: enable "
+             "its vector extension), then run CREATE EXTENSION vector;",
+             PQserverVersion(conn) / 10000, PQserverVersion(conn) / 10000);
+    s->why_no_vectors = s->why_buf;
+    goto out;
+  }
+  if (sscanf(PQgetvalue(res, 0, 0), "%d.%d", &major, &minor) != 2 ||
+      (major == 0 && minor < 8)) {
+    s->why_no_vectors = "pgvector is older than 0.8.0 (iterative index scans): run ALTER "
+                        "EXTENSION vector UPDATE; after upgrading its package";
+    goto out;
+  }
+  s->pgvector = 1;
+out:
+  PQclear(res);
+  return rc;
+}
+
 static void pg_close(void *ctx) {
   struct pg_store *s = ctx;
   size_t i;
@@ -1009,6 +1118,7 @@ static void pg_close(void *ctx) {
   free(s->conninfo);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->vec_mu);
   free(s);
 }
 
@@ -1023,6 +1133,7 @@ static ragd_err pg_open(const char *location, const struct store_options *opts, 
   if (!s) return RAGD_ENOMEM;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->vec_mu, NULL);
   s->statement_timeout_ms = opts->statement_timeout_ms;
   s->conninfo = strdup(location);
   s->conns = calloc(opts->pool_size, sizeof *s->conns);
@@ -1047,6 +1158,7 @@ static ragd_err pg_open(const char *location, const struct store_options *opts, 
     /* The schema first: statements cannot be prepared against missing tables. */
     if (i == 0) {
       rc = pg_migrate(s->conns[0].conn, opts->migrate, &from_version);
+      if (!rc) rc = pg_vector_setup(s, s->conns[0].conn, opts->migrate);
       if (rc) goto out;
     }
     rc = pg_conn_setup(s, &s->conns[i]);
@@ -1181,12 +1293,21 @@ static ragd_err pg_doc_lookup(struct pg_conn *c, const struct pg_doc_fields *f, 
 static ragd_err pg_vector_insert(struct pg_conn *c, int64_t chunk_id, const char *model,
                                  size_t dim, const float *v) {
   struct pg_params p;
+  struct buf arr;
+  ragd_err rc;
+  buf_init(&arr, 0);
+  rc = pg_floats_literal(&arr, '{', v, dim, '}');
+  if (rc) goto out;
   pp_init(&p);
   pp_i64(&p, chunk_id);
   pp_text(&p, model);
   pp_size(&p, dim);
   pp_bytes(&p, v, dim * sizeof *v);
-  return pg_run(c, PG_VEC_INSERT, &p, 0, "insert vector", NULL);
+  pp_literal(&p, &arr);
+  rc = pg_run(c, PG_VEC_INSERT, &p, 0, "insert vector", NULL);
+out:
+  buf_dispose(&arr);
+  return rc;
 }
 
 static ragd_err pg_chunk_insert(struct pg_conn *c, int64_t doc_id, size_t ordinal,
@@ -1697,6 +1818,273 @@ out:
   if (skipped) log_warn("store: %zu vectors of %s had the wrong size and were skipped", skipped, model);
   free(v);
   return rc;
+}
+
+/* Migration 6: fills embedding (real[]) from the bytea of every vector
+ * stored before, in batches, in the migration's transaction. A row whose
+ * bytes do not match its dimension is left NULL (never searched). */
+static ragd_err pg_backfill_embeddings(PGconn *conn) {
+  struct buf ids, models, arrays, one, after_model;
+  int64_t after_id = -1;
+  size_t total = 0;
+  ragd_err rc = RAGD_OK;
+
+  buf_init(&ids, 0);
+  buf_init(&models, 0);
+  buf_init(&arrays, 0);
+  buf_init(&one, 0);
+  buf_init(&after_model, 0);
+  for (;;) {
+    const char *values[2];
+    char idtxt[24];
+    PGresult *res;
+    int rows, i;
+    snprintf(idtxt, sizeof idtxt, "%lld", (long long)after_id);
+    values[0] = idtxt;
+    values[1] = after_model.data ? after_model.data : "";
+    res = PQexecParams(conn,
+                       "SELECT chunk_id, model, dimensions, data FROM vectors"
+                       " WHERE embedding IS NULL AND (chunk_id, model) > ($1::bigint, $2::text)"
+                       " ORDER BY chunk_id, model LIMIT 500",
+                       2, NULL, values, NULL, NULL, 1);
+    rc = pg_check(conn, res, "read vectors to convert");
+    rows = rc ? 0 : PQntuples(res);
+    buf_reset(&ids);
+    buf_reset(&models);
+    buf_reset(&arrays);
+    for (i = 0; i < rows && !rc; i++) {
+      const char *data = PQgetvalue(res, i, 3);
+      size_t len = (size_t)PQgetlength(res, i, 3);
+      uint32_t dim_be;
+      size_t dim;
+      float *v;
+      memcpy(&dim_be, PQgetvalue(res, i, 2), 4);
+      dim = (size_t)((dim_be >> 24) | ((dim_be >> 8) & 0xff00) | ((dim_be << 8) & 0xff0000) |
+                     (dim_be << 24));
+      after_id = pg_be64(PQgetvalue(res, i, 0));
+      buf_reset(&after_model);
+      rc = buf_append(&after_model, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1));
+      if (rc || dim == 0 || len != dim * sizeof(float)) continue;
+      v = malloc(len);
+      if (!v) {
+        rc = RAGD_ENOMEM;
+        break;
+      }
+      memcpy(v, data, len);
+      buf_reset(&one);
+      rc = pg_floats_literal(&one, '{', v, dim, '}');
+      free(v);
+      snprintf(idtxt, sizeof idtxt, "%lld", (long long)after_id);
+      if (!rc) rc = pg_array_elem(&ids, idtxt, strlen(idtxt));
+      if (!rc) rc = pg_array_elem(&models, after_model.data, after_model.len);
+      if (!rc) rc = pg_array_elem(&arrays, one.data, one.len);
+      total++;
+    }
+    PQclear(res);
+    if (rc || rows == 0) break;
+    if (ids.len == 0) continue;
+    rc = pg_array_end(&ids);
+    if (!rc) rc = pg_array_end(&models);
+    if (!rc) rc = pg_array_end(&arrays);
+    if (rc) break;
+    {
+      const char *uv[3] = {ids.data, models.data, arrays.data};
+      res = PQexecParams(conn,
+                         "UPDATE vectors v SET embedding = u.e::real[]"
+                         " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, model, e)"
+                         " WHERE v.chunk_id = u.id AND v.model = u.model",
+                         3, NULL, uv, NULL, NULL, 0);
+    }
+    rc = pg_check(conn, res, "convert vectors");
+    PQclear(res);
+    if (rc) break;
+  }
+  if (!rc && total) log_info("store: converted %zu stored vectors for pgvector", total);
+  buf_dispose(&ids);
+  buf_dispose(&models);
+  buf_dispose(&arrays);
+  buf_dispose(&one);
+  buf_dispose(&after_model);
+  return rc;
+}
+
+static int pg_vector_search_available(void *ctx, const char **why) {
+  struct pg_store *s = ctx;
+  if (s && s->pgvector) return 1;
+  if (why) *why = s && s->why_no_vectors ? s->why_no_vectors : "no PostgreSQL store";
+  return 0;
+}
+
+/* The SQL type a set's vectors are indexed and compared as: HNSW takes
+ * vector up to 2,000 dimensions and halfvec up to 4,000; beyond that there
+ * is no index (exact scans). */
+static const char *pg_vector_type(size_t dim) {
+  return dim > PG_HNSW_VECTOR_MAX && dim <= PG_HNSW_HALFVEC_MAX ? "halfvec" : "vector";
+}
+
+/* The set's name: SHA-256 of "<dim>/<model>" (index and statement names). */
+static void pg_vector_set_id(const char *model, size_t dim, char out[65]) {
+  struct buf key;
+  buf_init(&key, 0);
+  if (buf_appendf(&key, "%zu/%s", dim, model) == RAGD_OK) crypto_sha256_hex(key.data, key.len, out);
+  else out[0] = '\0';
+  buf_dispose(&key);
+}
+
+/* Makes sure the set has its partial HNSW index (cosine) on c, once per
+ * process and set: CREATE INDEX IF NOT EXISTS under the migration lock, so
+ * that nodes starting together build it once, without a statement timeout
+ * (a large set takes a while). */
+static ragd_err pg_vector_index_ensure(struct pg_store *s, struct pg_conn *c, const char *model,
+                                       size_t dim, const char *set) {
+  struct buf sql;
+  char *lit = NULL;
+  const char *ty = pg_vector_type(dim);
+  ragd_err rc = RAGD_OK;
+
+  pthread_mutex_lock(&s->vec_mu);
+  if (strcmp(s->vec_indexed, set) == 0 || dim > PG_HNSW_HALFVEC_MAX) goto out;
+  buf_init(&sql, 0);
+  lit = PQescapeLiteral(c->conn, model, strlen(model));
+  if (!lit) {
+    rc = RAGD_ENOMEM;
+    goto out_sql;
+  }
+  rc = buf_appendf(&sql,
+                   "BEGIN; SET LOCAL statement_timeout = 0;"
+                   " SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ");"
+                   " CREATE INDEX IF NOT EXISTS vectors_hnsw_%.16s ON vectors USING hnsw"
+                   " ((embedding::%s(%zu)) %s_cosine_ops) WHERE model = %s AND dimensions = %zu;"
+                   " COMMIT",
+                   set, ty, dim, ty, lit, dim);
+  if (!rc) rc = pg_exec_sql(c->conn, sql.data, "create the HNSW index");
+  if (!rc) memcpy(s->vec_indexed, set, 65);
+out_sql:
+  PQfreemem(lit);
+  buf_dispose(&sql);
+out:
+  pthread_mutex_unlock(&s->vec_mu);
+  return rc;
+}
+
+/* Prepares the set's search statement on c (once per connection and set).
+ * Model and dimension are literals in the text: the planner matches the
+ * partial index's predicate and expression only then.
+ *   $1 query vector, $2 feedback chunk ids, $3 feedback weight, $4 k,
+ *   $5..$7 filter (PG_FILTER).
+ * Rocchio: normalize(q + w * mean(feedback vectors)), or q when none has a
+ * vector. A NaN distance (a zero stored vector) scores 0, as the in-memory
+ * dot product does. */
+static ragd_err pg_vector_prepare(struct pg_conn *c, const char *model, size_t dim,
+                                  const char *set) {
+  struct buf sql;
+  char name[80];
+  char *lit;
+  const char *ty = pg_vector_type(dim);
+  PGresult *res;
+  ragd_err rc;
+
+  if (strcmp(c->vec_set, set) == 0) return RAGD_OK;
+  snprintf(name, sizeof name, "%svs", c->prefix);
+  if (c->vec_set[0]) {
+    struct buf dealloc;
+    buf_init(&dealloc, 0);
+    rc = buf_appendf(&dealloc, "DEALLOCATE %s", name);
+    if (!rc) rc = pg_exec_sql(c->conn, dealloc.data, "drop a vector statement");
+    buf_dispose(&dealloc);
+    if (rc) return rc;
+    c->vec_set[0] = '\0';
+  }
+  lit = PQescapeLiteral(c->conn, model, strlen(model));
+  if (!lit) return RAGD_ENOMEM;
+  buf_init(&sql, 0);
+  rc = buf_appendf(
+      &sql,
+      "WITH q AS (SELECT coalesce(l2_normalize($1::vector(%zu) + (SELECT avg(f.embedding::vector(%zu))"
+      " FROM vectors f WHERE f.model = %s AND f.dimensions = %zu AND f.chunk_id = ANY($2::bigint[]))"
+      " * array_fill($3::real, ARRAY[%zu])::vector(%zu)), $1::vector(%zu)) AS v),"
+      " s AS (SELECT v.chunk_id, v.embedding::%s(%zu) <=> (SELECT q.v::%s(%zu) FROM q) AS dist"
+      " FROM vectors v JOIN chunks c ON c.id = v.chunk_id JOIN documents dd ON dd.id = c.document_id"
+      " WHERE v.model = %s AND v.dimensions = %zu AND " PG_FILTER("$5", "$6", "$7")
+      " ORDER BY dist LIMIT $4::bigint)"
+      " SELECT d.external_id, d.title, d.url, c.heading_path, c.text, c.ordinal,"
+      " CASE WHEN s.dist = 'NaN'::float8 THEN 0 ELSE 1 - s.dist END, c.id, d.id"
+      " FROM s JOIN chunks c ON c.id = s.chunk_id JOIN documents d ON d.id = c.document_id"
+      " ORDER BY s.dist, c.id",
+      dim, dim, lit, dim, dim, dim, dim, ty, dim, ty, dim, lit, dim);
+  PQfreemem(lit);
+  if (rc) goto out;
+  res = PQprepare(c->conn, name, sql.data, 0, NULL);
+  rc = pg_check(c->conn, res, "prepare the vector search");
+  PQclear(res);
+  if (!rc) memcpy(c->vec_set, set, 65);
+out:
+  buf_dispose(&sql);
+  return rc;
+}
+
+static ragd_err pg_search_vectors(void *ctx, const struct store_vector_query *q,
+                                  struct store_hit_list *out) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  struct store_hit_list hits = {0};
+  struct buf qv, fb, w;
+  struct pg_filter f;
+  struct pg_params p;
+  PGresult *res = NULL;
+  char set[65], name[80];
+  int nonzero = 0;
+  size_t i;
+  ragd_err rc;
+
+  if (!s || !q || !out || !q->model || !q->model[0] || q->dim == 0 || (q->k && !q->vector))
+    return RAGD_EINVAL;
+  memset(out, 0, sizeof *out);
+  if (!s->pgvector) return RAGD_EUNSUPPORTED;
+  buf_init(&qv, 0);
+  buf_init(&fb, 0);
+  buf_init(&w, 0);
+  rc = pg_filter_build(q->filters_json, &f);
+  if (rc) goto out;
+  pg_vector_set_id(q->model, q->dim, set);
+  if (!set[0]) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  rc = pg_acquire(s, &c);
+  if (!rc) rc = pg_vector_index_ensure(s, c, q->model, q->dim, set);
+  if (rc || q->k == 0) goto out;
+  for (i = 0; i < q->dim && !nonzero; i++) nonzero = q->vector[i] != 0.0f;
+  if (!nonzero) goto out;
+  rc = pg_vector_prepare(c, q->model, q->dim, set);
+  if (!rc) rc = pg_floats_literal(&qv, '[', q->vector, q->dim, ']');
+  for (i = 0; !rc && q->feedback_weight > 0 && i < q->feedback_count; i++)
+    rc = buf_appendf(&fb, i ? ",%lld" : "{%lld", (long long)q->feedback_rowids[i]);
+  if (!rc) rc = fb.len ? buf_append_char(&fb, '}') : buf_append_str(&fb, "{}");
+  if (!rc) rc = buf_appendf(&w, "%.9g", q->feedback_weight > 0 ? q->feedback_weight : 0.0);
+  if (rc) goto out;
+  pp_init(&p);
+  pp_literal(&p, &qv);
+  pp_literal(&p, &fb);
+  pp_literal(&p, &w);
+  pp_size(&p, q->k);
+  pp_literal(&p, &f.keys);
+  pp_literal(&p, &f.value_key);
+  pp_literal(&p, &f.values);
+  snprintf(name, sizeof name, "%svs", c->prefix);
+  res = PQexecPrepared(c->conn, name, p.n, p.values, p.lengths, p.formats, 0);
+  rc = pg_check(c->conn, res, "vector search");
+  if (!rc) rc = pg_read_hits(res, &hits);
+out:
+  PQclear(res);
+  pg_release(s, c);
+  pg_filter_dispose(&f);
+  buf_dispose(&qv);
+  buf_dispose(&fb);
+  buf_dispose(&w);
+  if (rc) return rc;
+  *out = hits;
+  return RAGD_OK;
 }
 
 static ragd_err pg_vector_models(void *ctx, struct store_vector_model_list *out) {
@@ -2545,4 +2933,6 @@ const struct store_ops store_postgres_ops = {
     .key_revoke = pg_key_revoke,
     .key_count = pg_key_count,
     .rate_take = pg_rate_take,
+    .vector_search_available = pg_vector_search_available,
+    .search_vectors = pg_search_vectors,
 };

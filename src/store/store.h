@@ -207,6 +207,22 @@ struct store_chunk_text_list {
   size_t count;
 };
 
+/* A nearest-vector query (search_vectors). Everything is borrowed for the
+ * call. */
+struct store_vector_query {
+  const char *model;   /* the vector set: the model key vectors are stored under */
+  size_t dim;          /* and their dimension */
+  const float *vector; /* dim floats of unit length (an embedder's output) */
+  size_t k;            /* the best k; 0: only prepare the set (see search_vectors) */
+  const char *filters_json; /* as search_bm25_filtered; NULL or "{}": all documents */
+  /* Pseudo-relevance feedback (Rocchio), as the in-memory path does it: when
+   * feedback_weight > 0 and some of these chunks have a vector in the set,
+   * the query is normalize(vector + feedback_weight * their mean vector). */
+  const int64_t *feedback_rowids;
+  size_t feedback_count;
+  double feedback_weight;
+};
+
 struct store_stats {
   size_t documents;
   size_t chunks;
@@ -392,6 +408,28 @@ struct store_ops {
    * counted. On an error *admitted is 1 and nothing is known. Any thread. */
   ragd_err (*rate_take)(void *ctx, const char *name, long rpm, int *admitted /* OUT */,
                         int64_t *retry_after_ms /* OUT */);
+
+  /* ---- vector search in the database (optional) ----
+   * NULL in a store that cannot search vectors itself (SQLite): retrieval
+   * then keeps every vector in an in-memory index filled by load_vectors.
+   * When present, every node reads the same vectors: a document stored
+   * through one is found by the others' next search. */
+
+  /* 1 when this database can search vectors (PostgreSQL: the pgvector
+   * extension, 0.8.0 or newer, is installed); else 0 and *why (may be NULL)
+   * a static sentence saying what is missing. */
+  int (*vector_search_available)(void *ctx, const char **why /* OUT */);
+  /* The q->k chunks whose vectors in the set (q->model, q->dim) are nearest
+   * the query by cosine, best first (ties by row id), restricted to
+   * documents matching q->filters_json (applied in the same query, before
+   * the k are cut), as hits whose score is the cosine similarity (1 - cosine
+   * distance), the in-memory index's convention. Approximate: an index
+   * (HNSW) may miss a true neighbour. q->k == 0 prepares the set (creates
+   * its index when missing) and returns no hits. A zero query vector has no
+   * neighbours (no hits). RAGD_EUNSUPPORTED when vector_search_available
+   * says no; RAGD_EINVAL for malformed filters or a missing vector. */
+  ragd_err (*search_vectors)(void *ctx, const struct store_vector_query *q,
+                             struct store_hit_list *out /* OUT */);
 };
 
 struct store {

@@ -85,7 +85,7 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_EMBED_BATCH_TOKENS", embed_batch_tokens, 100, 1000000, "8000", "estimated tokens per embeddings request"),
     LONG_VAR("RAGD_EMBED_MAX_RETRIES", embed_max_retries, 0, 20, "4", "retries of an embeddings request after 429/5xx"),
     LONG_VAR("RAGD_EMBED_TIMEOUT_MS", embed_timeout_ms, 100, 600000, "30000", "timeout of one embeddings request"),
-    STR_VAR("RAGD_VECTOR_INDEX", vector_index, "int8", "int8 (quantized scan, float re-scoring) | exact (float32 scan)"),
+    STR_VAR("RAGD_VECTOR_INDEX", vector_index, "auto", "auto (the store's own vector search when it has one: pgvector on PostgreSQL; else int8) | store | int8 (in memory: quantized scan, float re-scoring) | exact (in memory: float32 scan)"),
     LONG_VAR("RAGD_RRF_K", rrf_k, 0, 10000, "60", "k of Reciprocal Rank Fusion: score = sum of weight / (k + rank)"),
     LONG_VAR("RAGD_RRF_DEPTH", rrf_depth, 1, 1000, "50", "candidates each ranker hands to fusion"),
     STR_VAR("RAGD_RRF_WEIGHT_KEYWORD", rrf_weight_keyword, "1", "weight of the BM25 ranking in fusion (a decimal >= 0)"),

@@ -86,7 +86,7 @@ struct ragd_config {
   long embed_batch_tokens;     /* RAGD_EMBED_BATCH_TOKENS, default 8000 per request */
   long embed_max_retries;      /* RAGD_EMBED_MAX_RETRIES, default 4 */
   long embed_timeout_ms;       /* RAGD_EMBED_TIMEOUT_MS, default 30000 per request */
-  char *vector_index;          /* RAGD_VECTOR_INDEX: int8 (default) | exact */
+  char *vector_index;          /* RAGD_VECTOR_INDEX: auto (default) | store | int8 | exact */
   long rrf_k;                  /* RAGD_RRF_K, default 60 */
   long rrf_depth;              /* RAGD_RRF_DEPTH, default 50: candidates per ranker */
   char *rrf_weight_keyword;    /* RAGD_RRF_WEIGHT_KEYWORD, default "1" (a decimal) */

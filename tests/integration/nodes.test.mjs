@@ -14,6 +14,10 @@ const serverUrl = urlFile ? readFileSync(urlFile, 'utf8').trim() : '';
 // A schema of this run's own, chosen per process through the URI's options.
 const schema = `ragd_nodes_${process.pid}`;
 const storeUrl = `${serverUrl}?options=-csearch_path%3D${schema}`;
+// Debian 12 packages no pgvector: these nodes keep their vectors in memory
+// (RAGD_VECTOR_INDEX=int8), the documented opt-out. Vector search in the
+// database across nodes is nodes_pgvector.test.mjs, on PGlite.
+const pgEnv = { RAGD_STORE: storeUrl, RAGD_VECTOR_INDEX: 'int8' };
 
 function psql(sql) {
   return execFileSync('psql', [serverUrl, '-qtAX', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
@@ -27,7 +31,7 @@ let b;
 before(async () => {
   assert.ok(serverUrl, 'RAGD_TEST_PG_URL_FILE names the test server (CTest fixture pg)');
   psql(`DROP SCHEMA IF EXISTS ${schema} CASCADE; CREATE SCHEMA ${schema}`);
-  const env = { RAGD_STORE: storeUrl, RAGD_STORE_POOL: '3' };
+  const env = { ...pgEnv, RAGD_STORE_POOL: '3' };
   // Started together: both migrate the empty schema; the advisory lock lets
   // exactly one create it.
   [a, b] = await Promise.all([startServer({ env }), startServer({ env })]);
@@ -59,6 +63,16 @@ test('a document ingested on node A is found by keyword search on node B', async
   assert.ok(del.status === 200 || del.status === 204, `delete: ${del.status}`);
   const gone = await postJson(a.base, '/v1/search', { query: 'zygomorphic harness', top_k: 3 });
   assert.equal(gone.json.results.length, 0, gone.text);
+});
+
+test('without pgvector, start-up fails by default and says how to enable it', async () => {
+  const r = await runRagd(['search', 'refund'], { env: { RAGD_STORE: storeUrl } });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /needs pgvector/);
+  assert.match(r.stderr, /postgresql-1[0-9]-pgvector from the PGDG/);
+  assert.match(r.stderr, /CREATE EXTENSION vector;/);
+  assert.match(r.stderr, /RAGD_VECTOR_INDEX=int8/);
+  assert.doesNotMatch(r.stderr, /ragd_nodes_|127\.0\.0\.1/, 'the URI is never echoed');
 });
 
 const eventData = (events, name) => {
@@ -157,7 +171,7 @@ test('the transcript and feedback of a conversation are the same on both nodes',
   assert.equal(r.json.code, 'message_not_found');
 
   // The export reads the same database.
-  const out = await runRagd(['feedback', 'export'], { env: { RAGD_STORE: storeUrl } });
+  const out = await runRagd(['feedback', 'export'], { env: pgEnv });
   assert.equal(out.code, 0, out.stderr);
   assert.ok(out.stdout.startsWith('updated_at,created_at,conversation_id,message_id,'), out.stdout);
   assert.ok(out.stdout.includes(`,${id},${answers[0]},${last},,How long do refunds take?,`), out.stdout);
@@ -177,7 +191,7 @@ test('the transcript and feedback of a conversation are the same on both nodes',
 // `ragd keys create` on the shared database: the key is alone on the last
 // line of stdout, its id in the line before.
 async function createKey(...args) {
-  const r = await runRagd(['keys', 'create', ...args], { env: { RAGD_STORE: storeUrl } });
+  const r = await runRagd(['keys', 'create', ...args], { env: pgEnv });
   assert.equal(r.code, 0, r.stderr);
   const key = r.stdout.trim().split('\n').at(-1);
   assert.match(key, /^rk_[A-Za-z0-9_-]{43}$/);
@@ -211,7 +225,7 @@ test('an API key made on the shared database works on both nodes; revoked, both 
 
   // Revoked through the database both nodes use (`ragd keys revoke`, as an
   // operator would): each node refuses the key within about a second.
-  const revoke = await runRagd(['keys', 'revoke', query.id], { env: { RAGD_STORE: storeUrl } });
+  const revoke = await runRagd(['keys', 'revoke', query.id], { env: pgEnv });
   assert.equal(revoke.code, 0, revoke.stderr);
   const revokedAt = Date.now();
   const refusedAfter = async (node) => {
@@ -224,12 +238,12 @@ test('an API key made on the shared database works on both nodes; revoked, both 
   const took = await Promise.all([refusedAfter(a), refusedAfter(b)]);
   for (const ms of took) assert.ok(ms < 1200, `refused after ${took.join(' and ')} ms`);
   for (const node of [a, b]) assert.equal((await search(node, admin.key)).status, 200);
-  const list = await runRagd(['keys', 'list'], { env: { RAGD_STORE: storeUrl } });
+  const list = await runRagd(['keys', 'list'], { env: pgEnv });
   assert.equal(list.code, 0, list.stderr);
   assert.match(list.stdout, new RegExp(`${query.id}.*revoked`));
 
   // The last key revoked: both loopback nodes are open again.
-  assert.equal((await runRagd(['keys', 'revoke', admin.id], { env: { RAGD_STORE: storeUrl } })).code, 0);
+  assert.equal((await runRagd(['keys', 'revoke', admin.id], { env: pgEnv })).code, 0);
   await sleep(600);
   for (const node of [a, b]) assert.equal((await search(node)).status, 200, `open again on ${node.base}`);
 });

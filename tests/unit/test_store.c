@@ -1273,6 +1273,264 @@ static void test_vectors(void **state) {
   store_vector_model_list_dispose(&models);
 }
 
+/* ---- vector search in the database (pgvector) --------------------------------------------- */
+
+#define VS_DOCS 24
+#define VS_DIM 8
+
+/* A deterministic unit vector (an LCG) for document i; 0 <= i. */
+static void vs_vector(unsigned seed, float *v) {
+  double norm = 0;
+  unsigned x = seed * 2654435761u + 12345u;
+  for (size_t j = 0; j < VS_DIM; j++) {
+    x = x * 1103515245u + 12345u;
+    v[j] = (float)((double)(x >> 8 & 0xffff) / 65536.0 - 0.5);
+    norm += (double)v[j] * v[j];
+  }
+  for (size_t j = 0; j < VS_DIM; j++) v[j] = (float)(v[j] / sqrt(norm));
+}
+
+/* Exact cosine ranking of the stored vectors (the ones passing team, NULL:
+ * all) for q: indexes into docs, best first. */
+static size_t vs_exact(float vecs[][VS_DIM], const float *q, const char *team, size_t k,
+                       size_t *order, double *scores) {
+  size_t n = 0, i, j;
+  double all[VS_DOCS];
+  size_t idx[VS_DOCS];
+  for (i = 0; i < VS_DOCS; i++) {
+    if (team && (i % 2 == 0) != (strcmp(team, "a") == 0)) continue;
+    all[n] = 0;
+    for (j = 0; j < VS_DIM; j++) all[n] += (double)vecs[i][j] * q[j];
+    idx[n++] = i;
+  }
+  for (i = 0; i < n; i++)
+    for (j = i + 1; j < n; j++)
+      if (all[j] > all[i]) {
+        double t = all[i];
+        size_t u = idx[i];
+        all[i] = all[j];
+        idx[i] = idx[j];
+        all[j] = t;
+        idx[j] = u;
+      }
+  for (i = 0; i < n && i < k; i++) {
+    order[i] = idx[i];
+    scores[i] = all[i];
+  }
+  return n < k ? n : k;
+}
+
+/* search_vectors returns what an exact cosine scan returns (24 vectors: the
+ * HNSW search visits them all), with filters in the same query, feedback as
+ * the in-memory path does it, and only the asked-for set. */
+static void test_vector_search(void **state) {
+  struct fixture *fx = *state;
+  struct store *st = &fx->st;
+  static float vecs[VS_DOCS][VS_DIM];
+  float q[VS_DIM], other[4] = {1, 0, 0, 0}, zero[VS_DIM] = {0};
+  int64_t rowids[VS_DOCS];
+  size_t order[10];
+  double scores[10];
+  struct store_hit_list hits;
+  const char *why = NULL, *want = getenv("RAGD_TEST_PGVECTOR");
+  struct store_vector_query vq;
+  size_t i, n;
+
+  if (!st->ops->search_vectors) {
+    /* SQLite: retrieval keeps its in-memory index */
+    assert_null(st->ops->vector_search_available);
+    assert_false(suite_postgres);
+    return;
+  }
+  memset(&vq, 0, sizeof vq);
+  vq.model = "hash:test";
+  vq.dim = VS_DIM;
+  vq.vector = q;
+  vq.k = 10;
+  if (!st->ops->vector_search_available(st->ctx, &why)) {
+    /* Debian's PostgreSQL has no pgvector: refused, saying what to do */
+    assert_false(want && strcmp(want, "1") == 0);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "CREATE EXTENSION vector"));
+    vs_vector(1, q);
+    assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_EUNSUPPORTED);
+    return;
+  }
+  for (i = 0; i < VS_DOCS; i++) {
+    struct doc_builder b;
+    struct store_put_result res;
+    char id[16], text[64];
+    const char *texts[1] = {text};
+    snprintf(id, sizeof id, "vs%02zu", i);
+    snprintf(text, sizeof text, "Vector document %zu.", i);
+    vs_vector((unsigned)i, vecs[i]);
+    doc_build(&b, id, "T", text, texts, 1);
+    b.in.metadata_json = i % 2 == 0 ? "{\"team\": \"a\"}" : "{\"team\": [\"b\", \"c\"]}";
+    b.in.vector_model = "hash:test";
+    b.in.vector_dim = VS_DIM;
+    b.in.vectors = vecs[i];
+    b.in.chunk_rowids = &rowids[i];
+    assert_int_equal(st->ops->put_document(st->ctx, &b.in, &res), RAGD_OK);
+  }
+  /* another set in the same table: never returned for this one */
+  {
+    struct doc_builder b;
+    struct store_put_result res;
+    const char *texts[1] = {"Other model."};
+    doc_build(&b, "other", "T", "Other model.", texts, 1);
+    b.in.vector_model = "other:model";
+    b.in.vector_dim = 4;
+    b.in.vectors = other;
+    assert_int_equal(st->ops->put_document(st->ctx, &b.in, &res), RAGD_OK);
+  }
+
+  vq.k = 0; /* prepare only */
+  assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+  assert_int_equal(hits.count, 0);
+  vq.k = 10;
+  for (unsigned trial = 100; trial < 105; trial++) {
+    vs_vector(trial, q);
+    n = vs_exact(vecs, q, NULL, 10, order, scores);
+    assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+    assert_int_equal(hits.count, n);
+    for (i = 0; i < n; i++) {
+      char id[24];
+      snprintf(id, sizeof id, "vs%02zu#0", order[i]);
+      assert_string_equal(hits.items[i].chunk_id, id);
+      assert_int_equal(hits.items[i].chunk_rowid, rowids[order[i]]);
+      assert_string_equal(hits.items[i].title, "T");
+      if (fabs(hits.items[i].score - scores[i]) > 1e-5)
+        fail_msg("hit %zu: score %.7f, exact cosine %.7f", i, hits.items[i].score, scores[i]);
+    }
+    store_hit_list_dispose(&hits);
+  }
+
+  /* filters in the same query: k hits of team b, even though team a's
+   * vectors are as near (iterative index scan) */
+  vs_vector(200, q);
+  vq.filters_json = "{\"team\": \"b\"}";
+  n = vs_exact(vecs, q, "b", 10, order, scores);
+  assert_int_equal(n, 10);
+  assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+  assert_int_equal(hits.count, n);
+  for (i = 0; i < n; i++) assert_int_equal(hits.items[i].chunk_rowid, rowids[order[i]]);
+  store_hit_list_dispose(&hits);
+  vq.filters_json = "{\"team\": 1}"; /* 1 is not "1": nothing */
+  assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+  assert_int_equal(hits.count, 0);
+  vq.filters_json = "[1]";
+  assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_EINVAL);
+  vq.filters_json = NULL;
+
+  /* feedback: normalize(q + w * mean of the feedback chunks' vectors) */
+  {
+    float moved[VS_DIM];
+    int64_t fb[3] = {rowids[3], rowids[7], 987654}; /* a chunk without a vector counts not */
+    double norm = 0;
+    vs_vector(300, q);
+    for (i = 0; i < VS_DIM; i++) {
+      moved[i] = q[i] + 0.8f * (vecs[3][i] + vecs[7][i]) / 2;
+      norm += (double)moved[i] * moved[i];
+    }
+    for (i = 0; i < VS_DIM; i++) moved[i] = (float)(moved[i] / sqrt(norm));
+    n = vs_exact(vecs, moved, NULL, 10, order, scores);
+    vq.feedback_rowids = fb;
+    vq.feedback_count = 3;
+    vq.feedback_weight = 0.8;
+    assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+    assert_int_equal(hits.count, n);
+    for (i = 0; i < n; i++) {
+      assert_int_equal(hits.items[i].chunk_rowid, rowids[order[i]]);
+      assert_true(fabs(hits.items[i].score - scores[i]) < 1e-5);
+    }
+    store_hit_list_dispose(&hits);
+    vq.feedback_count = 0;
+    vq.feedback_weight = 0;
+  }
+
+  /* a zero query vector has no neighbours */
+  vq.vector = zero;
+  assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+  assert_int_equal(hits.count, 0);
+  vq.vector = q;
+
+  /* the other set, and a deleted document */
+  vq.model = "other:model";
+  vq.dim = 4;
+  vq.vector = other;
+  assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+  assert_int_equal(hits.count, 1);
+  assert_string_equal(hits.items[0].chunk_id, "other#0");
+  assert_true(fabs(hits.items[0].score - 1.0) < 1e-6);
+  store_hit_list_dispose(&hits);
+  vq.model = "hash:test";
+  vq.dim = VS_DIM;
+  vs_vector(5, q); /* document 5's own vector: itself first */
+  vq.vector = q;
+  assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+  assert_string_equal(hits.items[0].chunk_id, "vs05#0");
+  store_hit_list_dispose(&hits);
+  assert_int_equal(st->ops->delete_document(st->ctx, "vs05"), RAGD_OK);
+  assert_int_equal(st->ops->search_vectors(st->ctx, &vq, &hits), RAGD_OK);
+  assert_true(hits.count > 0);
+  for (i = 0; i < hits.count; i++) assert_string_not_equal(hits.items[i].chunk_id, "vs05#0");
+  store_hit_list_dispose(&hits);
+
+  /* a second store on the same database (another node) finds them too */
+  {
+    struct store other_node = {0};
+    assert_int_equal(store_open_ex(fx->spec, &suite_opts, &other_node), RAGD_OK);
+    vs_vector(7, q);
+    assert_int_equal(other_node.ops->search_vectors(other_node.ctx, &vq, &hits), RAGD_OK);
+    assert_string_equal(hits.items[0].chunk_id, "vs07#0");
+    store_hit_list_dispose(&hits);
+    store_close(&other_node);
+  }
+}
+
+/* Schema 6 converts the vectors stored before it (bytea) for pgvector. */
+static void test_migrate_vectors(void **state) {
+  struct fixture *fx = *state;
+  struct store_hit_list hits;
+  struct store_vector_query vq;
+  float v[VS_DIM];
+  const char *texts[1] = {"Old vector."};
+  struct doc_builder b;
+  struct store_put_result res;
+
+  if (!suite_postgres) return;
+  vs_vector(9, v);
+  doc_build(&b, "old", "T", "Old vector.", texts, 1);
+  b.in.vector_model = "hash:test";
+  b.in.vector_dim = VS_DIM;
+  b.in.vectors = v;
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  store_close(&fx->st);
+  /* as schema 5 left it: no embedding column; a row of the wrong size too */
+  assert_int_equal(pg_admin_in(fx, "ALTER TABLE vectors DROP COLUMN embedding;"
+                                   " INSERT INTO vectors(chunk_id, model, dimensions, data)"
+                                   " SELECT id, 'bad', 3, '\\x0102'::bytea FROM chunks;"
+                                   " DELETE FROM ragd_schema_migrations WHERE version = 6"),
+                   0);
+  assert_int_equal(store_open_ex(fx->spec, &suite_opts, &fx->st), RAGD_OK);
+  assert_int_equal(pg_admin_in(fx, "DO $$ BEGIN IF (SELECT count(*) FROM vectors"
+                                   " WHERE model = 'hash:test' AND embedding IS NOT NULL) <> 1"
+                                   " OR (SELECT count(*) FROM vectors WHERE model = 'bad'"
+                                   " AND embedding IS NULL) <> 1"
+                                   " THEN RAISE EXCEPTION 'not converted'; END IF; END $$"),
+                   0);
+  if (!fx->st.ops->vector_search_available(fx->st.ctx, NULL)) return;
+  memset(&vq, 0, sizeof vq);
+  vq.model = "hash:test";
+  vq.dim = VS_DIM;
+  vq.vector = v;
+  vq.k = 5;
+  assert_int_equal(fx->st.ops->search_vectors(fx->st.ctx, &vq, &hits), RAGD_OK);
+  assert_int_equal(hits.count, 1);
+  assert_true(fabs(hits.items[0].score - 1.0) < 1e-6);
+  store_hit_list_dispose(&hits);
+}
+
 static void test_rebuild_keyword_index(void **state) {
   struct fixture *fx = *state;
   struct store_hit_list before, after;
@@ -1605,6 +1863,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
       cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
       cmocka_unit_test_setup_teardown(test_vectors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_vector_search, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migrate_vectors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rebuild_keyword_index, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bm25_matches_sqlite, setup, teardown),
   };
