@@ -61,7 +61,6 @@
 #include "util/log.h"
 
 #define PG_EXTERNAL_ID_MAX 256
-#define PG_CONVERSATION_ID_MAX 256
 #define PG_LIST_LIMIT_MAX 1000
 #define PG_QUERY_TERMS_MAX 1024
 /* tsvector refuses lexemes of 2 KiB or more; such a "word" is noise anyway. */
@@ -710,17 +709,7 @@ static int pg_utf8_ok(const char *p, size_t len) {
   return text_utf8_validate(p, len, &bad) == RAGD_OK;
 }
 
-static ragd_err pg_check_id(const char *id, size_t max) {
-  size_t len;
-  if (!id) return RAGD_EINVAL;
-  len = strlen(id);
-  if (len == 0 || len > max) return RAGD_EINVAL;
-  return pg_utf8_ok(id, len) ? RAGD_OK : RAGD_EUTF8;
-}
 
-static ragd_err pg_check_str(const char *p) {
-  return pg_utf8_ok(p, strlen(p)) ? RAGD_OK : RAGD_EUTF8;
-}
 
 /* ---- literals --------------------------------------------------------------------- */
 
@@ -1202,7 +1191,7 @@ struct pg_doc_fields {
 };
 
 static ragd_err pg_doc_fields_init(const struct store_doc_in *doc, struct pg_doc_fields *f) {
-  ragd_err rc = pg_check_id(doc->external_id, PG_EXTERNAL_ID_MAX);
+  ragd_err rc = store_check_id(doc->external_id, PG_EXTERNAL_ID_MAX);
   if (rc) return rc;
   if (!doc->format || !pg_format_known(doc->format)) return RAGD_EINVAL;
   if (!doc->content && doc->content_len) return RAGD_EINVAL;
@@ -1225,9 +1214,9 @@ static ragd_err pg_doc_fields_init(const struct store_doc_in *doc, struct pg_doc
     f->vector_dim = doc->vector_dim;
     f->vectors = doc->vectors;
   }
-  rc = pg_check_str(f->title);
-  if (!rc) rc = pg_check_str(f->url);
-  if (!rc) rc = pg_check_str(f->metadata_json);
+  rc = store_check_utf8(f->title);
+  if (!rc) rc = store_check_utf8(f->url);
+  if (!rc) rc = store_check_utf8(f->metadata_json);
   if (!rc && !pg_utf8_ok(f->content, f->content_len)) rc = RAGD_EUTF8;
   return rc;
 }
@@ -1447,7 +1436,7 @@ static ragd_err pg_get_document(void *ctx, const char *external_id, struct store
   ragd_err rc;
 
   if (!s || !out) return RAGD_EINVAL;
-  rc = pg_check_id(external_id, PG_EXTERNAL_ID_MAX);
+  rc = store_check_id(external_id, PG_EXTERNAL_ID_MAX);
   if (rc == RAGD_EINVAL && external_id) return RAGD_ENOTFOUND;
   if (rc) return rc;
   memset(&d, 0, sizeof d);
@@ -1513,7 +1502,7 @@ static ragd_err pg_cursor_decode(const char *cursor, char **out) {
     id[i] = (char)(hi << 4 | lo);
   }
   id[n / 2] = '\0';
-  if (pg_check_id(id, PG_EXTERNAL_ID_MAX)) {
+  if (store_check_id(id, PG_EXTERNAL_ID_MAX)) {
     free(id);
     return RAGD_EINVAL;
   }
@@ -1578,7 +1567,7 @@ static ragd_err pg_delete_document(void *ctx, const char *external_id) {
   ragd_err rc;
 
   if (!s) return RAGD_EINVAL;
-  rc = pg_check_id(external_id, PG_EXTERNAL_ID_MAX);
+  rc = store_check_id(external_id, PG_EXTERNAL_ID_MAX);
   if (rc == RAGD_EINVAL && external_id) return RAGD_ENOTFOUND;
   if (rc) return rc;
   rc = pg_acquire(s, &c);
@@ -2281,11 +2270,6 @@ out:
 
 /* ---- conversations ------------------------------------------------------------------ */
 
-static int pg_role_ok(const char *role) {
-  return role && (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0);
-}
-
-static ragd_err pg_check_opt(const char *p) { return p ? pg_check_str(p) : RAGD_OK; }
 
 /* A nullable text column: NULL stays NULL. */
 static ragd_err pg_dup_opt(const PGresult *res, int row, int col, char **out) {
@@ -2310,16 +2294,8 @@ static ragd_err pg_put_message(void *ctx, const struct store_message_in *m) {
   int64_t now;
   ragd_err rc;
 
-  if (!s || !m || !pg_role_ok(m->role) || !m->content || !store_message_id_ok(m->message_id))
-    return RAGD_EINVAL;
-  rc = pg_check_id(m->conversation_id, PG_CONVERSATION_ID_MAX);
-  if (!rc) rc = pg_check_str(m->content);
-  if (!rc) rc = pg_check_opt(m->retrieval_query);
-  if (!rc) rc = pg_check_opt(m->sources_json);
-  if (!rc) rc = pg_check_opt(m->cited_json);
-  if (!rc) rc = pg_check_opt(m->provider);
-  if (!rc) rc = pg_check_opt(m->model);
-  if (!rc) rc = pg_check_opt(m->finish_reason);
+  if (!s) return RAGD_EINVAL;
+  rc = store_validate_message(m);
   if (rc) return rc;
   now = m->created_at > 0 ? m->created_at : clock_wall_s();
   rc = pg_acquire(s, &c);
@@ -2459,7 +2435,7 @@ static ragd_err pg_get_conversation(void *ctx, const char *conversation_id,
   ragd_err rc;
 
   if (!s || !out) return RAGD_EINVAL;
-  rc = pg_check_id(conversation_id, PG_CONVERSATION_ID_MAX);
+  rc = store_check_id(conversation_id, STORE_CONVERSATION_ID_MAX);
   if (rc) return rc;
   memset(&conv, 0, sizeof conv);
   conv.id = strdup(conversation_id);
@@ -2509,7 +2485,7 @@ static ragd_err pg_delete_conversation(void *ctx, const char *conversation_id) {
   ragd_err rc;
 
   if (!s) return RAGD_EINVAL;
-  rc = pg_check_id(conversation_id, PG_CONVERSATION_ID_MAX);
+  rc = store_check_id(conversation_id, STORE_CONVERSATION_ID_MAX);
   if (rc) return rc;
   rc = pg_acquire(s, &c);
   if (rc) return rc;
@@ -2552,12 +2528,10 @@ static ragd_err pg_put_feedback(void *ctx, const struct store_feedback_in *f, in
   int existed = 0;
   ragd_err rc;
 
-  if (!s || !f || !f->rating || !store_message_id_ok(f->message_id)) return RAGD_EINVAL;
-  if (strcmp(f->rating, "up") != 0 && strcmp(f->rating, "down") != 0) return RAGD_EINVAL;
-  comment = f->comment ? f->comment : "";
-  rc = pg_check_id(f->conversation_id, PG_CONVERSATION_ID_MAX);
-  if (!rc) rc = pg_check_str(comment);
+  if (!s) return RAGD_EINVAL;
+  rc = store_validate_feedback(f);
   if (rc) return rc;
+  comment = f->comment ? f->comment : "";
   rc = pg_acquire(s, &c);
   if (rc) return rc;
   rc = pg_begin(c);
@@ -2651,16 +2625,7 @@ out:
 
 /* ---- API keys --------------------------------------------------------------------------- */
 
-#define PG_KEY_NAME_MAX 200
-#define PG_KEY_ID_MAX 64
 
-static int pg_key_hash_ok(const char *h) {
-  size_t n = 0;
-  if (!h) return 0;
-  for (; h[n]; n++)
-    if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f'))) return 0;
-  return n == 64;
-}
 
 static ragd_err pg_key_read(const PGresult *res, int row, struct store_key *k) {
   ragd_err rc;
@@ -2684,11 +2649,7 @@ static ragd_err pg_key_create(void *ctx, const struct store_key *key) {
   PGresult *res = NULL;
   ragd_err rc;
 
-  if (!s || !key || pg_check_id(key->id, PG_KEY_ID_MAX) || !key->scope ||
-      (strcmp(key->scope, "query") != 0 && strcmp(key->scope, "admin") != 0) ||
-      !pg_key_hash_ok(key->hash) || key->rpm < 0 || key->streams < 0 ||
-      (key->name && (strlen(key->name) > PG_KEY_NAME_MAX || pg_check_str(key->name))))
-    return RAGD_EINVAL;
+  if (!s || store_validate_key(key)) return RAGD_EINVAL;
   rc = pg_acquire(s, &c);
   if (rc) return rc;
   pp_init(&p);
@@ -2713,7 +2674,7 @@ static ragd_err pg_key_lookup(void *ctx, const char *hash_hex, struct store_key 
   PGresult *res = NULL;
   ragd_err rc;
 
-  if (!s || !out || !pg_key_hash_ok(hash_hex)) return !out ? RAGD_EINVAL : RAGD_ENOTFOUND;
+  if (!s || !out || !store_key_hash_ok(hash_hex)) return !out ? RAGD_EINVAL : RAGD_ENOTFOUND;
   rc = pg_acquire(s, &c);
   if (rc) return rc;
   pp_init(&p);
@@ -2763,7 +2724,7 @@ static ragd_err pg_key_revoke(void *ctx, const char *id) {
   PGresult *res = NULL;
   ragd_err rc;
 
-  if (!s || pg_check_id(id, PG_KEY_ID_MAX)) return RAGD_ENOTFOUND;
+  if (!s || store_check_id(id, STORE_KEY_ID_MAX)) return RAGD_ENOTFOUND;
   rc = pg_acquire(s, &c);
   if (rc) return rc;
   pp_init(&p);

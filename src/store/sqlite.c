@@ -40,7 +40,6 @@
 #define SQ_SCHEMA_VERSION 3
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_EXTERNAL_ID_MAX 256
-#define SQ_CONVERSATION_ID_MAX 256
 #define SQ_LIST_LIMIT_MAX 1000
 /* A pasted e-mail can yield thousands of terms; the first this many distinct
  * ones (in query order) carry the question and keep the OR expression cheap. */
@@ -392,17 +391,7 @@ static int sq_utf8_ok(const char *p, size_t len) {
   return text_utf8_validate(p, len, &bad) == RAGD_OK;
 }
 
-static ragd_err sq_check_id(const char *id, size_t max) {
-  size_t len;
-  if (!id) return RAGD_EINVAL;
-  len = strlen(id);
-  if (len == 0 || len > max) return RAGD_EINVAL;
-  return sq_utf8_ok(id, len) ? RAGD_OK : RAGD_EUTF8;
-}
 
-static ragd_err sq_check_str(const char *p) {
-  return sq_utf8_ok(p, strlen(p)) ? RAGD_OK : RAGD_EUTF8;
-}
 
 /* ---- cursors ---------------------------------------------------------------- */
 
@@ -446,7 +435,7 @@ static ragd_err sq_cursor_decode(const char *cursor, char **out) {
     id[i] = (char)(hi << 4 | lo);
   }
   id[n / 2] = '\0';
-  rc = sq_check_id(id, SQ_EXTERNAL_ID_MAX);
+  rc = store_check_id(id, SQ_EXTERNAL_ID_MAX);
   if (rc) {
     free(id);
     return RAGD_EINVAL;
@@ -683,7 +672,7 @@ struct sq_doc_fields {
 };
 
 static ragd_err sq_doc_fields_init(const struct store_doc_in *doc, struct sq_doc_fields *f) {
-  ragd_err rc = sq_check_id(doc->external_id, SQ_EXTERNAL_ID_MAX);
+  ragd_err rc = store_check_id(doc->external_id, SQ_EXTERNAL_ID_MAX);
   if (rc) return rc;
   if (!doc->format || !sq_format_known(doc->format)) return RAGD_EINVAL;
   if (!doc->content && doc->content_len) return RAGD_EINVAL;
@@ -708,9 +697,9 @@ static ragd_err sq_doc_fields_init(const struct store_doc_in *doc, struct sq_doc
     f->vector_dim = doc->vector_dim;
     f->vectors = doc->vectors;
   }
-  rc = sq_check_str(f->title);
-  if (!rc) rc = sq_check_str(f->url);
-  if (!rc) rc = sq_check_str(f->metadata_json);
+  rc = store_check_utf8(f->title);
+  if (!rc) rc = store_check_utf8(f->url);
+  if (!rc) rc = store_check_utf8(f->metadata_json);
   if (!rc && !sq_utf8_ok(f->content, f->content_len)) rc = RAGD_EUTF8;
   return rc;
 }
@@ -940,7 +929,7 @@ static ragd_err sq_get_document(void *ctx, const char *external_id, struct store
   int src;
 
   if (!s || !out) return RAGD_EINVAL;
-  rc = sq_check_id(external_id, SQ_EXTERNAL_ID_MAX);
+  rc = store_check_id(external_id, SQ_EXTERNAL_ID_MAX);
   if (rc == RAGD_EINVAL && external_id) return RAGD_ENOTFOUND; /* too long or empty */
   if (rc) return rc;
   memset(&d, 0, sizeof d);
@@ -1028,7 +1017,7 @@ static ragd_err sq_delete_document(void *ctx, const char *external_id) {
   ragd_err rc;
 
   if (!s) return RAGD_EINVAL;
-  rc = sq_check_id(external_id, SQ_EXTERNAL_ID_MAX);
+  rc = store_check_id(external_id, SQ_EXTERNAL_ID_MAX);
   if (rc == RAGD_EINVAL && external_id) return RAGD_ENOTFOUND;
   if (rc) return rc;
   pthread_mutex_lock(&s->lock);
@@ -1750,11 +1739,6 @@ static ragd_err sq_rebuild_keyword_index(void *ctx) {
 
 /* ---- conversations ------------------------------------------------------------------ */
 
-static int sq_role_ok(const char *role) {
-  return role && (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0);
-}
-
-static ragd_err sq_check_opt(const char *p) { return p ? sq_check_str(p) : RAGD_OK; }
 
 static int sq_bind_count(sqlite3_stmt *st, int idx, long n) {
   return n < 0 ? sqlite3_bind_null(st, idx) : sqlite3_bind_int64(st, idx, n);
@@ -1767,16 +1751,8 @@ static ragd_err sq_put_message(void *ctx, const struct store_message_in *m) {
   int in_txn = 0, src;
   ragd_err rc;
 
-  if (!s || !m || !sq_role_ok(m->role) || !m->content || !store_message_id_ok(m->message_id))
-    return RAGD_EINVAL;
-  rc = sq_check_id(m->conversation_id, SQ_CONVERSATION_ID_MAX);
-  if (!rc) rc = sq_check_str(m->content);
-  if (!rc) rc = sq_check_opt(m->retrieval_query);
-  if (!rc) rc = sq_check_opt(m->sources_json);
-  if (!rc) rc = sq_check_opt(m->cited_json);
-  if (!rc) rc = sq_check_opt(m->provider);
-  if (!rc) rc = sq_check_opt(m->model);
-  if (!rc) rc = sq_check_opt(m->finish_reason);
+  if (!s) return RAGD_EINVAL;
+  rc = store_validate_message(m);
   if (rc) return rc;
   now = m->created_at > 0 ? m->created_at : clock_wall_s();
   pthread_mutex_lock(&s->lock);
@@ -1937,7 +1913,7 @@ static ragd_err sq_get_conversation(void *ctx, const char *conversation_id,
   ragd_err rc;
 
   if (!s || !out) return RAGD_EINVAL;
-  rc = sq_check_id(conversation_id, SQ_CONVERSATION_ID_MAX);
+  rc = store_check_id(conversation_id, STORE_CONVERSATION_ID_MAX);
   if (rc) return rc;
   memset(&conv, 0, sizeof conv);
   conv.id = strdup(conversation_id);
@@ -1996,7 +1972,7 @@ static ragd_err sq_delete_conversation(void *ctx, const char *conversation_id) {
   sqlite3_stmt *st;
   ragd_err rc;
   if (!s) return RAGD_EINVAL;
-  rc = sq_check_id(conversation_id, SQ_CONVERSATION_ID_MAX);
+  rc = store_check_id(conversation_id, STORE_CONVERSATION_ID_MAX);
   if (rc) return rc;
   pthread_mutex_lock(&s->lock);
   st = s->stmts[SQ_CONV_DELETE];
@@ -2029,12 +2005,10 @@ static ragd_err sq_put_feedback(void *ctx, const struct store_feedback_in *f, in
   int existed = 0, in_txn = 0, src;
   ragd_err rc;
 
-  if (!s || !f || !f->rating || !store_message_id_ok(f->message_id)) return RAGD_EINVAL;
-  if (strcmp(f->rating, "up") != 0 && strcmp(f->rating, "down") != 0) return RAGD_EINVAL;
-  comment = f->comment ? f->comment : "";
-  rc = sq_check_id(f->conversation_id, SQ_CONVERSATION_ID_MAX);
-  if (!rc) rc = sq_check_str(comment);
+  if (!s) return RAGD_EINVAL;
+  rc = store_validate_feedback(f);
   if (rc) return rc;
+  comment = f->comment ? f->comment : "";
   pthread_mutex_lock(&s->lock);
   rc = sq_begin(s);
   if (rc) goto out;
@@ -2152,16 +2126,7 @@ static ragd_err sq_ping(void *ctx) {
 /* ---- API keys ------------------------------------------------------------------- */
 
 #define SQ_KEY_COLUMNS "public_id, name, scope, key_hash, rpm, streams, created_at, revoked_at"
-#define SQ_KEY_NAME_MAX 200
-#define SQ_KEY_ID_MAX 64
 
-static int sq_key_hash_ok(const char *h) {
-  size_t n = 0;
-  if (!h) return 0;
-  for (; h[n]; n++)
-    if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f'))) return 0;
-  return n == 64;
-}
 
 static ragd_err sq_key_read(sqlite3_stmt *st, struct store_key *k) {
   ragd_err rc;
@@ -2183,11 +2148,7 @@ static ragd_err sq_key_create(void *ctx, const struct store_key *key) {
   sqlite3_stmt *st = NULL;
   ragd_err rc = RAGD_OK;
   int src;
-  if (!s || !key || sq_check_id(key->id, SQ_KEY_ID_MAX) || !key->scope ||
-      (strcmp(key->scope, "query") != 0 && strcmp(key->scope, "admin") != 0) ||
-      !sq_key_hash_ok(key->hash) || key->rpm < 0 || key->streams < 0 ||
-      (key->name && (strlen(key->name) > SQ_KEY_NAME_MAX || sq_check_str(key->name))))
-    return RAGD_EINVAL;
+  if (!s || store_validate_key(key)) return RAGD_EINVAL;
   pthread_mutex_lock(&s->lock);
   src = sqlite3_prepare_v2(s->db,
                            "INSERT INTO api_keys (public_id, name, scope, key_hash, rpm, streams,"
@@ -2220,7 +2181,7 @@ static ragd_err sq_key_lookup(void *ctx, const char *hash_hex, struct store_key 
   sqlite3_stmt *st = NULL;
   ragd_err rc = RAGD_OK;
   int src;
-  if (!s || !out || !sq_key_hash_ok(hash_hex)) return !out ? RAGD_EINVAL : RAGD_ENOTFOUND;
+  if (!s || !out || !store_key_hash_ok(hash_hex)) return !out ? RAGD_EINVAL : RAGD_ENOTFOUND;
   pthread_mutex_lock(&s->lock);
   src = sqlite3_prepare_v2(s->db,
                            "SELECT " SQ_KEY_COLUMNS " FROM api_keys"
@@ -2287,7 +2248,7 @@ static ragd_err sq_key_revoke(void *ctx, const char *id) {
   sqlite3_stmt *st = NULL;
   ragd_err rc = RAGD_OK;
   int src;
-  if (!s || sq_check_id(id, SQ_KEY_ID_MAX)) return RAGD_ENOTFOUND;
+  if (!s || store_check_id(id, STORE_KEY_ID_MAX)) return RAGD_ENOTFOUND;
   pthread_mutex_lock(&s->lock);
   src = sqlite3_prepare_v2(s->db,
                            "UPDATE api_keys SET revoked_at = ?2"

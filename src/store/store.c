@@ -192,3 +192,65 @@ void store_key_list_dispose(struct store_key_list *l) {
   free(l->items);
   memset(l, 0, sizeof *l);
 }
+
+/* ---- input checks shared by the stores ---- */
+
+ragd_err store_check_utf8(const char *s) {
+  size_t bad = 0;
+  return text_utf8_validate(s, strlen(s), &bad) == RAGD_OK ? RAGD_OK : RAGD_EUTF8;
+}
+
+ragd_err store_check_id(const char *id, size_t max) {
+  size_t len;
+  if (!id) return RAGD_EINVAL;
+  len = strlen(id);
+  if (len == 0 || len > max) return RAGD_EINVAL;
+  return store_check_utf8(id);
+}
+
+static int store_role_ok(const char *role) {
+  return role && (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0);
+}
+
+static ragd_err store_check_opt(const char *s) { return s ? store_check_utf8(s) : RAGD_OK; }
+
+ragd_err store_validate_message(const struct store_message_in *m) {
+  ragd_err rc;
+  if (!m || !store_role_ok(m->role) || !m->content || !store_message_id_ok(m->message_id))
+    return RAGD_EINVAL;
+  rc = store_check_id(m->conversation_id, STORE_CONVERSATION_ID_MAX);
+  if (!rc) rc = store_check_utf8(m->content);
+  if (!rc) rc = store_check_opt(m->retrieval_query);
+  if (!rc) rc = store_check_opt(m->sources_json);
+  if (!rc) rc = store_check_opt(m->cited_json);
+  if (!rc) rc = store_check_opt(m->provider);
+  if (!rc) rc = store_check_opt(m->model);
+  if (!rc) rc = store_check_opt(m->finish_reason);
+  return rc;
+}
+
+ragd_err store_validate_feedback(const struct store_feedback_in *f) {
+  ragd_err rc;
+  if (!f || !f->rating || !store_message_id_ok(f->message_id)) return RAGD_EINVAL;
+  if (strcmp(f->rating, "up") != 0 && strcmp(f->rating, "down") != 0) return RAGD_EINVAL;
+  rc = store_check_id(f->conversation_id, STORE_CONVERSATION_ID_MAX);
+  if (!rc) rc = store_check_opt(f->comment);
+  return rc;
+}
+
+int store_key_hash_ok(const char *h) {
+  size_t n = 0;
+  if (!h) return 0;
+  for (; h[n]; n++)
+    if (!((h[n] >= '0' && h[n] <= '9') || (h[n] >= 'a' && h[n] <= 'f'))) return 0;
+  return n == 64;
+}
+
+ragd_err store_validate_key(const struct store_key *k) {
+  if (!k || store_check_id(k->id, STORE_KEY_ID_MAX) || !k->scope ||
+      (strcmp(k->scope, "query") != 0 && strcmp(k->scope, "admin") != 0) ||
+      !store_key_hash_ok(k->hash) || k->rpm < 0 || k->streams < 0 ||
+      (k->name && (strlen(k->name) > STORE_KEY_NAME_MAX || store_check_utf8(k->name))))
+    return RAGD_EINVAL;
+  return RAGD_OK;
+}

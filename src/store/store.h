@@ -455,6 +455,33 @@ void store_message_list_dispose(struct store_message_list *l);
 void store_conversation_dispose(struct store_conversation *c);
 /* Whether id can name a message: 1..64 bytes of [A-Za-z0-9_-]. */
 int store_message_id_ok(const char *id);
+
+/* ---- the input checks every store makes before its SQL ----
+ * One place for the contracts of put_message, put_feedback and key_create
+ * above, so that the stores refuse alike. */
+
+#define STORE_CONVERSATION_ID_MAX 256
+#define STORE_KEY_ID_MAX 64
+#define STORE_KEY_NAME_MAX 200
+
+/* RAGD_EINVAL when id is NULL, empty or longer than max bytes; RAGD_EUTF8
+ * when it is not UTF-8. */
+ragd_err store_check_id(const char *id, size_t max);
+/* RAGD_EUTF8 when s (not NULL) is not UTF-8. */
+ragd_err store_check_utf8(const char *s);
+/* put_message's checks: RAGD_EINVAL for a missing or malformed role,
+ * message id, conversation id or content; RAGD_EUTF8 for an id or text
+ * that is not UTF-8. */
+ragd_err store_validate_message(const struct store_message_in *m);
+/* put_feedback's checks: RAGD_EINVAL for a missing or malformed message id,
+ * conversation id, or a rating other than "up"/"down"; RAGD_EUTF8 for a
+ * comment that is not UTF-8. */
+ragd_err store_validate_feedback(const struct store_feedback_in *f);
+/* Whether h is a key hash as stored: 64 lower-case hex digits. */
+int store_key_hash_ok(const char *h);
+/* key_create's checks: RAGD_EINVAL when id, scope, hash or name is
+ * malformed or rpm or streams is negative (see struct store_key). */
+ragd_err store_validate_key(const struct store_key *k);
 void store_vector_model_list_dispose(struct store_vector_model_list *l);
 void store_chunk_text_list_dispose(struct store_chunk_text_list *l);
 void store_key_dispose(struct store_key *k);
