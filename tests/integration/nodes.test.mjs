@@ -283,5 +283,5 @@ test('a per-key rate limit holds across both nodes', async () => {
   for (const node of [a, b])
     assert.equal((await postJson(node.base, '/v1/search', { query: 'refunds' }, bearer(other.key))).status, 200);
   for (const k of [limited, other])
-    assert.equal((await runRagd(['keys', 'revoke', k.id], { env: { RAGD_STORE: storeUrl } })).code, 0);
+    assert.equal((await runRagd(['keys', 'revoke', k.id], { env: pgEnv })).code, 0);
 });
