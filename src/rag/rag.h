@@ -85,6 +85,15 @@ struct rag_engine {
   int keyword_memory;
   struct retrieve_bm25_params bm25;
   struct retrieve_bm25 *keyword;
+  /* Another process's writes (a separate `ragd ingest` on the same SQLite
+   * data): store data_version as of the last look, the largest chunk row id
+   * each index has read from the store, when the last look was (retrieval.c,
+   * rag_sync_external). */
+  pthread_mutex_t sync_mu;
+  int sync_ready;
+  uint64_t data_version;
+  int64_t keyword_max_rowid, vector_max_rowid;
+  int64_t sync_checked_us;
 };
 
 /* Opens the store the configuration names: RAGD_STORE when set, else

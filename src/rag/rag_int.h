@@ -29,6 +29,14 @@ ragd_err rag_index_put_doc(struct rag_engine *e, int64_t document_rowid,
 void rag_keyword_put_doc(struct rag_engine *e, int64_t document_rowid, const int64_t *chunk_rowids,
                          const char *title, const struct text_chunk_list *chunks);
 
+/* Applies another process's committed changes to the in-memory indexes:
+ * when the store's data_version moved (looked at no more than every 200 ms),
+ * chunks stored since the indexes last read the store are added (their
+ * documents' older chunks replaced) and chunks of deleted documents leave
+ * the keyword index (the vector index drops them when a search meets them).
+ * A no-op for stores without data_version. Searches call it first. */
+void rag_sync_external(struct rag_engine *e);
+
 /* Drops chunks that the store no longer has (found missing by a search)
  * from both indexes. */
 void rag_index_forget(struct rag_engine *e, const int64_t *chunk_rowids, size_t n);

@@ -92,6 +92,7 @@ static int load_one(void *ctx, int64_t chunk_rowid, int64_t document_rowid, cons
                     size_t dim) {
   struct rag_engine *e = ctx;
   (void)dim;
+  if (chunk_rowid > e->vector_max_rowid) e->vector_max_rowid = chunk_rowid;
   return e->index.ops->add(e->index.ctx, chunk_rowid, document_rowid, v) != RAGD_OK;
 }
 
@@ -291,6 +292,11 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
   if (rc) return rc;
   if (pthread_rwlock_init(&e->index_lock, NULL) != 0) return RAGD_ENOMEM;
   e->index_lock_ready = 1;
+  if (pthread_mutex_init(&e->sync_mu, NULL) != 0) return RAGD_ENOMEM;
+  e->sync_ready = 1;
+  /* read before the indexes load: a commit from now on moves it */
+  if (e->store.ops->data_version && e->store.ops->data_version(e->store.ctx, &e->data_version))
+    e->data_version = 0;
   memset(&ec, 0, sizeof ec);
   ec.provider = cfg->embedder[0] ? cfg->embedder : cfg->embed_base_url[0] ? "openai" : "hash";
   ec.base_url = cfg->embed_base_url;
@@ -343,6 +349,8 @@ void rag_retrieval_close(struct rag_engine *e) {
   e->keyword = NULL;
   embed_destroy(&e->embedder);
   if (e->index_lock_ready) pthread_rwlock_destroy(&e->index_lock);
+  if (e->sync_ready) pthread_mutex_destroy(&e->sync_mu);
+  e->sync_ready = 0;
   e->index_lock_ready = 0;
 }
 
@@ -503,6 +511,7 @@ ragd_err rag_keyword_ensure(struct rag_engine *e) {
     }
     after = batch.items[batch.count - 1].chunk_rowid;
   }
+  if (!rc && after > e->keyword_max_rowid) e->keyword_max_rowid = after;
   store_chunk_text_list_dispose(&batch);
   if (rc) {
     log_warn("keyword index: cannot load: %s", ragd_strerror(rc));
@@ -539,4 +548,148 @@ void rag_keyword_put_doc(struct rag_engine *e, int64_t document_rowid, const int
   }
 out:
   pthread_rwlock_unlock(&e->index_lock);
+}
+
+/* ---- another process's writes ---- */
+
+#define SYNC_INTERVAL_US 200000
+
+struct sync_vectors {
+  int64_t after;
+  size_t dim, n, cap;
+  int64_t *ids, *groups;
+  float *v;
+  ragd_err rc;
+};
+
+static int sync_vector_cb(void *ctx, int64_t chunk_rowid, int64_t document_rowid, const float *v,
+                          size_t dim) {
+  struct sync_vectors *sv = ctx;
+  if (chunk_rowid <= sv->after || dim != sv->dim) return 0;
+  if (sv->n == sv->cap) {
+    size_t cap = sv->cap ? sv->cap * 2 : 64;
+    int64_t *ids = realloc(sv->ids, cap * sizeof *ids), *groups;
+    float *vv;
+    if (!ids) goto nomem;
+    sv->ids = ids;
+    groups = realloc(sv->groups, cap * sizeof *groups);
+    if (!groups) goto nomem;
+    sv->groups = groups;
+    vv = realloc(sv->v, cap * dim * sizeof *vv);
+    if (!vv) goto nomem;
+    sv->v = vv;
+    sv->cap = cap;
+  }
+  sv->ids[sv->n] = chunk_rowid;
+  sv->groups[sv->n] = document_rowid;
+  memcpy(sv->v + sv->n * dim, v, dim * sizeof *v);
+  sv->n++;
+  return 0;
+nomem:
+  sv->rc = RAGD_ENOMEM;
+  return 1;
+}
+
+/* Reads what changed (outside the index lock), then applies it under the
+ * write lock. Chunks already added by this process's own ingest are read
+ * again and replaced by themselves. */
+static ragd_err sync_apply(struct rag_engine *e) {
+  struct store_chunk_text_list *batches = NULL;
+  struct sync_vectors sv;
+  int64_t *docs = NULL, kw_after, last = 0;
+  size_t ndocs = 0, nb = 0, capb = 0, i, j, removed = 0, added = 0;
+  int have_keyword;
+  ragd_err rc;
+
+  memset(&sv, 0, sizeof sv);
+  rc = e->store.ops->filter_documents(e->store.ctx, "{}", &docs, &ndocs);
+  if (rc) goto out;
+  pthread_rwlock_rdlock(&e->index_lock);
+  have_keyword = e->keyword != NULL;
+  kw_after = e->keyword_max_rowid;
+  sv.after = e->vector_max_rowid;
+  sv.dim = e->index.ops ? e->index.dim : 0;
+  pthread_rwlock_unlock(&e->index_lock);
+  while (have_keyword) {
+    if (nb == capb) {
+      size_t cap = capb ? capb * 2 : 4;
+      struct store_chunk_text_list *g = realloc(batches, cap * sizeof *g);
+      if (!g) {
+        rc = RAGD_ENOMEM;
+        goto out;
+      }
+      batches = g;
+      capb = cap;
+    }
+    memset(&batches[nb], 0, sizeof batches[nb]);
+    rc = e->store.ops->chunks_without_vectors(e->store.ctx, "keyword:scan", 1, kw_after,
+                                              KEYWORD_LOAD_BATCH, &batches[nb]);
+    if (rc) goto out;
+    if (batches[nb].count == 0) break;
+    kw_after = batches[nb].items[batches[nb].count - 1].chunk_rowid;
+    nb++;
+  }
+  if (sv.dim) {
+    rc = e->store.ops->load_vectors(e->store.ctx, e->embedder.model_key, sv.dim, sync_vector_cb, &sv);
+    if (rc == RAGD_ECANCELLED && sv.rc) rc = sv.rc;
+    if (rc) goto out;
+  }
+  pthread_rwlock_wrlock(&e->index_lock);
+  if (e->keyword && have_keyword) {
+    removed = retrieve_bm25_keep_groups(e->keyword, docs, ndocs);
+    for (i = 0; i < nb && !rc; i++) {
+      for (j = 0; j < batches[i].count && !rc; j++) {
+        const struct store_chunk_text *c = &batches[i].items[j];
+        /* a document written again: its older chunks go first (a
+         * document's chunks are stored together: consecutive row ids) */
+        if (c->document_rowid != last) {
+          retrieve_bm25_remove_group(e->keyword, c->document_rowid);
+          last = c->document_rowid;
+        }
+        rc = retrieve_bm25_add(e->keyword, c->chunk_rowid, c->document_rowid, c->title,
+                               c->heading_path, c->text, strlen(c->text));
+        added++;
+      }
+    }
+    if (kw_after > e->keyword_max_rowid) e->keyword_max_rowid = kw_after;
+  }
+  last = 0;
+  if (e->index.ops && e->index.dim == sv.dim) {
+    for (i = 0; i < sv.n && !rc; i++) {
+      if (sv.groups[i] != last) { /* load_vectors goes by chunk row id */
+        e->index.ops->remove_group(e->index.ctx, sv.groups[i]);
+        last = sv.groups[i];
+      }
+      e->index.ops->remove(e->index.ctx, sv.ids[i]);
+      rc = e->index.ops->add(e->index.ctx, sv.ids[i], sv.groups[i], sv.v + i * sv.dim);
+      if (sv.ids[i] > e->vector_max_rowid) e->vector_max_rowid = sv.ids[i];
+    }
+  }
+  pthread_rwlock_unlock(&e->index_lock);
+  if (added || removed || sv.n)
+    log_info("another process changed the store: keyword index +%zu -%zu chunks, vector index +%zu",
+             added, removed, sv.n);
+out:
+  for (i = 0; i < nb + (nb < capb ? 1 : 0) && batches; i++) store_chunk_text_list_dispose(&batches[i]);
+  free(batches);
+  free(docs);
+  free(sv.ids);
+  free(sv.groups);
+  free(sv.v);
+  return rc;
+}
+
+void rag_sync_external(struct rag_engine *e) {
+  int64_t now = clock_mono_us();
+  uint64_t v = 0;
+  if (!e->sync_ready || !e->store.ops->data_version) return;
+  if (now - __atomic_load_n(&e->sync_checked_us, __ATOMIC_RELAXED) < SYNC_INTERVAL_US) return;
+  if (pthread_mutex_trylock(&e->sync_mu) != 0) return; /* another search is at it */
+  __atomic_store_n(&e->sync_checked_us, now, __ATOMIC_RELAXED);
+  if (e->store.ops->data_version(e->store.ctx, &v) == RAGD_OK && v != e->data_version) {
+    ragd_err rc = sync_apply(e);
+    if (rc) log_warn("cannot apply another process's changes to the indexes: %s", ragd_strerror(rc));
+    else e->data_version = v;
+  }
+  pthread_mutex_unlock(&e->sync_mu);
 }

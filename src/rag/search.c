@@ -448,6 +448,7 @@ static ragd_err search_run(struct rag_engine *e, const struct rag_search_opts *o
   if (!e || !o || !o->query || !out) return RAGD_EINVAL;
   memset(out, 0, sizeof *out);
   if (o->k == 0) return RAGD_OK;
+  rag_sync_external(e);
   switch (o->mode) {
     case RAG_SEARCH_KEYWORD:
       rc = search_keyword(e, o, o->k, &hits);

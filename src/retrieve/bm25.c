@@ -603,6 +603,21 @@ size_t retrieve_bm25_remove_group(struct retrieve_bm25 *ix, int64_t group) {
   return n;
 }
 
+static int group_allowed(const struct retrieve_filter *f, int64_t g);
+
+size_t retrieve_bm25_keep_groups(struct retrieve_bm25 *ix, const int64_t *keep, size_t n) {
+  struct retrieve_filter f = {0, keep, n};
+  size_t removed = 0;
+  for (size_t i = 0; ix && i < ix->nslots; i++) {
+    if (ix->slots[i].alive && !group_allowed(&f, ix->slots[i].group)) {
+      kw_kill(ix, (uint32_t)i);
+      removed++;
+    }
+  }
+  if (removed) kw_maybe_compact(ix);
+  return removed;
+}
+
 void retrieve_bm25_shrink(struct retrieve_bm25 *ix) {
   for (size_t i = 0; ix && i < ix->nterms; i++) {
     struct kw_term *t = &ix->terms[i];

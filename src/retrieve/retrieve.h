@@ -162,6 +162,9 @@ size_t retrieve_bm25_remove_group(struct retrieve_bm25 *ix, int64_t group);
 ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_t k,
                               const struct retrieve_filter *filter,
                               struct retrieve_bm25_hit *out, size_t *n /* OUT */);
+/* Removes every chunk whose group is not in keep (sorted ascending);
+ * returns how many went. */
+size_t retrieve_bm25_keep_groups(struct retrieve_bm25 *ix, const int64_t *keep, size_t n);
 /* Gives back the spare room of every posting list (after a bulk load). */
 void retrieve_bm25_shrink(struct retrieve_bm25 *ix);
 size_t retrieve_bm25_count(const struct retrieve_bm25 *ix);

@@ -145,6 +145,7 @@ enum sq_stmt_id {
   SQ_MSG_LIST,
   SQ_STATS,
   SQ_PING,
+  SQ_DATA_VERSION,
   SQ_VEC_INSERT,
   SQ_VEC_LOAD,
   SQ_VEC_MODELS,
@@ -238,6 +239,7 @@ static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
                     " ORDER BY id",
     [SQ_STATS] = "SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)",
     [SQ_PING] = "SELECT 1",
+    [SQ_DATA_VERSION] = "PRAGMA data_version",
     /* vectors are float32 in the machine's byte order, dimensions of them */
     [SQ_VEC_INSERT] = "INSERT OR REPLACE INTO vectors(chunk_id, model, dimensions, data)"
                       " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1)",
@@ -2123,6 +2125,22 @@ static ragd_err sq_ping(void *ctx) {
   return rc;
 }
 
+static ragd_err sq_data_version(void *ctx, uint64_t *out) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || !out) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  st = s->stmts[SQ_DATA_VERSION];
+  src = sqlite3_step(st);
+  if (src == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(st, 0);
+  else rc = sq_fail(s, src, "data_version");
+  sq_release(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
 /* ---- API keys ------------------------------------------------------------------- */
 
 #define SQ_KEY_COLUMNS "public_id, name, scope, key_hash, rpm, streams, created_at, revoked_at"
@@ -2304,6 +2322,7 @@ const struct store_ops store_sqlite_ops = {
     .list_messages = sq_list_messages,
     .stats = sq_stats,
     .ping = sq_ping,
+    .data_version = sq_data_version,
     .search_bm25_filtered = sq_search_bm25_filtered,
     .filter_documents = sq_filter_documents,
     .get_chunks = sq_get_chunks,

@@ -430,6 +430,13 @@ struct store_ops {
    * says no; RAGD_EINVAL for malformed filters or a missing vector. */
   ragd_err (*search_vectors)(void *ctx, const struct store_vector_query *q,
                              struct store_hit_list *out /* OUT */);
+
+  /* Optional (NULL: the store cannot tell). A number that changes whenever
+   * another process (or another connection) commits a change to the
+   * database, and stays the same for this connection's own writes: a
+   * server asks it before a search to notice a separate `ragd ingest`.
+   * SQLite: PRAGMA data_version. */
+  ragd_err (*data_version)(void *ctx, uint64_t *out /* OUT */);
 };
 
 struct store {
