@@ -224,6 +224,22 @@ int cli_ingest(int argc, char **argv) {
   printf("ingested into %s: %zu created, %zu updated, %zu unchanged, %zu failed\n", run.cfg.data_dir,
          t.created, t.updated, t.unchanged, t.failed);
   status = t.failed ? 1 : 0;
+  {
+    /* lsa: the corpus grew past RAGD_LSA_REFIT_FRACTION of the fit: refit now
+     * rather than leave it to the next server start. */
+    struct buf err;
+    int refitted = 0;
+    ragd_err rc;
+    buf_init(&err, 0);
+    rc = rag_lsa_refit_if_due(&run.engine, &refitted, &err);
+    if (rc) {
+      fprintf(stderr, "ragd ingest: %s\n", err.data ? err.data : ragd_strerror(rc));
+      status = 1;
+    } else if (refitted) {
+      printf("lsa model refitted: %s\n", run.engine.embedder.model_key);
+    }
+    buf_dispose(&err);
+  }
   cli_finish(&run);
   return status;
 }

@@ -142,6 +142,8 @@ int cli_serve(int argc, char **argv) {
     fprintf(stderr, "ragd serve: cannot listen on %s\n", cfg->listen);
     goto out;
   }
+  /* lsa: refits run on a thread of their own while the server serves. */
+  rag_lsa_background(engine, 1);
   engine->store.ops->stats(engine->store.ctx, &stats);
   printf("ragd %s serving %zu documents (%zu chunks) from %s\n", RAGD_VERSION, stats.documents,
          stats.chunks, cfg->data_dir);

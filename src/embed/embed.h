@@ -108,19 +108,54 @@ void embed_l2_normalize(float *v, size_t dim);
 
 /* ---- lsa -------------------------------------------------------------------
  * The lsa embedder's model. e must be an lsa embedder (else RAGD_EINVAL).
- * Before the first fit or load it embeds every text as the zero vector. */
+ * Before the first fit or load it embeds every text as the zero vector.
+ *
+ * A model is immutable once made: a refit builds a new one off to the side
+ * (embed_lsa_model_fit, any thread, no lock held), may embed with it
+ * (embed_lsa_model_embed) to build a new vector index, and then hands it to
+ * the embedder (embed_lsa_install), which swaps it in under its write lock:
+ * concurrent embed calls project with the old or the new model, never a mix.
+ * The owner of the embedder (rag/) decides when the swap happens relative
+ * to its own vector index. */
+struct embed_lsa_model;
 
-/* Fits a model on texts[0..n) (the chunks' embedding inputs) and swaps it in
- * atomically: concurrent embed calls see the old or the new model, never a
- * mix. Updates e->model_key, so the caller must not read model_key from
- * another thread during the call. Same texts and seed: same model. */
+/* Fits a new model on texts[0..n) (the chunks' embedding inputs) with e's
+ * rank, min_df and seed; does not touch e's current model. Same texts and
+ * seed: same model, bit for bit. *out is the caller's (embed_lsa_install or
+ * embed_lsa_model_free). */
+ragd_err embed_lsa_model_fit(const struct embedder *e, const struct slice *texts, size_t n,
+                             struct embed_lsa_model **out /* OUT */, struct buf *err);
+/* Embeds texts with m (as the embed op would with m installed). Any thread. */
+ragd_err embed_lsa_model_embed(const struct embed_lsa_model *m, const struct slice *texts,
+                               size_t n, float *out);
+/* "lsa:v1:<rank>:<id>": the key vectors of m are stored under. Owned by m. */
+const char *embed_lsa_model_key(const struct embed_lsa_model *m);
+/* The number of chunks m was fitted on. */
+size_t embed_lsa_model_chunks(const struct embed_lsa_model *m);
+/* Appends m's portable bytes (format 1: vocabulary, idf, basis, version) to
+ * out, for the store (put_blob) or a file. */
+ragd_err embed_lsa_model_encode(const struct embed_lsa_model *m, struct buf *out);
+/* Reads bytes written by embed_lsa_model_encode into a new model for e.
+ * RAGD_ECONFIG when it has another rank than e (refit), RAGD_EINVAL when
+ * the bytes are malformed or truncated. */
+ragd_err embed_lsa_model_decode(const struct embedder *e, const void *data, size_t len,
+                                struct embed_lsa_model **out /* OUT */);
+void embed_lsa_model_free(struct embed_lsa_model *m); /* accepts NULL */
+/* Makes m (owned from now on by e) the current model and sets e->model_key
+ * to its key; frees the previous one. Callers must keep other threads from
+ * reading e->model_key during the call (rag/ holds its model lock). */
+void embed_lsa_install(struct embedder *e, struct embed_lsa_model *m);
+
+/* embed_lsa_model_fit + embed_lsa_install. */
 ragd_err embed_lsa_fit(struct embedder *e, const struct slice *texts, size_t n, struct buf *err);
 /* Nonzero when a model is loaded or fitted. */
 int embed_lsa_fitted(const struct embedder *e);
-/* Writes the model to path atomically (path.tmp, then rename). RAGD_EINVAL
- * when there is no model, RAGD_EIO on a write failure. */
+/* Chunks the current model was fitted on (0 before the first). */
+size_t embed_lsa_fitted_chunks(const struct embedder *e);
+/* Writes the current model to path atomically (path.tmp, then rename).
+ * RAGD_EINVAL when there is no model, RAGD_EIO on a write failure. */
 ragd_err embed_lsa_save(const struct embedder *e, const char *path, struct buf *err);
-/* Loads a model written by embed_lsa_save and swaps it in. RAGD_ENOTFOUND
+/* Loads a model written by embed_lsa_save and installs it. RAGD_ENOTFOUND
  * when the file does not exist, RAGD_ECONFIG when it has another rank than
  * the embedder (refit), RAGD_EINVAL when it is malformed. */
 ragd_err embed_lsa_load(struct embedder *e, const char *path, struct buf *err);

@@ -16,10 +16,11 @@
  * exactly the vector it would have had inside the fit, up to the change its
  * presence would have made to idf and the basis.
  *
- * The model lives behind a pointer guarded by a rwlock: embed takes the read
- * side for the whole projection, a fit builds the new model off to the side
- * and swaps the pointer under the write side, so a text is never projected
- * with half a model. */
+ * A model is immutable once built. The embedder holds the current one behind
+ * a pointer guarded by a rwlock: embed takes the read side for the whole
+ * projection; embed_lsa_install swaps the pointer under the write side, so a
+ * text is never projected with half a model. When to swap (together with
+ * the vector index) is rag/refit.c's business. */
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
@@ -40,7 +41,7 @@
 #define LSA_K1 1.2
 #define LSA_B 0.75
 
-struct lsa_model {
+struct embed_lsa_model {
   size_t rank;     /* vector dimension (columns of basis; some may be zero) */
   size_t terms;    /* vocabulary size */
   size_t chunks;   /* chunks the model was fitted on */
@@ -50,11 +51,12 @@ struct lsa_model {
   char **vocab;    /* terms[i], sorted by bytes (binary search) */
   float *idf;      /* [terms] */
   float *basis;    /* [terms x rank], row-major */
+  char key[64];    /* "lsa:v1:<rank>:<id>" */
 };
 
 struct lsa_embedder {
   pthread_rwlock_t lock;
-  struct lsa_model *model; /* NULL before the first fit */
+  struct embed_lsa_model *model; /* NULL before the first fit */
   size_t rank;
   size_t min_df;
   uint64_t seed;
@@ -128,7 +130,7 @@ static double lsa_weight(unsigned tf, size_t len, double avg_len, double idf) {
   return idf * (tf * (LSA_K1 + 1)) / (tf + norm);
 }
 
-static long lsa_vocab_find(const struct lsa_model *m, const char *term) {
+static long lsa_vocab_find(const struct embed_lsa_model *m, const char *term) {
   size_t lo = 0, hi = m->terms;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -140,7 +142,7 @@ static long lsa_vocab_find(const struct lsa_model *m, const char *term) {
   return -1;
 }
 
-static void lsa_model_free(struct lsa_model *m) {
+static void lsa_model_free(struct embed_lsa_model *m) {
   if (!m) return;
   for (size_t i = 0; m->vocab && i < m->terms; i++) free(m->vocab[i]);
   free(m->vocab);
@@ -291,11 +293,11 @@ static uint64_t lsa_fnv(uint64_t h, const void *p, size_t n) {
 }
 
 static ragd_err lsa_fit_model(const struct lsa_embedder *le, const struct slice *texts, size_t n,
-                              struct lsa_model **out) {
+                              struct embed_lsa_model **out) {
   struct lsa_bag *bags = NULL;
   struct lsa_vocab_entry *all = NULL;
   struct lsa_sparse a = {0};
-  struct lsa_model *m = NULL;
+  struct embed_lsa_model *m = NULL;
   double *u = NULL, *s = NULL;
   size_t i, j, p, n_all = 0, cap = 0, total_len = 0, nnz = 0;
   ragd_err rc = RAGD_OK;
@@ -430,7 +432,7 @@ static size_t lsa_dimensions(void *ctx) {
 }
 
 /* Projects one text; the caller holds the read lock. */
-static ragd_err lsa_project(const struct lsa_model *m, struct slice text, float *v) {
+static ragd_err lsa_project(const struct embed_lsa_model *m, struct slice text, float *v) {
   struct lsa_bag bag;
   ragd_err rc = lsa_bag_fill(&bag, text);
   memset(v, 0, m ? m->rank * sizeof *v : 0);
@@ -475,9 +477,22 @@ static struct lsa_embedder *lsa_of(const struct embedder *e) {
   return e && e->ops == &embed_lsa_ops ? e->ctx : NULL;
 }
 
-static void lsa_set_key(struct embedder *e, const struct lsa_model *m) {
-  snprintf(e->model_key, sizeof e->model_key, "lsa:v1:%zu:%016llx", m->rank,
-           (unsigned long long)m->id);
+static void lsa_set_key(struct embed_lsa_model *m) {
+  snprintf(m->key, sizeof m->key, "lsa:v1:%zu:%016llx", m->rank, (unsigned long long)m->id);
+}
+
+void embed_lsa_model_free(struct embed_lsa_model *m) { lsa_model_free(m); }
+
+const char *embed_lsa_model_key(const struct embed_lsa_model *m) { return m->key; }
+
+size_t embed_lsa_model_chunks(const struct embed_lsa_model *m) { return m->chunks; }
+
+ragd_err embed_lsa_model_embed(const struct embed_lsa_model *m, const struct slice *texts,
+                               size_t n, float *out) {
+  ragd_err rc = RAGD_OK;
+  if (!m || (n && (!texts || !out))) return RAGD_EINVAL;
+  for (size_t i = 0; i < n && !rc; i++) rc = lsa_project(m, texts[i], out + i * m->rank);
+  return rc;
 }
 
 int embed_lsa_fitted(const struct embedder *e) {
@@ -490,101 +505,121 @@ int embed_lsa_fitted(const struct embedder *e) {
   return fitted;
 }
 
-ragd_err embed_lsa_fit(struct embedder *e, const struct slice *texts, size_t n, struct buf *err) {
+size_t embed_lsa_fitted_chunks(const struct embedder *e) {
   struct lsa_embedder *le = lsa_of(e);
-  struct lsa_model *m = NULL, *old;
+  size_t chunks = 0;
+  if (!le) return 0;
+  pthread_rwlock_rdlock(&le->lock);
+  if (le->model) chunks = le->model->chunks;
+  pthread_rwlock_unlock(&le->lock);
+  return chunks;
+}
+
+ragd_err embed_lsa_model_fit(const struct embedder *e, const struct slice *texts, size_t n,
+                             struct embed_lsa_model **out, struct buf *err) {
+  struct lsa_embedder *le = lsa_of(e);
   ragd_err rc;
-  if (!le) return RAGD_EINVAL;
-  rc = lsa_fit_model(le, texts, n, &m);
-  if (rc) {
-    if (err) buf_appendf(err, "lsa fit over %zu chunks: %s", n, ragd_strerror(rc));
-    return rc;
+  *out = NULL;
+  if (!le || (n && !texts)) return RAGD_EINVAL;
+  rc = lsa_fit_model(le, texts, n, out);
+  if (rc && err) buf_appendf(err, "lsa fit over %zu chunks: %s", n, ragd_strerror(rc));
+  if (!rc) lsa_set_key(*out);
+  return rc;
+}
+
+void embed_lsa_install(struct embedder *e, struct embed_lsa_model *m) {
+  struct lsa_embedder *le = lsa_of(e);
+  struct embed_lsa_model *old;
+  if (!le || !m) {
+    lsa_model_free(m);
+    return;
   }
   pthread_rwlock_wrlock(&le->lock);
   old = le->model;
   le->model = m;
-  lsa_set_key(e, m);
+  snprintf(e->model_key, sizeof e->model_key, "%s", m->key);
   pthread_rwlock_unlock(&le->lock);
   lsa_model_free(old);
-  return RAGD_OK;
 }
 
-/* File layout (little-endian host order; the file is local to one machine):
- * magic[8], u32 format, u32 rank, u64 terms, u64 chunks, u64 seed, u64 id,
- * f64 avg_len; per term u32 length + bytes; f32 idf[terms];
- * f32 basis[terms x rank]. */
-ragd_err embed_lsa_save(const struct embedder *e, const char *path, struct buf *err) {
-  struct lsa_embedder *le = lsa_of(e);
-  char tmp[4096];
-  FILE *f = NULL;
-  ragd_err rc = RAGD_OK;
-  int ok = 1;
-  if (!le || !path) return RAGD_EINVAL;
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return RAGD_EINVAL;
-  pthread_rwlock_rdlock(&le->lock);
-  const struct lsa_model *m = le->model;
-  if (!m) {
-    rc = RAGD_EINVAL;
-    goto out;
-  }
-  f = fopen(tmp, "wb");
-  if (!f) {
-    rc = RAGD_EIO;
-    goto out;
-  }
-  uint32_t fmt = LSA_FORMAT_VERSION, rank = (uint32_t)m->rank;
-  uint64_t terms = m->terms, chunks = m->chunks;
-  ok = fwrite(LSA_MAGIC, 1, 8, f) == 8 && fwrite(&fmt, 4, 1, f) == 1 &&
-       fwrite(&rank, 4, 1, f) == 1 && fwrite(&terms, 8, 1, f) == 1 &&
-       fwrite(&chunks, 8, 1, f) == 1 && fwrite(&m->seed, 8, 1, f) == 1 &&
-       fwrite(&m->id, 8, 1, f) == 1 && fwrite(&m->avg_len, 8, 1, f) == 1;
-  for (size_t i = 0; ok && i < m->terms; i++) {
-    uint32_t len = (uint32_t)strlen(m->vocab[i]);
-    ok = fwrite(&len, 4, 1, f) == 1 && fwrite(m->vocab[i], 1, len, f) == len;
-  }
-  if (ok && m->terms)
-    ok = fwrite(m->idf, sizeof *m->idf, m->terms, f) == m->terms &&
-         fwrite(m->basis, sizeof *m->basis, m->terms * m->rank, f) == m->terms * m->rank;
-  if (fclose(f) != 0) ok = 0;
-  f = NULL;
-  if (!ok || rename(tmp, path) != 0) {
-    remove(tmp);
-    rc = RAGD_EIO;
-  }
-out:
-  pthread_rwlock_unlock(&le->lock);
-  if (rc && err) buf_appendf(err, "cannot write the lsa model %s: %s", path, ragd_strerror(rc));
+ragd_err embed_lsa_fit(struct embedder *e, const struct slice *texts, size_t n, struct buf *err) {
+  struct embed_lsa_model *m = NULL;
+  ragd_err rc = embed_lsa_model_fit(e, texts, n, &m, err);
+  if (!rc) embed_lsa_install(e, m);
   return rc;
 }
 
-ragd_err embed_lsa_load(struct embedder *e, const char *path, struct buf *err) {
+/* Layout (little-endian host order, as written by x86-64 and arm64 alike):
+ * magic[8], u32 format, u32 rank, u64 terms, u64 chunks, u64 seed, u64 id,
+ * f64 avg_len; per term u32 length + bytes; f32 idf[terms];
+ * f32 basis[terms x rank]. The same bytes as the lsa.model file of
+ * earlier versions. */
+ragd_err embed_lsa_model_encode(const struct embed_lsa_model *m, struct buf *out) {
+  uint32_t fmt = LSA_FORMAT_VERSION, rank;
+  uint64_t terms, chunks;
+  ragd_err rc;
+  if (!m || !out) return RAGD_EINVAL;
+  rank = (uint32_t)m->rank;
+  terms = m->terms;
+  chunks = m->chunks;
+  rc = buf_append(out, LSA_MAGIC, 8);
+  if (!rc) rc = buf_append(out, &fmt, 4);
+  if (!rc) rc = buf_append(out, &rank, 4);
+  if (!rc) rc = buf_append(out, &terms, 8);
+  if (!rc) rc = buf_append(out, &chunks, 8);
+  if (!rc) rc = buf_append(out, &m->seed, 8);
+  if (!rc) rc = buf_append(out, &m->id, 8);
+  if (!rc) rc = buf_append(out, &m->avg_len, 8);
+  for (size_t i = 0; !rc && i < m->terms; i++) {
+    uint32_t len = (uint32_t)strlen(m->vocab[i]);
+    rc = buf_append(out, &len, 4);
+    if (!rc) rc = buf_append(out, m->vocab[i], len);
+  }
+  if (!rc && m->terms) rc = buf_append(out, m->idf, m->terms * sizeof *m->idf);
+  if (!rc && m->terms) rc = buf_append(out, m->basis, m->terms * m->rank * sizeof *m->basis);
+  return rc;
+}
+
+/* A cursor over an encoded model: take() fails (0) past the end. */
+struct lsa_reader {
+  const unsigned char *p;
+  size_t left;
+};
+
+static int lsa_take(struct lsa_reader *r, void *dst, size_t n) {
+  if (n > r->left) return 0;
+  memcpy(dst, r->p, n);
+  r->p += n;
+  r->left -= n;
+  return 1;
+}
+
+ragd_err embed_lsa_model_decode(const struct embedder *e, const void *data, size_t len,
+                                struct embed_lsa_model **out) {
   struct lsa_embedder *le = lsa_of(e);
-  struct lsa_model *m = NULL, *old;
+  struct lsa_reader r = {data, len};
+  struct embed_lsa_model *m = NULL;
   char magic[8];
   uint32_t fmt = 0, rank = 0;
   uint64_t terms = 0, chunks = 0;
-  FILE *f;
   ragd_err rc = RAGD_OK;
   int ok;
-  if (!le || !path) return RAGD_EINVAL;
-  f = fopen(path, "rb");
-  if (!f) return RAGD_ENOTFOUND;
+  *out = NULL;
+  if (!le || (len && !data)) return RAGD_EINVAL;
   m = calloc(1, sizeof *m);
-  if (!m) {
-    rc = RAGD_ENOMEM;
-    goto out;
-  }
-  ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, LSA_MAGIC, 8) == 0 &&
-       fread(&fmt, 4, 1, f) == 1 && fmt == LSA_FORMAT_VERSION && fread(&rank, 4, 1, f) == 1 &&
-       fread(&terms, 8, 1, f) == 1 && fread(&chunks, 8, 1, f) == 1 &&
-       fread(&m->seed, 8, 1, f) == 1 && fread(&m->id, 8, 1, f) == 1 &&
-       fread(&m->avg_len, 8, 1, f) == 1 && terms < ((uint64_t)1 << 32);
+  if (!m) return RAGD_ENOMEM;
+  ok = lsa_take(&r, magic, 8) && memcmp(magic, LSA_MAGIC, 8) == 0 && lsa_take(&r, &fmt, 4) &&
+       fmt == LSA_FORMAT_VERSION && lsa_take(&r, &rank, 4) && lsa_take(&r, &terms, 8) &&
+       lsa_take(&r, &chunks, 8) && lsa_take(&r, &m->seed, 8) && lsa_take(&r, &m->id, 8) &&
+       lsa_take(&r, &m->avg_len, 8) && terms < ((uint64_t)1 << 32) && rank > 0 &&
+       rank <= EMBED_DIM_MAX;
   if (ok && rank != le->rank) {
-    /* Another rank was asked for: the caller refits. */
-    rc = RAGD_ECONFIG;
+    rc = RAGD_ECONFIG; /* another rank was asked for: the caller refits */
     goto out;
   }
-  if (!ok) {
+  /* Every term takes at least 4 + 4 + 4 * rank bytes: a claimed count that
+   * cannot fit is refused before anything that large is allocated. */
+  if (!ok || terms > r.left / (8 + 4 * (uint64_t)rank)) {
     rc = RAGD_EINVAL;
     goto out;
   }
@@ -598,36 +633,80 @@ ragd_err embed_lsa_load(struct embedder *e, const char *path, struct buf *err) {
     goto out;
   }
   for (m->terms = 0; ok && m->terms < terms; m->terms++) {
-    uint32_t len = 0;
-    ok = fread(&len, 4, 1, f) == 1 && len < LSA_TERM_MAX;
+    uint32_t tlen = 0;
+    ok = lsa_take(&r, &tlen, 4) && tlen < LSA_TERM_MAX;
     if (!ok) break;
-    m->vocab[m->terms] = malloc(len + 1);
+    m->vocab[m->terms] = malloc(tlen + 1);
     if (!m->vocab[m->terms]) {
       rc = RAGD_ENOMEM;
       goto out;
     }
-    ok = fread(m->vocab[m->terms], 1, len, f) == len;
-    m->vocab[m->terms][len] = '\0';
+    ok = lsa_take(&r, m->vocab[m->terms], tlen);
+    m->vocab[m->terms][tlen] = '\0';
   }
   if (ok && terms)
-    ok = fread(m->idf, sizeof *m->idf, terms, f) == terms &&
-         fread(m->basis, sizeof *m->basis, terms * rank, f) == terms * rank;
+    ok = lsa_take(&r, m->idf, terms * sizeof *m->idf) &&
+         lsa_take(&r, m->basis, terms * rank * sizeof *m->basis);
+  ok = ok && r.left == 0;
   for (size_t i = 1; ok && i < m->terms; i++) ok = strcmp(m->vocab[i - 1], m->vocab[i]) < 0;
   if (!ok) {
     rc = RAGD_EINVAL;
     goto out;
   }
-  pthread_rwlock_wrlock(&le->lock);
-  old = le->model;
-  le->model = m;
-  lsa_set_key(e, m);
-  pthread_rwlock_unlock(&le->lock);
-  lsa_model_free(old);
+  lsa_set_key(m);
+  *out = m;
   m = NULL;
 out:
-  fclose(f);
   lsa_model_free(m);
+  return rc;
+}
+
+ragd_err embed_lsa_save(const struct embedder *e, const char *path, struct buf *err) {
+  struct lsa_embedder *le = lsa_of(e);
+  struct buf data;
+  char tmp[4096];
+  FILE *f = NULL;
+  ragd_err rc = RAGD_OK;
+  if (!le || !path) return RAGD_EINVAL;
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return RAGD_EINVAL;
+  buf_init(&data, 0);
+  pthread_rwlock_rdlock(&le->lock);
+  rc = le->model ? embed_lsa_model_encode(le->model, &data) : RAGD_EINVAL;
+  pthread_rwlock_unlock(&le->lock);
+  if (rc) goto out;
+  f = fopen(tmp, "wb");
+  if (!f) {
+    rc = RAGD_EIO;
+    goto out;
+  }
+  if (fwrite(data.data, 1, data.len, f) != data.len) rc = RAGD_EIO;
+  if (fclose(f) != 0) rc = RAGD_EIO;
+  if (!rc && rename(tmp, path) != 0) rc = RAGD_EIO;
+  if (rc) remove(tmp);
+  if (rc && err) buf_appendf(err, "cannot write the lsa model %s: %s", path, ragd_strerror(rc));
+out:
+  buf_dispose(&data);
+  return rc;
+}
+
+ragd_err embed_lsa_load(struct embedder *e, const char *path, struct buf *err) {
+  struct embed_lsa_model *m = NULL;
+  struct buf data;
+  char chunk[65536];
+  size_t got;
+  FILE *f;
+  ragd_err rc = RAGD_OK;
+  if (!lsa_of(e) || !path) return RAGD_EINVAL;
+  f = fopen(path, "rb");
+  if (!f) return RAGD_ENOTFOUND;
+  buf_init(&data, 0);
+  while (!rc && (got = fread(chunk, 1, sizeof chunk, f)) > 0) rc = buf_append(&data, chunk, got);
+  if (!rc && ferror(f)) rc = RAGD_EIO;
+  fclose(f);
+  if (!rc) rc = embed_lsa_model_decode(e, data.data, data.len, &m);
+  if (!rc) embed_lsa_install(e, m);
   if (rc && rc != RAGD_ECONFIG && err)
     buf_appendf(err, "cannot read the lsa model %s: %s", path, ragd_strerror(rc));
+  buf_dispose(&data);
   return rc;
 }

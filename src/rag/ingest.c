@@ -58,12 +58,6 @@ static ragd_err embed_chunks(struct rag_engine *e, struct store_doc_in *in,
     texts[i].ptr = inputs[i].data ? inputs[i].data : "";
     texts[i].len = inputs[i].len;
   }
-  /* lsa with no model yet: the first ingest fits one (the document's own
-   * chunks plus whatever the store holds); later ones are folded in. */
-  if (!rc && strcmp(e->embedder.ops->name, "lsa") == 0 && !embed_lsa_fitted(&e->embedder)) {
-    rc = rag_lsa_fit(e, texts, chunks->count, err);
-    in->vector_model = e->embedder.model_key;
-  }
   if (!rc) rc = embed_texts(&e->embedder, texts, chunks->count, *vectors, err);
 out:
   for (i = 0; inputs && i < chunks->count; i++) buf_dispose(&inputs[i]);
@@ -74,6 +68,29 @@ out:
     *vectors = NULL;
     in->vector_model = NULL;
   }
+  return rc;
+}
+
+/* lsa with no model yet: the first ingest fits one on the document's own
+ * chunks plus whatever the store holds (later ones are folded in). Runs
+ * before the model lock is taken: the fit swaps the model in under it. */
+static ragd_err lsa_first_fit(struct rag_engine *e, const char *title,
+                              const struct text_chunk_list *chunks, struct buf *err) {
+  struct slice *texts = calloc(chunks->count + 1, sizeof *texts);
+  struct buf *inputs = calloc(chunks->count + 1, sizeof *inputs);
+  ragd_err rc = texts && inputs ? RAGD_OK : RAGD_ENOMEM;
+  size_t i;
+  for (i = 0; inputs && i < chunks->count; i++) buf_init(&inputs[i], 0);
+  for (i = 0; i < chunks->count && !rc; i++) {
+    const struct text_chunk *c = &chunks->items[i];
+    rc = rag_embed_input(&inputs[i], title, c->heading_path, c->text, c->text_len);
+    texts[i].ptr = inputs[i].data ? inputs[i].data : "";
+    texts[i].len = inputs[i].len;
+  }
+  if (!rc) rc = rag_lsa_refit(e, texts, chunks->count, err);
+  for (i = 0; inputs && i < chunks->count; i++) buf_dispose(&inputs[i]);
+  free(inputs);
+  free(texts);
   return rc;
 }
 
@@ -95,7 +112,7 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
   size_t bad = 0, dim = 0;
   float *vectors = NULL;
   int64_t *chunk_rowids = NULL;
-  int fmt;
+  int fmt, model_locked = 0;
   ragd_err rc;
 
   memset(out, 0, sizeof *out);
@@ -173,6 +190,13 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
   in.content = doc->text;
   in.content_len = doc->text_len;
   in.chunks = &chunks;
+  if (strcmp(e->embedder.ops->name, "lsa") == 0 && !embed_lsa_fitted(&e->embedder)) {
+    rc = lsa_first_fit(e, title, &chunks, err);
+    if (rc) goto out;
+  }
+  /* From embedding to the index update the model cannot change (refit.c). */
+  pthread_rwlock_rdlock(&e->model_lock);
+  model_locked = 1;
   rc = embed_chunks(e, &in, &chunks, &vectors, &dim, err);
   if (rc) goto out;
   if (vectors) {
@@ -199,6 +223,9 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
   }
   if (chunk_rowids && put.status != STORE_PUT_UNCHANGED)
     rag_keyword_put_doc(e, put.document_rowid, chunk_rowids, title, &chunks);
+  pthread_rwlock_unlock(&e->model_lock);
+  model_locked = 0;
+  if (put.status != STORE_PUT_UNCHANGED) rag_lsa_note_change(e, put.chunk_count);
   out->document_id = strdup(id);
   if (!out->document_id) {
     rc = RAGD_ENOMEM;
@@ -209,6 +236,7 @@ ragd_err rag_ingest(struct rag_engine *e, const struct rag_doc_in *doc,
   out->flagged_chunks = flagged;
   out->flagged_excluded = excluded;
 out:
+  if (model_locked) pthread_rwlock_unlock(&e->model_lock);
   text_chunk_list_dispose(&chunks);
   free(title_owned);
   free(guarded_metadata);

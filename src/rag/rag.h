@@ -7,6 +7,7 @@
 #define RAGD_RAG_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include "embed/embed.h"
@@ -94,6 +95,17 @@ struct rag_engine {
   uint64_t data_version;
   int64_t keyword_max_rowid, vector_max_rowid;
   int64_t sync_checked_us;
+  /* The lsa embedder's refits (refit.c). model_lock: ingest holds the read
+   * side from embedding a document to updating the index; a refit's swap
+   * holds the write side. refit_mu serializes refits. */
+  pthread_rwlock_t model_lock;
+  pthread_mutex_t refit_mu;
+  pthread_mutex_t refit_state_mu; /* guards the refit_* fields below */
+  pthread_t refit_thread;
+  int refit_started, refit_running, refit_closing;
+  int lsa_background;          /* rag_lsa_background: refit on a thread when due */
+  double lsa_refit_fraction;   /* RAGD_LSA_REFIT_FRACTION; 0: never by itself */
+  atomic_size_t lsa_changed;   /* chunks written since the current fit began */
 };
 
 /* Opens the store the configuration names: RAGD_STORE when set, else
@@ -201,6 +213,24 @@ ragd_err rag_search(struct rag_engine *e, const char *query, size_t k,
 ragd_err rag_reindex(struct rag_engine *e, void (*progress)(void *ctx, size_t done),
                      void *progress_ctx, size_t *embedded /* OUT */,
                      size_t *dropped /* OUT: vectors of other models */, struct buf *err);
+
+/* lsa embedder: fits a new model on every stored chunk plus extra[0..n_extra)
+ * (texts about to be stored; NULL/0 for none), builds a vector index for it,
+ * stores model and vectors, and swaps both in atomically (refit.c explains
+ * the steps). Searches and ingests go on meanwhile; ingests pause only for
+ * the swap. One refit at a time (a second caller waits). RAGD_EINVAL when
+ * the embedder is not lsa. */
+ragd_err rag_lsa_refit(struct rag_engine *e, const struct slice *extra, size_t n_extra,
+                       struct buf *err);
+/* on = 1 (serve): from now on, an ingest that brings the chunks changed
+ * since the last fit to RAGD_LSA_REFIT_FRACTION of the fitted corpus starts
+ * rag_lsa_refit on a background thread (also right away when already due).
+ * rag_engine_close waits for a refit in progress. */
+void rag_lsa_background(struct rag_engine *e, int on);
+/* Runs rag_lsa_refit on the calling thread when one is due (for commands
+ * without a background thread: `ragd ingest` at its end). *refitted (may be
+ * NULL) says whether it ran. */
+ragd_err rag_lsa_refit_if_due(struct rag_engine *e, int *refitted, struct buf *err);
 
 /* ---- answers ---- */
 

@@ -41,14 +41,25 @@ void rag_sync_external(struct rag_engine *e);
  * from both indexes. */
 void rag_index_forget(struct rag_engine *e, const int64_t *chunk_rowids, size_t n);
 
+/* ---- the lsa model (refit.c) ---- */
+
+/* Loads the model stored in the store (or, once, an lsa.model file beside
+ * an SQLite database, which then moves into the store). No model, or one of
+ * another rank, is not an error: the first ingest or `ragd reindex` fits.
+ * Called by rag_retrieval_open before the index loads. */
+ragd_err rag_lsa_open(struct rag_engine *e, struct buf *err);
+/* Folds in, with the current model, every chunk stored without a vector of
+ * it (written by another process, or left by a refit that stopped before
+ * its swap), and sets the change counter from the store's chunk count.
+ * Called by rag_retrieval_open after the index loads. */
+ragd_err rag_lsa_catch_up(struct rag_engine *e);
+/* Counts chunks an ingest wrote; may start a background refit. */
+void rag_lsa_note_change(struct rag_engine *e, size_t chunks);
+/* Waits for a background refit in progress and starts no new one. */
+void rag_lsa_wait(struct rag_engine *e);
+
 /* The text a chunk is embedded from: its document title, heading path and
  * text on separate lines. Appends to out. */
-/* lsa embedder: fits a model over every stored chunk plus extra[0..n_extra)
- * (texts about to be stored), swaps it in and writes it next to the store
- * (lsa.model). Changes e->embedder.model_key: not while other threads
- * search. */
-ragd_err rag_lsa_fit(struct rag_engine *e, const struct slice *extra, size_t n_extra,
-                     struct buf *err);
 ragd_err rag_embed_input(struct buf *out, const char *title, const char *heading_path,
                          const char *text, size_t text_len);
 

@@ -166,104 +166,12 @@ static ragd_err report_model_switch(struct rag_engine *e, size_t dim, size_t *le
              m->count, m->model, m->dimensions, e->embedder.model_key, dim);
   }
   store_vector_model_list_dispose(&models);
-  if (e->store.ops->stats(e->store.ctx, &stats) == RAGD_OK && stats.chunks > ours)
+  /* lsa folds such chunks in at start-up (rag_lsa_catch_up) */
+  if (strcmp(e->embedder.ops->name, "lsa") != 0 &&
+      e->store.ops->stats(e->store.ctx, &stats) == RAGD_OK && stats.chunks > ours)
     log_warn("%zu of %zu chunks have no %s vector; vector search skips them until `ragd "
              "reindex`", stats.chunks - ours, stats.chunks, e->embedder.model_key);
   return RAGD_OK;
-}
-
-/* The lsa model file: <data folder>/lsa.model, next to ragd.db (the SQLite
- * store; "sqlite:DIR" names the folder). */
-static ragd_err lsa_model_path(const struct ragd_config *cfg, struct buf *out) {
-  const char *dir = cfg->data_dir;
-  if (cfg->store && cfg->store[0]) {
-    if (strncmp(cfg->store, "sqlite:", 7) != 0) return RAGD_EUNSUPPORTED;
-    dir = cfg->store + 7;
-  }
-  return buf_appendf(out, "%s/lsa.model", dir);
-}
-
-/* Loads the stored lsa model, if there is one of the configured rank. */
-static ragd_err lsa_open(struct rag_engine *e, struct buf *err) {
-  struct buf path;
-  ragd_err rc;
-  buf_init(&path, 0);
-  rc = lsa_model_path(e->cfg, &path);
-  if (rc == RAGD_EUNSUPPORTED) {
-    if (err)
-      buf_appendf(err, "RAGD_EMBEDDER=lsa needs the SQLite store (its model is a file in the "
-                       "data folder)");
-    goto out;
-  }
-  if (!rc) rc = embed_lsa_load(&e->embedder, path.data, err);
-  if (rc == RAGD_ENOTFOUND) {
-    log_info("lsa: no model yet; the first ingest or `ragd reindex` fits one");
-    rc = RAGD_OK;
-  } else if (rc == RAGD_ECONFIG) {
-    log_warn("lsa: %s has another rank than RAGD_LSA_RANK; run `ragd reindex` to refit", path.data);
-    rc = RAGD_OK;
-  }
-out:
-  buf_dispose(&path);
-  return rc;
-}
-
-ragd_err rag_lsa_fit(struct rag_engine *e, const struct slice *extra, size_t n_extra,
-                     struct buf *err) {
-  struct store_chunk_text_list batch = {0};
-  struct slice *texts = NULL;
-  struct buf *inputs = NULL, path;
-  size_t n = 0, cap = 0, i;
-  int64_t after = 0, t0 = clock_mono_us();
-  ragd_err rc = RAGD_OK;
-
-  buf_init(&path, 0);
-  /* Every stored chunk: none has a vector under this key. */
-  for (;;) {
-    store_chunk_text_list_dispose(&batch);
-    rc = e->store.ops->chunks_without_vectors(e->store.ctx, "lsa:fit-scan", 1, after,
-                                              REINDEX_BATCH, &batch);
-    if (rc || batch.count == 0) break;
-    if (n + batch.count > cap) {
-      size_t ncap = (n + batch.count) * 2;
-      struct buf *b = realloc(inputs, ncap * sizeof *b);
-      if (!b) {
-        rc = RAGD_ENOMEM;
-        break;
-      }
-      inputs = b;
-      cap = ncap;
-    }
-    for (i = 0; i < batch.count && !rc; i++) {
-      const struct store_chunk_text *c = &batch.items[i];
-      buf_init(&inputs[n], 0);
-      rc = rag_embed_input(&inputs[n++], c->title, c->heading_path, c->text, strlen(c->text));
-    }
-    after = batch.items[batch.count - 1].chunk_rowid;
-  }
-  store_chunk_text_list_dispose(&batch);
-  if (rc) goto out;
-  texts = calloc(n + n_extra + 1, sizeof *texts);
-  if (!texts) {
-    rc = RAGD_ENOMEM;
-    goto out;
-  }
-  for (i = 0; i < n; i++) {
-    texts[i].ptr = inputs[i].data ? inputs[i].data : "";
-    texts[i].len = inputs[i].len;
-  }
-  for (i = 0; i < n_extra; i++) texts[n + i] = extra[i];
-  rc = embed_lsa_fit(&e->embedder, texts, n + n_extra, err);
-  if (!rc) rc = lsa_model_path(e->cfg, &path);
-  if (!rc) rc = embed_lsa_save(&e->embedder, path.data, err);
-  if (!rc) log_info("lsa: fitted %s on %zu chunks in %.2f s", e->embedder.model_key, n + n_extra,
-             (double)(clock_mono_us() - t0) / 1e6);
-out:
-  for (i = 0; i < n; i++) buf_dispose(&inputs[i]);
-  free(inputs);
-  free(texts);
-  buf_dispose(&path);
-  return rc;
 }
 
 ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
@@ -290,7 +198,16 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
   rc = vector_search_choose(e, err);
   if (!rc) rc = keyword_settings(e, err);
   if (rc) return rc;
+  rc = parse_weight("RAGD_LSA_REFIT_FRACTION", cfg->lsa_refit_fraction, &e->lsa_refit_fraction, err);
+  if (rc) return rc;
   if (pthread_rwlock_init(&e->index_lock, NULL) != 0) return RAGD_ENOMEM;
+  if (pthread_rwlock_init(&e->model_lock, NULL) != 0) {
+    pthread_rwlock_destroy(&e->index_lock);
+    return RAGD_ENOMEM;
+  }
+  pthread_mutex_init(&e->refit_mu, NULL);
+  pthread_mutex_init(&e->refit_state_mu, NULL);
+  atomic_init(&e->lsa_changed, 0);
   e->index_lock_ready = 1;
   if (pthread_mutex_init(&e->sync_mu, NULL) != 0) return RAGD_ENOMEM;
   e->sync_ready = 1;
@@ -312,7 +229,7 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
   rc = embed_create(&ec, &e->embedder, err);
   if (rc) return rc;
   if (strcmp(e->embedder.ops->name, "lsa") == 0) {
-    rc = lsa_open(e, err);
+    rc = rag_lsa_open(e, err);
     if (rc) goto fail;
   }
   /* hash cosines under 0.3 come from a few shared character n-grams (a
@@ -336,6 +253,10 @@ ragd_err rag_retrieval_open(struct rag_engine *e, struct buf *err) {
     log_info("vector index: %zu vectors of %s, %zu dimensions (%s)",
              e->index.ops->count(e->index.ctx), e->embedder.model_key, dim, e->index.ops->name);
   }
+  if (strcmp(e->embedder.ops->name, "lsa") == 0) {
+    rc = rag_lsa_catch_up(e);
+    if (rc) goto fail;
+  }
   return RAGD_OK;
 fail:
   if (err && err->len == 0)
@@ -344,11 +265,17 @@ fail:
 }
 
 void rag_retrieval_close(struct rag_engine *e) {
+  if (e->index_lock_ready) rag_lsa_wait(e);
   retrieve_index_destroy(&e->index);
   retrieve_bm25_destroy(e->keyword);
   e->keyword = NULL;
   embed_destroy(&e->embedder);
-  if (e->index_lock_ready) pthread_rwlock_destroy(&e->index_lock);
+  if (e->index_lock_ready) {
+    pthread_rwlock_destroy(&e->index_lock);
+    pthread_rwlock_destroy(&e->model_lock);
+    pthread_mutex_destroy(&e->refit_mu);
+    pthread_mutex_destroy(&e->refit_state_mu);
+  }
   if (e->sync_ready) pthread_mutex_destroy(&e->sync_mu);
   e->sync_ready = 0;
   e->index_lock_ready = 0;
@@ -421,10 +348,10 @@ ragd_err rag_reindex(struct rag_engine *e, void (*progress)(void *ctx, size_t do
   *embedded = 0;
   *dropped = 0;
   for (i = 0; i < REINDEX_BATCH; i++) buf_init(&inputs[i], 0);
-  /* lsa: a new model over the whole corpus; its new key makes every chunk
-   * "without a vector" below, and the old fit's vectors are dropped. */
+  /* lsa: a new model over the whole corpus, every chunk embedded with it
+   * and swapped in; the loop below then finds nothing left to embed. */
   if (strcmp(e->embedder.ops->name, "lsa") == 0) {
-    rc = rag_lsa_fit(e, NULL, 0, err);
+    rc = rag_lsa_refit(e, NULL, 0, err);
     if (rc) goto out;
   }
   rc = embed_ensure_dimensions(&e->embedder, &dim, err);
@@ -599,6 +526,7 @@ static ragd_err sync_apply(struct rag_engine *e) {
   int64_t *docs = NULL, kw_after, last = 0;
   size_t ndocs = 0, nb = 0, capb = 0, i, j, removed = 0, added = 0;
   int have_keyword;
+  char key[sizeof e->embedder.model_key]; /* the index's model key (lsa refits change it) */
   ragd_err rc;
 
   memset(&sv, 0, sizeof sv);
@@ -609,6 +537,7 @@ static ragd_err sync_apply(struct rag_engine *e) {
   kw_after = e->keyword_max_rowid;
   sv.after = e->vector_max_rowid;
   sv.dim = e->index.ops ? e->index.dim : 0;
+  memcpy(key, e->embedder.model_key, sizeof key);
   pthread_rwlock_unlock(&e->index_lock);
   while (have_keyword) {
     if (nb == capb) {
@@ -630,7 +559,7 @@ static ragd_err sync_apply(struct rag_engine *e) {
     nb++;
   }
   if (sv.dim) {
-    rc = e->store.ops->load_vectors(e->store.ctx, e->embedder.model_key, sv.dim, sync_vector_cb, &sv);
+    rc = e->store.ops->load_vectors(e->store.ctx, key, sv.dim, sync_vector_cb, &sv);
     if (rc == RAGD_ECANCELLED && sv.rc) rc = sv.rc;
     if (rc) goto out;
   }
@@ -654,7 +583,10 @@ static ragd_err sync_apply(struct rag_engine *e) {
     if (kw_after > e->keyword_max_rowid) e->keyword_max_rowid = kw_after;
   }
   last = 0;
-  if (e->index.ops && e->index.dim == sv.dim) {
+  /* an lsa refit swapped model and index meanwhile: these vectors are of
+   * the old model; the caller looks again (RAGD_ECANCELLED) */
+  if (sv.n && strcmp(key, e->embedder.model_key) != 0) rc = RAGD_ECANCELLED;
+  else if (e->index.ops && e->index.dim == sv.dim) {
     for (i = 0; i < sv.n && !rc; i++) {
       if (sv.groups[i] != last) { /* load_vectors goes by chunk row id */
         e->index.ops->remove_group(e->index.ctx, sv.groups[i]);
@@ -688,7 +620,9 @@ void rag_sync_external(struct rag_engine *e) {
   __atomic_store_n(&e->sync_checked_us, now, __ATOMIC_RELAXED);
   if (e->store.ops->data_version(e->store.ctx, &v) == RAGD_OK && v != e->data_version) {
     ragd_err rc = sync_apply(e);
-    if (rc) log_warn("cannot apply another process's changes to the indexes: %s", ragd_strerror(rc));
+    if (rc == RAGD_ECANCELLED) /* a refit's swap came between; the next search looks again */
+      __atomic_store_n(&e->sync_checked_us, 0, __ATOMIC_RELAXED);
+    else if (rc) log_warn("cannot apply another process's changes to the indexes: %s", ragd_strerror(rc));
     else e->data_version = v;
   }
   pthread_mutex_unlock(&e->sync_mu);

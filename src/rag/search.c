@@ -97,6 +97,7 @@ static ragd_err vector_ranking(struct rag_engine *e, const struct rag_search_opt
   struct slice text;
   struct buf err;
   size_t dim = 0;
+  int local;
   ragd_err rc;
 
   *out = NULL;
@@ -119,18 +120,39 @@ static ragd_err vector_ranking(struct rag_engine *e, const struct rag_search_opt
     goto out;
   }
   text = slice_from_cstr(o->query);
-  rc = embed_texts(&e->embedder, &text, 1, q, &err);
+  /* lsa projects the query under the index lock: a refit swaps model,
+   * model key and index together under its write side (refit.c), so the
+   * query vector is always of the index's model. In the store's search the
+   * lock stays held through the query, which selects the vectors by the
+   * model key read under it: one model's query never meets another's
+   * vectors, and the old set is deleted only after the swap. A remote
+   * embedder (its model key never changes) is called outside the lock. */
+  local = strcmp(e->embedder.ops->name, "lsa") == 0;
+  if (!local) rc = embed_texts(&e->embedder, &text, 1, q, &err);
   if (rc) goto embed_failed;
   if (e->vector_in_store) {
-    rc = store_vector_ranking(e, o, q, dim, k, feedback, nfeedback, *out, n, pre);
+    if (local) {
+      pthread_rwlock_rdlock(&e->index_lock);
+      rc = embed_texts(&e->embedder, &text, 1, q, &err);
+      if (rc) {
+        pthread_rwlock_unlock(&e->index_lock);
+        goto embed_failed;
+      }
+      rc = store_vector_ranking(e, o, q, dim, k, feedback, nfeedback, *out, n, pre);
+      pthread_rwlock_unlock(&e->index_lock);
+    } else {
+      rc = store_vector_ranking(e, o, q, dim, k, feedback, nfeedback, *out, n, pre);
+    }
     goto out;
   }
   pthread_rwlock_rdlock(&e->index_lock);
-  if (e->index.ops && e->index.dim == dim) {
+  if (local) rc = embed_texts(&e->embedder, &text, 1, q, &err);
+  if (!rc && e->index.ops && e->index.dim == dim) {
     if (nfeedback && e->vector_feedback > 0) add_feedback(e, q, dim, feedback, nfeedback);
     rc = e->index.ops->search(e->index.ctx, q, k, &flt, *out, n);
   }
   pthread_rwlock_unlock(&e->index_lock);
+  if (rc && local) goto embed_failed;
   goto out;
 embed_failed:
   log_warn("search: cannot embed the query: %s", err.data ? err.data : ragd_strerror(rc));

@@ -195,9 +195,16 @@ static const struct pg_migration pg_migrations[] = {
      * vector search. A plain array, so that this schema needs no extension;
      * the rows stored before are converted in C (pg_backfill_embeddings). */
     {6, "ALTER TABLE vectors ADD COLUMN IF NOT EXISTS embedding real[];", pg_backfill_embeddings},
+    /* Named blobs: the lsa embedder's model (basis, vocabulary, version),
+     * so every node loads the same fit and lsa needs no file. */
+    {7,
+     "CREATE TABLE IF NOT EXISTS blobs ("
+     " name text COLLATE \"C\" PRIMARY KEY,"
+     " data bytea NOT NULL,"
+     " updated_at bigint NOT NULL);", NULL},
 };
 
-#define PG_SCHEMA_VERSION 6
+#define PG_SCHEMA_VERSION 7
 /* From this version on, indexed terms are stemmed (text_stem_en): chunks
  * indexed by an older version are re-tokenized when the store opens. */
 #define PG_SCHEMA_STEMMED 2
@@ -2858,6 +2865,68 @@ static ragd_err pg_ping(void *ctx) {
   return rc;
 }
 
+/* ---- blobs ---------------------------------------------------------------------------- */
+
+/* Rare and large: sent as one binary parameter, not a prepared statement. */
+static ragd_err pg_put_blob(void *ctx, const char *name, const void *data, size_t len) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  char now[32];
+  const char *values[3];
+  int lengths[3] = {0, 0, 0}, formats[3] = {0, 1, 0};
+  PGresult *res;
+  ragd_err rc;
+  if (!s || !store_blob_name_ok(name) || (len && !data) || len > STORE_BLOB_MAX)
+    return RAGD_EINVAL;
+  snprintf(now, sizeof now, "%lld", (long long)clock_wall_s());
+  values[0] = name;
+  values[1] = len ? data : "";
+  values[2] = now;
+  lengths[1] = (int)len;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  res = PQexecParams(c->conn,
+                     "INSERT INTO blobs(name, data, updated_at) VALUES ($1, $2, $3::bigint)"
+                     " ON CONFLICT (name) DO UPDATE SET data = excluded.data,"
+                     " updated_at = excluded.updated_at",
+                     3, NULL, values, lengths, formats, 0);
+  rc = pg_check(c->conn, res, "store a blob");
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
+static ragd_err pg_get_blob(void *ctx, const char *name, void **data, size_t *len) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  const char *values[1];
+  PGresult *res;
+  ragd_err rc;
+  if (!s || !data || !len || !store_blob_name_ok(name)) return RAGD_EINVAL;
+  *data = NULL;
+  *len = 0;
+  values[0] = name;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  res = PQexecParams(c->conn, "SELECT data FROM blobs WHERE name = $1", 1, NULL, values, NULL,
+                     NULL, 1);
+  rc = pg_check(c->conn, res, "read a blob");
+  if (!rc && PQntuples(res) == 0) rc = RAGD_ENOTFOUND;
+  if (!rc) {
+    size_t n = (size_t)PQgetlength(res, 0, 0);
+    *data = malloc(n ? n : 1);
+    if (!*data) {
+      rc = RAGD_ENOMEM;
+    } else {
+      if (n) memcpy(*data, PQgetvalue(res, 0, 0), n);
+      *len = n;
+    }
+  }
+  PQclear(res);
+  pg_release(s, c);
+  return rc;
+}
+
 const struct store_ops store_postgres_ops = {
     .version = STORE_OPS_VERSION,
     .name = "postgres",
@@ -2896,4 +2965,6 @@ const struct store_ops store_postgres_ops = {
     .rate_take = pg_rate_take,
     .vector_search_available = pg_vector_search_available,
     .search_vectors = pg_search_vectors,
+    .put_blob = pg_put_blob,
+    .get_blob = pg_get_blob,
 };

@@ -37,7 +37,7 @@
 #include "util/json.h"
 #include "util/log.h"
 
-#define SQ_SCHEMA_VERSION 3
+#define SQ_SCHEMA_VERSION 4
 #define SQ_BUSY_TIMEOUT_MS 5000
 #define SQ_EXTERNAL_ID_MAX 256
 #define SQ_LIST_LIMIT_MAX 1000
@@ -123,6 +123,14 @@ static const char sq_schema_v3[] =
     " created_at INTEGER NOT NULL,"
     " updated_at INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS feedback_by_updated ON feedback(updated_at, message_id);";
+
+/* Version 4: named blobs (the lsa embedder's model, so that a restart or
+ * another process finds it in the database rather than beside it). */
+static const char sq_schema_v4[] =
+    "CREATE TABLE IF NOT EXISTS blobs ("
+    " name TEXT PRIMARY KEY,"
+    " data BLOB NOT NULL,"
+    " updated_at INTEGER NOT NULL);";
 
 enum sq_stmt_id {
   SQ_BEGIN,
@@ -546,6 +554,12 @@ static ragd_err sq_migrate(struct sq_store *s, const char *path) {
     rc = sq_exec(s, sq_schema_v3, "migrate schema to v3");
     if (rc) goto out;
     rc = sq_exec(s, "PRAGMA user_version = 3", "set schema version");
+    if (rc) goto out;
+  }
+  if (version < 4) {
+    rc = sq_exec(s, sq_schema_v4, "migrate schema to v4");
+    if (rc) goto out;
+    rc = sq_exec(s, "PRAGMA user_version = 4", "set schema version");
     if (rc) goto out;
   }
   rc = sq_exec(s, "COMMIT", "commit migration");
@@ -2308,6 +2322,64 @@ static ragd_err sq_key_count(void *ctx, size_t *active) {
   return rc;
 }
 
+/* ---- blobs ---------------------------------------------------------------------- */
+
+/* Rare and large: prepared per call, as the key statements are. */
+static ragd_err sq_put_blob(void *ctx, const char *name, const void *data, size_t len) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st = NULL;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || !store_blob_name_ok(name) || (len && !data) || len > STORE_BLOB_MAX)
+    return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  src = sqlite3_prepare_v2(s->db,
+                           "INSERT INTO blobs(name, data, updated_at) VALUES (?1, ?2, ?3)"
+                           " ON CONFLICT(name) DO UPDATE SET data = excluded.data,"
+                           " updated_at = excluded.updated_at",
+                           -1, &st, NULL);
+  if (src == SQLITE_OK) src = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  if (src == SQLITE_OK) src = sqlite3_bind_blob64(st, 2, len ? data : "", len, SQLITE_STATIC);
+  if (src == SQLITE_OK) src = sqlite3_bind_int64(st, 3, clock_wall_s());
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if (src != SQLITE_DONE) rc = sq_fail(s, src, "store a blob");
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_get_blob(void *ctx, const char *name, void **data, size_t *len) {
+  struct sq_store *s = ctx;
+  sqlite3_stmt *st = NULL;
+  ragd_err rc = RAGD_OK;
+  int src;
+  if (!s || !data || !len || !store_blob_name_ok(name)) return RAGD_EINVAL;
+  *data = NULL;
+  *len = 0;
+  pthread_mutex_lock(&s->lock);
+  src = sqlite3_prepare_v2(s->db, "SELECT data FROM blobs WHERE name = ?1", -1, &st, NULL);
+  if (src == SQLITE_OK) src = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  if (src == SQLITE_OK) src = sqlite3_step(st);
+  if (src == SQLITE_ROW) {
+    const void *p = sqlite3_column_blob(st, 0);
+    size_t n = (size_t)sqlite3_column_bytes(st, 0);
+    *data = malloc(n ? n : 1);
+    if (!*data) {
+      rc = RAGD_ENOMEM;
+    } else {
+      if (n) memcpy(*data, p, n);
+      *len = n;
+    }
+  } else if (src == SQLITE_DONE) {
+    rc = RAGD_ENOTFOUND;
+  } else {
+    rc = sq_fail(s, src, "read a blob");
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .version = STORE_OPS_VERSION,
     .name = "sqlite",
@@ -2344,4 +2416,6 @@ const struct store_ops store_sqlite_ops = {
     .key_list = sq_key_list,
     .key_revoke = sq_key_revoke,
     .key_count = sq_key_count,
+    .put_blob = sq_put_blob,
+    .get_blob = sq_get_blob,
 };

@@ -142,19 +142,22 @@ void store_conversation_dispose(struct store_conversation *c) {
   memset(c, 0, sizeof *c);
 }
 
-int store_message_id_ok(const char *id) {
+/* 1..max bytes of [A-Za-z0-9] and the characters of extra. */
+static int store_name_ok(const char *s, size_t max, const char *extra) {
   size_t n;
-  if (!id) return 0;
-  n = strlen(id);
-  if (n == 0 || n > 64) return 0;
+  if (!s) return 0;
+  n = strlen(s);
+  if (n == 0 || n > max) return 0;
   for (size_t i = 0; i < n; i++) {
-    char c = id[i];
+    char c = s[i];
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '-' || c == '_'))
+          strchr(extra, c)))
       return 0;
   }
   return 1;
 }
+
+int store_message_id_ok(const char *id) { return store_name_ok(id, 64, "-_"); }
 
 void store_vector_model_list_dispose(struct store_vector_model_list *l) {
   size_t i;
@@ -254,3 +257,5 @@ ragd_err store_validate_key(const struct store_key *k) {
     return RAGD_EINVAL;
   return RAGD_OK;
 }
+
+int store_blob_name_ok(const char *name) { return store_name_ok(name, 128, "-_.:"); }

@@ -16,6 +16,9 @@
 #include "util/err.h"
 
 #define STORE_OPS_VERSION 1
+/* Largest blob put_blob takes: under both SQLite's default length limit and
+ * PostgreSQL's 1 GB field limit. */
+#define STORE_BLOB_MAX ((size_t)900 * 1024 * 1024)
 
 /* A document as handed to put_document. external_id identifies it to users;
  * content is the raw document (kept for GET and for hashing); chunks were made
@@ -437,6 +440,20 @@ struct store_ops {
    * server asks it before a search to notice a separate `ragd ingest`.
    * SQLite: PRAGMA data_version. */
   ragd_err (*data_version)(void *ctx, uint64_t *out /* OUT */);
+
+  /* ---- named blobs (the lsa embedder's model) ----
+   * A blob is up to STORE_BLOB_MAX bytes stored under a name of 1..128
+   * bytes of [A-Za-z0-9._:-]; every node of a shared database sees the same
+   * blobs. */
+
+  /* Stores data[0..len) under name, replacing an earlier blob of that name
+   * in one transaction: a reader gets the old bytes or the new, never a mix.
+   * RAGD_EINVAL for a bad name, NULL data with len > 0, or len over
+   * STORE_BLOB_MAX. */
+  ragd_err (*put_blob)(void *ctx, const char *name, const void *data, size_t len);
+  /* The bytes stored under name: *data is malloc'd (free(); non-NULL even
+   * for zero bytes), *len its length. RAGD_ENOTFOUND when there is none. */
+  ragd_err (*get_blob)(void *ctx, const char *name, void **data /* OUT */, size_t *len /* OUT */);
 };
 
 struct store {
@@ -493,6 +510,8 @@ void store_vector_model_list_dispose(struct store_vector_model_list *l);
 void store_chunk_text_list_dispose(struct store_chunk_text_list *l);
 void store_key_dispose(struct store_key *k);
 void store_key_list_dispose(struct store_key_list *l);
+/* Whether name can name a blob (see put_blob). */
+int store_blob_name_ok(const char *name);
 
 extern const struct store_ops store_sqlite_ops;
 extern const struct store_ops store_postgres_ops;

@@ -77,6 +77,7 @@ static const struct config_var config_vars[] = {
     STR_VAR("RAGD_LLM_LAST_RESORT", llm_last_resort, "extractive", "extractive | none: answer from the passages when every generator failed"),
     STR_VAR("RAGD_EMBEDDER", embedder, "", "hash | lsa | openai (default: openai when RAGD_EMBED_BASE_URL is set, else hash)"),
     LONG_VAR("RAGD_LSA_RANK", lsa_rank, 1, 8192, "300", "lsa embedder: rank of the truncated SVD (vector dimension)"),
+    STR_VAR("RAGD_LSA_REFIT_FRACTION", lsa_refit_fraction, "0.25", "lsa embedder: the server refits in the background once chunks written since the last fit reach this fraction of the fitted corpus (a decimal; 0: only `ragd reindex`)"),
     STR_VAR("RAGD_EMBED_BASE_URL", embed_base_url, "", "OpenAI-compatible base URL for /embeddings"),
     STR_VAR("RAGD_EMBED_API_KEY", embed_api_key, "", "API key for the embeddings server"),
     STR_VAR("RAGD_EMBED_MODEL", embed_model, "text-embedding-3-small", "embedding model name sent upstream"),

@@ -78,6 +78,7 @@ struct ragd_config {
   char *embedder;              /* RAGD_EMBEDDER: hash | lsa | openai; "" means openai when
                                   RAGD_EMBED_BASE_URL is set, else hash */
   long lsa_rank;               /* RAGD_LSA_RANK, default 300 */
+  char *lsa_refit_fraction;    /* RAGD_LSA_REFIT_FRACTION, default "0.25" (a decimal) */
   char *embed_base_url;        /* RAGD_EMBED_BASE_URL */
   char *embed_api_key;         /* RAGD_EMBED_API_KEY */
   char *embed_model;           /* RAGD_EMBED_MODEL, default "text-embedding-3-small" */

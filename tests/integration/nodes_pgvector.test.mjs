@@ -19,7 +19,7 @@ const search = (node, body) => postJson(node.base, '/v1/search', body);
 function dropTables() {
   execFileSync('psql', [storeUrl, '-qtAX', '-v', 'ON_ERROR_STOP=1', '-c',
     'SET client_min_messages = warning; DROP TABLE IF EXISTS ragd_schema_migrations, api_keys, rate_limits,'
-    + ' feedback, messages, conversations, vectors, chunks, documents CASCADE'], { encoding: 'utf8' });
+    + ' feedback, messages, conversations, vectors, chunks, documents, blobs CASCADE'], { encoding: 'utf8' });
 }
 
 let a;

@@ -82,7 +82,7 @@ static int pg_fresh_spec(struct fixture *fx) {
     snprintf(fx->spec, sizeof fx->spec, "%s", suite_pg_url);
     fx->schema[0] = '\0';
     return pg_admin("DROP TABLE IF EXISTS ragd_schema_migrations, rate_limits, api_keys, feedback,"
-                    " messages, conversations, vectors, chunks, documents CASCADE");
+                    " messages, conversations, vectors, chunks, documents, blobs CASCADE");
   }
   snprintf(fx->schema, sizeof fx->schema, "ragd_t%ld_%u", (long)getpid(), suite_schema_seq++);
   snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s", fx->schema,
@@ -236,6 +236,57 @@ static void test_reopen_keeps_data(void **state) {
   assert_int_equal(stats.documents, 1);
   assert_int_equal(stats.chunks, 1);
   assert_int_equal(hit_count(&fx->st, "parcels"), 1);
+}
+
+/* ---- blobs ------------------------------------------------------------------------------ */
+
+/* Blobs are bytes (zeros and 0xff included) by name: replaced whole,
+ * kept across a reopen, zero length allowed, bad names refused. */
+static void test_blobs(void **state) {
+  struct fixture *fx = *state;
+  const struct store_ops *ops = fx->st.ops;
+  enum { BIG = 3 * 1024 * 1024 + 7 };
+  unsigned char *big = malloc(BIG), small[5] = {0, 0xff, 0, 'x', 0x80};
+  char long_name[130];
+  void *data = NULL;
+  size_t len = 0;
+  assert_non_null(big);
+  for (size_t i = 0; i < BIG; i++) big[i] = (unsigned char)(i * 2654435761u >> 13);
+  assert_int_equal(ops->get_blob(fx->st.ctx, "lsa.model", &data, &len), RAGD_ENOTFOUND);
+  assert_null(data);
+  assert_int_equal(ops->put_blob(fx->st.ctx, "lsa.model", big, BIG), RAGD_OK);
+  assert_int_equal(ops->put_blob(fx->st.ctx, "other:1", small, sizeof small), RAGD_OK);
+  assert_int_equal(ops->get_blob(fx->st.ctx, "lsa.model", &data, &len), RAGD_OK);
+  assert_int_equal(len, BIG);
+  assert_memory_equal(data, big, BIG);
+  free(data);
+  /* replaced whole by a shorter one */
+  assert_int_equal(ops->put_blob(fx->st.ctx, "lsa.model", small, 3), RAGD_OK);
+  store_close(&fx->st);
+  assert_int_equal(store_open_ex(fx->spec, &suite_opts, &fx->st), RAGD_OK);
+  ops = fx->st.ops;
+  assert_int_equal(ops->get_blob(fx->st.ctx, "lsa.model", &data, &len), RAGD_OK);
+  assert_int_equal(len, 3);
+  assert_memory_equal(data, small, 3);
+  free(data);
+  assert_int_equal(ops->get_blob(fx->st.ctx, "other:1", &data, &len), RAGD_OK);
+  assert_int_equal(len, sizeof small);
+  assert_memory_equal(data, small, sizeof small);
+  free(data);
+  assert_int_equal(ops->put_blob(fx->st.ctx, "empty", NULL, 0), RAGD_OK);
+  assert_int_equal(ops->get_blob(fx->st.ctx, "empty", &data, &len), RAGD_OK);
+  assert_non_null(data);
+  assert_int_equal(len, 0);
+  free(data);
+  memset(long_name, 'a', sizeof long_name - 1);
+  long_name[sizeof long_name - 1] = '\0';
+  assert_int_equal(ops->put_blob(fx->st.ctx, "", small, 1), RAGD_EINVAL);
+  assert_int_equal(ops->put_blob(fx->st.ctx, "a b", small, 1), RAGD_EINVAL);
+  assert_int_equal(ops->put_blob(fx->st.ctx, "x'y", small, 1), RAGD_EINVAL);
+  assert_int_equal(ops->put_blob(fx->st.ctx, long_name, small, 1), RAGD_EINVAL);
+  assert_int_equal(ops->put_blob(fx->st.ctx, "nodata", NULL, 1), RAGD_EINVAL);
+  assert_int_equal(ops->get_blob(fx->st.ctx, "a b", &data, &len), RAGD_EINVAL);
+  free(big);
 }
 
 /* ---- documents --------------------------------------------------------------------------- */
@@ -1837,6 +1888,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_open_specs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_blobs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_put_get_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hit_fields, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reput_unchanged, setup, teardown),
