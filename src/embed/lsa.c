@@ -38,6 +38,10 @@
 #define LSA_OVERSAMPLE 10
 #define LSA_POWER_ITERATIONS 2
 #define LSA_TERM_MAX 64 /* longer terms (URLs, base64) are not vocabulary */
+/* At most this many terms (the most frequent): keeps the basis (terms x rank
+ * floats) and the model blob bounded on a very large corpus: 315 MB at rank
+ * 300. */
+#define LSA_VOCAB_MAX 262144
 #define LSA_K1 1.2
 #define LSA_B 0.75
 
@@ -64,11 +68,16 @@ struct lsa_embedder {
 
 /* ---- terms -------------------------------------------------------------------- */
 
-/* One text's distinct terms with their counts. */
+/* One text's distinct terms with their counts, sorted by bytes. Terms are
+ * collected as they come (into one arena), then sorted and counted: a
+ * chunk of a few hundred terms costs n log n compares, not n^2. */
 struct lsa_bag {
-  char **term;
+  struct buf arena; /* every occurrence's term, NUL-terminated */
+  size_t *off;      /* occurrence -> offset in arena */
+  size_t n_occ, cap;
+  char **term;      /* after lsa_bag_fill: distinct terms (into arena), sorted */
   unsigned *count;
-  size_t n, cap;
+  size_t n;
   size_t total; /* term occurrences */
   int failed;
 };
@@ -76,32 +85,21 @@ struct lsa_bag {
 static int lsa_term_cb(void *ctx, const char *term, size_t len, size_t start, size_t end) {
   struct lsa_bag *bag = ctx;
   char stem[LSA_TERM_MAX];
-  size_t i;
   (void)start;
   (void)end;
   if (len == 0 || len >= LSA_TERM_MAX) return 0;
   len = text_stem_en(term, len, stem);
   stem[len] = '\0';
   bag->total++;
-  for (i = 0; i < bag->n; i++)
-    if (strcmp(bag->term[i], stem) == 0) {
-      bag->count[i]++;
-      return 0;
-    }
-  if (bag->n == bag->cap) {
-    size_t cap = bag->cap ? bag->cap * 2 : 32;
-    char **t = realloc(bag->term, cap * sizeof *t);
-    if (!t) goto oom;
-    bag->term = t;
-    unsigned *c = realloc(bag->count, cap * sizeof *c);
-    if (!c) goto oom;
-    bag->count = c;
+  if (bag->n_occ == bag->cap) {
+    size_t cap = bag->cap ? bag->cap * 2 : 64;
+    size_t *o = realloc(bag->off, cap * sizeof *o);
+    if (!o) goto oom;
+    bag->off = o;
     bag->cap = cap;
   }
-  bag->term[bag->n] = malloc(len + 1);
-  if (!bag->term[bag->n]) goto oom;
-  memcpy(bag->term[bag->n], stem, len + 1);
-  bag->count[bag->n++] = 1;
+  bag->off[bag->n_occ++] = bag->arena.len;
+  if (buf_append(&bag->arena, stem, len + 1) != RAGD_OK) goto oom;
   return 0;
 oom:
   bag->failed = 1;
@@ -109,20 +107,38 @@ oom:
 }
 
 static void lsa_bag_dispose(struct lsa_bag *bag) {
-  for (size_t i = 0; i < bag->n; i++) free(bag->term[i]);
+  buf_dispose(&bag->arena);
+  free(bag->off);
   free(bag->term);
   free(bag->count);
   memset(bag, 0, sizeof *bag);
 }
 
+static int lsa_str_cmp(const void *x, const void *y) {
+  return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
 /* Fills bag with the terms of text. Invalid UTF-8 gives the terms before it. */
 static ragd_err lsa_bag_fill(struct lsa_bag *bag, struct slice text) {
   ragd_err rc;
+  size_t i, j;
   memset(bag, 0, sizeof *bag);
+  buf_init(&bag->arena, 0);
   rc = text_tokenize(text.ptr ? text.ptr : "", text.ptr ? text.len : 0, lsa_term_cb, bag);
   if (bag->failed) return RAGD_ENOMEM;
   if (rc == RAGD_EUTF8) rc = RAGD_OK;
-  return rc;
+  if (rc || bag->n_occ == 0) return rc;
+  bag->term = malloc(bag->n_occ * sizeof *bag->term);
+  bag->count = malloc(bag->n_occ * sizeof *bag->count);
+  if (!bag->term || !bag->count) return RAGD_ENOMEM;
+  for (i = 0; i < bag->n_occ; i++) bag->term[i] = bag->arena.data + bag->off[i];
+  qsort(bag->term, bag->n_occ, sizeof *bag->term, lsa_str_cmp);
+  for (i = 0; i < bag->n_occ; i = j) {
+    for (j = i + 1; j < bag->n_occ && strcmp(bag->term[j], bag->term[i]) == 0;) j++;
+    bag->term[bag->n] = bag->term[i];
+    bag->count[bag->n++] = (unsigned)(j - i);
+  }
+  return RAGD_OK;
 }
 
 static double lsa_weight(unsigned tf, size_t len, double avg_len, double idf) {
@@ -153,36 +169,38 @@ static void lsa_model_free(struct embed_lsa_model *m) {
 
 /* ---- the sparse matrix ---------------------------------------------------------- */
 
-/* A, stored by chunk: chunk j's entries are term[start[j]..start[j+1]) with
- * their weights. */
+/* A, stored by chunk (CSC): chunk j's entries are term[start[j]..start[j+1])
+ * with their weights. OpenBLAS has no sparse routines, so the two products
+ * below are written here: every nonzero is one axpy of a dense row of l
+ * floats (cblas_saxpy, vectorized by OpenBLAS). */
 struct lsa_sparse {
   size_t rows, cols; /* terms, chunks */
   size_t *start;     /* [cols + 1] */
   uint32_t *term;
-  double *weight;
+  float *weight;
 };
 
 /* Y (rows x l) = A X, X (cols x l); all row-major. */
-static void lsa_mul(const struct lsa_sparse *a, const double *x, size_t l, double *y) {
+static void lsa_mul(const struct lsa_sparse *a, const float *x, size_t l, float *y) {
   memset(y, 0, a->rows * l * sizeof *y);
   for (size_t j = 0; j < a->cols; j++)
     for (size_t p = a->start[j]; p < a->start[j + 1]; p++)
-      cblas_daxpy((int)l, a->weight[p], x + j * l, 1, y + (size_t)a->term[p] * l, 1);
+      cblas_saxpy((int)l, a->weight[p], x + j * l, 1, y + (size_t)a->term[p] * l, 1);
 }
 
 /* Z (cols x l) = A^T Y, Y (rows x l). */
-static void lsa_mul_t(const struct lsa_sparse *a, const double *y, size_t l, double *z) {
+static void lsa_mul_t(const struct lsa_sparse *a, const float *y, size_t l, float *z) {
   memset(z, 0, a->cols * l * sizeof *z);
   for (size_t j = 0; j < a->cols; j++)
     for (size_t p = a->start[j]; p < a->start[j + 1]; p++)
-      cblas_daxpy((int)l, a->weight[p], y + (size_t)a->term[p] * l, 1, z + j * l, 1);
+      cblas_saxpy((int)l, a->weight[p], y + (size_t)a->term[p] * l, 1, z + j * l, 1);
 }
 
 /* Replaces m (rows x l, rows >= l) by an orthonormal basis of its columns. */
-static ragd_err lsa_orthonormalize(double *m, size_t rows, size_t l, double *tau) {
-  if (LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (int)rows, (int)l, m, (int)l, tau) != 0) return RAGD_EINVAL;
-  if (LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (int)rows, (int)l, (int)l, m, (int)l, tau) != 0)
-    return RAGD_EINVAL;
+static ragd_err lsa_orthonormalize(float *m, size_t rows, size_t l, float *tau) {
+  if (LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, (int)rows, (int)l, m, (int)l, tau) != 0) return RAGD_ENOMEM;
+  if (LAPACKE_sorgqr(LAPACK_ROW_MAJOR, (int)rows, (int)l, (int)l, m, (int)l, tau) != 0)
+    return RAGD_ENOMEM;
   return RAGD_OK;
 }
 
@@ -204,10 +222,18 @@ static double lsa_gauss(uint64_t *s) {
 }
 
 /* The k leading left singular vectors (u: rows x k, row-major; columns past
- * the numerical rank are zero) and singular values (s: k) of a. */
-static ragd_err lsa_svd(const struct lsa_sparse *a, size_t k, uint64_t seed, double *u, double *s) {
+ * the numerical rank are zero) and singular values (s: k) of a.
+ *
+ * Single precision throughout the large matrices (the basis is stored as
+ * floats anyway; float halves memory and doubles the BLAS rate), double for
+ * the small l x l SVD. With l = k + 10 columns and q power iterations:
+ *   Y = A Omega; Q = qr(Y); q times { Z = qr(A^T Q); Q = qr(A Z) };
+ *   Z = A^T Q = W R (QR, R only), R = U_r S V_r^T, so
+ *   A ~ Q Q^T A = Q Z^T = Q R^T W^T = (Q V_r) S (W U_r)^T: u = Q V_r. */
+static ragd_err lsa_svd(const struct lsa_sparse *a, size_t k, uint64_t seed, float *u, float *s) {
   size_t l = k + LSA_OVERSAMPLE, i, c;
-  double *omega = NULL, *y = NULL, *z = NULL, *tau = NULL, *sv = NULL, *vt = NULL, *q_v = NULL;
+  float *y = NULL, *z = NULL, *tau = NULL, *vt_f = NULL;
+  double *r = NULL, *sv = NULL, *ur = NULL, *vt = NULL;
   uint64_t state = seed ? seed : 0x9E3779B97F4A7C15ULL;
   ragd_err rc = RAGD_OK;
   int it;
@@ -217,19 +243,20 @@ static ragd_err lsa_svd(const struct lsa_sparse *a, size_t k, uint64_t seed, dou
   if (l > a->rows) l = a->rows;
   if (l > a->cols) l = a->cols;
   if (l == 0) return RAGD_OK;
-  omega = malloc(a->cols * l * sizeof *omega);
   y = malloc(a->rows * l * sizeof *y);
   z = malloc(a->cols * l * sizeof *z);
   tau = malloc(l * sizeof *tau);
+  r = calloc(l * l, sizeof *r);
   sv = malloc(l * sizeof *sv);
+  ur = malloc(l * l * sizeof *ur);
   vt = malloc(l * l * sizeof *vt);
-  q_v = malloc(a->rows * l * sizeof *q_v);
-  if (!omega || !y || !z || !tau || !sv || !vt || !q_v) {
+  vt_f = malloc(l * l * sizeof *vt_f);
+  if (!y || !z || !tau || !r || !sv || !ur || !vt || !vt_f) {
     rc = RAGD_ENOMEM;
     goto out;
   }
-  for (i = 0; i < a->cols * l; i++) omega[i] = lsa_gauss(&state);
-  lsa_mul(a, omega, l, y);
+  for (i = 0; i < a->cols * l; i++) z[i] = (float)lsa_gauss(&state);
+  lsa_mul(a, z, l, y);
   rc = lsa_orthonormalize(y, a->rows, l, tau);
   for (it = 0; it < LSA_POWER_ITERATIONS && !rc; it++) {
     lsa_mul_t(a, y, l, z);
@@ -239,49 +266,82 @@ static ragd_err lsa_svd(const struct lsa_sparse *a, size_t k, uint64_t seed, dou
     rc = lsa_orthonormalize(y, a->rows, l, tau);
   }
   if (rc) goto out;
-  /* B^T = A^T Q (cols x l) = W S V^T, so A ~ Q B = (Q V) S W^T. */
   lsa_mul_t(a, y, l, z);
-  if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'O', (int)a->cols, (int)l, z, (int)l, sv, NULL, 1, vt,
+  if (LAPACKE_sgeqrf(LAPACK_ROW_MAJOR, (int)a->cols, (int)l, z, (int)l, tau) != 0) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  for (i = 0; i < l; i++)
+    for (c = i; c < l; c++) r[i * l + c] = z[i * l + c];
+  if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'A', (int)l, (int)l, r, (int)l, sv, ur, (int)l, vt,
                      (int)l) != 0) {
     rc = RAGD_EINVAL;
     goto out;
   }
-  /* Q V: vt holds V^T, so multiply by its transpose. */
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->rows, (int)l, (int)l, 1.0, y,
-              (int)l, vt, (int)l, 0.0, q_v, (int)l);
+  /* u = Q V_r: vt holds V_r^T, so multiply by the transpose of its first k rows */
+  for (i = 0; i < l * l; i++) vt_f[i] = (float)vt[i];
+  if (k > l) {
+    /* fewer columns than asked for: compute l, the rest stays zero */
+    float *tmp = malloc(a->rows * l * sizeof *tmp);
+    if (!tmp) {
+      rc = RAGD_ENOMEM;
+      goto out;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->rows, (int)l, (int)l, 1.0f, y,
+                (int)l, vt_f, (int)l, 0.0f, tmp, (int)l);
+    for (i = 0; i < a->rows; i++) memcpy(u + i * k, tmp + i * l, l * sizeof *u);
+    free(tmp);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)a->rows, (int)k, (int)l, 1.0f, y,
+                (int)l, vt_f, (int)l, 0.0f, u, (int)k);
+  }
   for (c = 0; c < k && c < l; c++) {
     /* A fixed sign per column: its largest entry positive. */
-    double best = 0;
+    float best = 0;
     for (i = 0; i < a->rows; i++)
-      if (fabs(q_v[i * l + c]) > fabs(best)) best = q_v[i * l + c];
-    double sign = best < 0 ? -1.0 : 1.0;
-    s[c] = sv[c];
-    if (sv[c] <= sv[0] * 1e-10) continue; /* numerically zero: leave the column zero */
-    for (i = 0; i < a->rows; i++) u[i * k + c] = sign * q_v[i * l + c];
+      if (fabsf(u[i * k + c]) > fabsf(best)) best = u[i * k + c];
+    float sign = best < 0 ? -1.0f : 1.0f;
+    s[c] = (float)sv[c];
+    if (sv[c] <= sv[0] * 1e-5) { /* numerically zero (float): leave the column zero */
+      for (i = 0; i < a->rows; i++) u[i * k + c] = 0;
+      continue;
+    }
+    for (i = 0; i < a->rows; i++) u[i * k + c] *= sign;
   }
 out:
-  free(omega);
   free(y);
   free(z);
   free(tau);
+  free(r);
   free(sv);
+  free(ur);
   free(vt);
-  free(q_v);
+  free(vt_f);
   return rc;
 }
 
 /* ---- fitting ----------------------------------------------------------------------- */
 
-struct lsa_vocab_entry {
-  char *term;
-  size_t df;
-  size_t index; /* column of the vocabulary after pruning, or SIZE_MAX */
+/* Every distinct term of the corpus, interned once: an open-addressing hash
+ * table (FNV-1a) of ids, the terms (strings kept in 1 MiB blocks) and their
+ * document frequencies by id. */
+struct lsa_intern {
+  struct lsa_slot {
+    const char *term; /* NULL: empty */
+    uint64_t hash;
+    uint32_t id;
+  } *slots;
+  size_t cap;
+  struct lsa_term_info {
+    const char *term;
+    uint32_t df;
+  } *by_id;
+  size_t n, by_cap;
+  char **blocks;
+  size_t n_blocks, block_used;
 };
 
-static int lsa_entry_cmp(const void *x, const void *y) {
-  const struct lsa_vocab_entry *a = x, *b = y;
-  return strcmp(a->term, b->term);
-}
+#define LSA_BLOCK (1u << 20)
 
 static uint64_t lsa_fnv(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
@@ -292,107 +352,230 @@ static uint64_t lsa_fnv(uint64_t h, const void *p, size_t n) {
   return h;
 }
 
+static void lsa_intern_dispose(struct lsa_intern *t) {
+  for (size_t i = 0; i < t->n_blocks; i++) free(t->blocks[i]);
+  free(t->blocks);
+  free(t->slots);
+  free(t->by_id);
+  memset(t, 0, sizeof *t);
+}
+
+static ragd_err lsa_intern_grow(struct lsa_intern *t) {
+  size_t cap = t->cap ? t->cap * 2 : (size_t)1 << 16, i;
+  struct lsa_slot *slots = calloc(cap, sizeof *slots);
+  if (!slots) return RAGD_ENOMEM;
+  for (i = 0; i < t->cap; i++) {
+    size_t h;
+    if (!t->slots[i].term) continue;
+    for (h = (size_t)(t->slots[i].hash & (cap - 1)); slots[h].term; h = (h + 1) & (cap - 1)) {
+    }
+    slots[h] = t->slots[i];
+  }
+  free(t->slots);
+  t->slots = slots;
+  t->cap = cap;
+  return RAGD_OK;
+}
+
+/* The id of term (interning it), its df counted once more. */
+static ragd_err lsa_intern(struct lsa_intern *t, const char *term, uint32_t *id) {
+  size_t len = strlen(term), h;
+  uint64_t hash = lsa_fnv(0xcbf29ce484222325ULL, term, len);
+  ragd_err rc;
+  if ((t->n + 1) * 2 > t->cap) {
+    rc = lsa_intern_grow(t);
+    if (rc) return rc;
+  }
+  for (h = (size_t)(hash & (t->cap - 1)); t->slots[h].term; h = (h + 1) & (t->cap - 1))
+    if (t->slots[h].hash == hash && strcmp(t->slots[h].term, term) == 0) break;
+  if (!t->slots[h].term) {
+    char *copy;
+    if (t->n >= UINT32_MAX - 1) return RAGD_ENOMEM;
+    if (t->n == t->by_cap) {
+      size_t cap = t->by_cap ? t->by_cap * 2 : 1024;
+      struct lsa_term_info *b = realloc(t->by_id, cap * sizeof *b);
+      if (!b) return RAGD_ENOMEM;
+      t->by_id = b;
+      t->by_cap = cap;
+    }
+    if (t->n_blocks == 0 || t->block_used + len + 1 > LSA_BLOCK) {
+      char **b = realloc(t->blocks, (t->n_blocks + 1) * sizeof *b);
+      if (!b) return RAGD_ENOMEM;
+      t->blocks = b;
+      t->blocks[t->n_blocks] = malloc(LSA_BLOCK);
+      if (!t->blocks[t->n_blocks]) return RAGD_ENOMEM;
+      t->n_blocks++;
+      t->block_used = 0;
+    }
+    copy = t->blocks[t->n_blocks - 1] + t->block_used;
+    memcpy(copy, term, len + 1);
+    t->block_used += len + 1;
+    t->slots[h] = (struct lsa_slot){copy, hash, (uint32_t)t->n};
+    t->by_id[t->n++] = (struct lsa_term_info){copy, 0};
+  }
+  *id = t->slots[h].id;
+  t->by_id[*id].df++;
+  return RAGD_OK;
+}
+
+struct lsa_vocab_pick {
+  const char *term;
+  uint32_t df;
+  uint32_t id;
+};
+
+/* Most chunks first; ties by bytes (deterministic). */
+static int lsa_pick_by_df(const void *x, const void *y) {
+  const struct lsa_vocab_pick *a = x, *b = y;
+  if (a->df != b->df) return a->df > b->df ? -1 : 1;
+  return strcmp(a->term, b->term);
+}
+
+static int lsa_pick_by_term(const void *x, const void *y) {
+  return strcmp(((const struct lsa_vocab_pick *)x)->term, ((const struct lsa_vocab_pick *)y)->term);
+}
+
+/* The corpus as term ids and counts per chunk, before the vocabulary is
+ * chosen. */
+struct lsa_counts {
+  size_t *start; /* [chunks + 1] */
+  uint32_t *id;
+  uint32_t *count;
+  uint32_t *len; /* [chunks]: term occurrences of the chunk */
+  size_t nnz, cap;
+};
+
+static void lsa_counts_dispose(struct lsa_counts *c) {
+  free(c->start);
+  free(c->id);
+  free(c->count);
+  free(c->len);
+  memset(c, 0, sizeof *c);
+}
+
 static ragd_err lsa_fit_model(const struct lsa_embedder *le, const struct slice *texts, size_t n,
                               struct embed_lsa_model **out) {
-  struct lsa_bag *bags = NULL;
-  struct lsa_vocab_entry *all = NULL;
+  struct lsa_intern tab = {0};
+  struct lsa_counts cnt = {0};
+  struct lsa_vocab_pick *pick = NULL;
+  uint32_t *id_to_term = NULL;
   struct lsa_sparse a = {0};
   struct embed_lsa_model *m = NULL;
-  double *u = NULL, *s = NULL;
-  size_t i, j, p, n_all = 0, cap = 0, total_len = 0, nnz = 0;
+  size_t i, j, p, total_len = 0, n_pick = 0;
   ragd_err rc = RAGD_OK;
 
   *out = NULL;
-  bags = calloc(n ? n : 1, sizeof *bags);
   m = calloc(1, sizeof *m);
-  if (!bags || !m) {
+  cnt.start = calloc(n + 1, sizeof *cnt.start);
+  cnt.len = calloc(n + 1, sizeof *cnt.len);
+  if (!m || !cnt.start || !cnt.len) {
     rc = RAGD_ENOMEM;
     goto out;
   }
-  for (i = 0; i < n && !rc; i++) rc = lsa_bag_fill(&bags[i], texts[i]);
+  /* Every chunk's distinct terms, interned, with their counts. */
+  for (i = 0; i < n && !rc; i++) {
+    struct lsa_bag bag;
+    rc = lsa_bag_fill(&bag, texts[i]);
+    if (!rc && cnt.nnz + bag.n > cnt.cap) {
+      size_t cap = (cnt.nnz + bag.n) * 2;
+      uint32_t *s2 = realloc(cnt.id, cap * sizeof *s2);
+      if (s2) cnt.id = s2;
+      uint32_t *c2 = realloc(cnt.count, cap * sizeof *c2);
+      if (c2) cnt.count = c2;
+      if (!s2 || !c2) rc = RAGD_ENOMEM;
+      else cnt.cap = cap;
+    }
+    cnt.start[i] = cnt.nnz;
+    for (j = 0; !rc && j < bag.n; j++) {
+      rc = lsa_intern(&tab, bag.term[j], &cnt.id[cnt.nnz]);
+      cnt.count[cnt.nnz++] = bag.count[j];
+    }
+    cnt.len[i] = (uint32_t)bag.total;
+    total_len += bag.total;
+    lsa_bag_dispose(&bag);
+  }
   if (rc) goto out;
-  /* Document frequencies: every (chunk, term) pair, sorted, counted. */
-  for (i = 0; i < n; i++) cap += bags[i].n;
-  all = malloc((cap ? cap : 1) * sizeof *all);
-  if (!all) {
+  cnt.start[n] = cnt.nnz;
+  /* The vocabulary: terms in at least min_df chunks, at most LSA_VOCAB_MAX
+   * of them (the most frequent), in byte order. */
+  pick = malloc((tab.n ? tab.n : 1) * sizeof *pick);
+  id_to_term = malloc((tab.n ? tab.n : 1) * sizeof *id_to_term);
+  if (!pick || !id_to_term) {
     rc = RAGD_ENOMEM;
     goto out;
   }
-  for (i = 0; i < n; i++) {
-    total_len += bags[i].total;
-    for (j = 0; j < bags[i].n; j++) all[n_all++] = (struct lsa_vocab_entry){bags[i].term[j], 1, 0};
+  for (i = 0; i < tab.n; i++) {
+    id_to_term[i] = UINT32_MAX;
+    if (tab.by_id[i].df >= le->min_df)
+      pick[n_pick++] = (struct lsa_vocab_pick){tab.by_id[i].term, tab.by_id[i].df, (uint32_t)i};
   }
-  qsort(all, n_all, sizeof *all, lsa_entry_cmp);
-  /* Distinct terms with df >= min_df become the vocabulary, in byte order. */
-  for (i = 0; i < n_all; i = j) {
-    for (j = i + 1; j < n_all && strcmp(all[j].term, all[i].term) == 0;) j++;
-    if (j - i >= le->min_df) m->terms++;
+  if (n_pick > LSA_VOCAB_MAX) {
+    qsort(pick, n_pick, sizeof *pick, lsa_pick_by_df);
+    n_pick = LSA_VOCAB_MAX;
   }
+  qsort(pick, n_pick, sizeof *pick, lsa_pick_by_term);
   m->rank = le->rank;
   m->chunks = n;
   m->seed = le->seed;
   m->avg_len = n ? (double)total_len / (double)n : 0;
-  m->vocab = calloc(m->terms ? m->terms : 1, sizeof *m->vocab);
-  m->idf = calloc(m->terms ? m->terms : 1, sizeof *m->idf);
-  m->basis = calloc((m->terms ? m->terms : 1) * m->rank, sizeof *m->basis);
+  m->terms = n_pick;
+  m->vocab = calloc(n_pick ? n_pick : 1, sizeof *m->vocab);
+  m->idf = calloc(n_pick ? n_pick : 1, sizeof *m->idf);
+  m->basis = calloc((n_pick ? n_pick : 1) * m->rank, sizeof *m->basis);
   if (!m->vocab || !m->idf || !m->basis) {
     rc = RAGD_ENOMEM;
     goto out;
   }
-  for (i = 0, p = 0; i < n_all; i = j) {
-    for (j = i + 1; j < n_all && strcmp(all[j].term, all[i].term) == 0;) j++;
-    if (j - i < le->min_df) continue;
-    m->vocab[p] = strdup(all[i].term);
-    if (!m->vocab[p]) {
+  for (i = 0; i < n_pick; i++) {
+    double df = (double)pick[i].df;
+    m->vocab[i] = strdup(pick[i].term);
+    if (!m->vocab[i]) {
       rc = RAGD_ENOMEM;
       goto out;
     }
-    double df = (double)(j - i);
-    m->idf[p++] = (float)log(1 + ((double)n - df + 0.5) / (df + 0.5));
+    m->idf[i] = (float)log(1 + ((double)n - df + 0.5) / (df + 0.5));
+    id_to_term[pick[i].id] = (uint32_t)i;
   }
   /* The sparse matrix, chunk by chunk. */
   a.rows = m->terms;
   a.cols = n;
   a.start = calloc(n + 1, sizeof *a.start);
-  for (i = 0; i < n; i++) nnz += bags[i].n;
-  a.term = malloc((nnz ? nnz : 1) * sizeof *a.term);
-  a.weight = malloc((nnz ? nnz : 1) * sizeof *a.weight);
+  a.term = malloc((cnt.nnz ? cnt.nnz : 1) * sizeof *a.term);
+  a.weight = malloc((cnt.nnz ? cnt.nnz : 1) * sizeof *a.weight);
   if (!a.start || !a.term || !a.weight) {
     rc = RAGD_ENOMEM;
     goto out;
   }
   for (i = 0, p = 0; i < n; i++) {
     a.start[i] = p;
-    for (j = 0; j < bags[i].n; j++) {
-      long t = lsa_vocab_find(m, bags[i].term[j]);
-      if (t < 0) continue;
-      a.term[p] = (uint32_t)t;
-      a.weight[p++] = lsa_weight(bags[i].count[j], bags[i].total, m->avg_len, m->idf[t]);
+    for (j = cnt.start[i]; j < cnt.start[i + 1]; j++) {
+      uint32_t t = id_to_term[cnt.id[j]];
+      if (t == UINT32_MAX) continue;
+      a.term[p] = t;
+      a.weight[p++] = (float)lsa_weight(cnt.count[j], cnt.len[i], m->avg_len, m->idf[t]);
     }
   }
   a.start[n] = p;
-  u = malloc((m->terms ? m->terms : 1) * m->rank * sizeof *u);
-  s = malloc(m->rank * sizeof *s);
-  if (!u || !s) {
-    rc = RAGD_ENOMEM;
-    goto out;
+  lsa_counts_dispose(&cnt); /* the matrix is all the SVD needs */
+  lsa_intern_dispose(&tab);
+  {
+    float *s = malloc(m->rank * sizeof *s);
+    rc = s ? lsa_svd(&a, m->rank, m->seed, m->basis, s) : RAGD_ENOMEM;
+    free(s);
   }
-  rc = lsa_svd(&a, m->rank, m->seed, u, s);
   if (rc) goto out;
-  for (i = 0; i < m->terms * m->rank; i++) m->basis[i] = (float)u[i];
   m->id = lsa_fnv(0xcbf29ce484222325ULL, m->basis, m->terms * m->rank * sizeof *m->basis);
   m->id = lsa_fnv(m->id, m->idf, m->terms * sizeof *m->idf);
   *out = m;
   m = NULL;
 out:
-  for (i = 0; bags && i < n; i++) lsa_bag_dispose(&bags[i]);
-  free(bags);
-  free(all);
+  lsa_counts_dispose(&cnt);
+  lsa_intern_dispose(&tab);
+  free(pick);
+  free(id_to_term);
   free(a.start);
   free(a.term);
   free(a.weight);
-  free(u);
-  free(s);
   lsa_model_free(m);
   return rc;
 }
