@@ -164,7 +164,7 @@ ragd_err rag_lsa_refit(struct rag_engine *e, const struct slice *extra, size_t n
   fitted = all.count + n_extra;
   t_fit = clock_mono_us();
   /* 2. the new index, and the vectors in the store */
-  rc = retrieve_index_create(e->cfg->vector_index, dim, &ix);
+  rc = retrieve_index_create(e->memory_index, dim, &ix);
   if (!rc) rc = embed_into(e, m, &all, &ix, 0);
   if (!rc && e->vector_in_store) {
     /* the store searches the vectors (pgvector): index the new key's set
@@ -297,7 +297,7 @@ ragd_err rag_lsa_catch_up(struct rag_engine *e) {
   rc = read_chunks(e, e->embedder.model_key, dim, &late);
   if (!rc && late.count) {
     pthread_rwlock_wrlock(&e->index_lock);
-    if (!e->index.ops) rc = retrieve_index_create(e->cfg->vector_index, dim, &e->index);
+    if (!e->index.ops) rc = retrieve_index_create(e->memory_index, dim, &e->index);
     /* folding in reads only the embedder's model, which this lock holds still */
     if (!rc) {
       struct slice texts[REFIT_BATCH];
