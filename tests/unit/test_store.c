@@ -1557,11 +1557,12 @@ static void test_migrate_vectors(void **state) {
   b.in.vectors = v;
   assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
   store_close(&fx->st);
-  /* as schema 5 left it: no embedding column; a row of the wrong size too */
+  /* as schema 5 left it: no embedding column (nor the later migrations, which
+   * run again: 7 creates blobs only if missing); a row of the wrong size too */
   assert_int_equal(pg_admin_in(fx, "ALTER TABLE vectors DROP COLUMN embedding;"
                                    " INSERT INTO vectors(chunk_id, model, dimensions, data)"
                                    " SELECT id, 'bad', 3, '\\x0102'::bytea FROM chunks;"
-                                   " DELETE FROM ragd_schema_migrations WHERE version = 6"),
+                                   " DELETE FROM ragd_schema_migrations WHERE version >= 6"),
                    0);
   assert_int_equal(store_open_ex(fx->spec, &suite_opts, &fx->st), RAGD_OK);
   assert_int_equal(pg_admin_in(fx, "DO $$ BEGIN IF (SELECT count(*) FROM vectors"
