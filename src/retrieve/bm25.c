@@ -659,55 +659,23 @@ size_t retrieve_bm25_memory_bytes(const struct retrieve_bm25 *ix) {
 
 /* ---- search --------------------------------------------------------------------------- */
 
-/* The query's phrases as the SQLite store builds its MATCH expression: the
- * distinct terms (before stemming), in order of first appearance, at most
- * KW_QUERY_TERMS_MAX; each is then stemmed like an indexed term. */
-struct kw_query {
-  struct buf pool;     /* normalized terms, then stems */
-  size_t *off, *len;   /* unstemmed */
-  size_t n, cap;
-  int mode;
-  ragd_err rc;
-};
-
-struct kw_qterm {
-  const char *s;
-  size_t len;
-};
-
-static int kw_query_raw(void *ctx, const char *term, size_t len, size_t start, size_t end) {
-  struct kw_query *q = ctx;
-  (void)start;
-  (void)end;
-  if (len == 0 || end <= start) return 0;
-  if (q->n == q->cap) {
-    size_t cap = q->cap ? q->cap * 2 : 32;
-    size_t *o = realloc(q->off, cap * sizeof *o), *l;
-    if (!o) goto nomem;
-    q->off = o;
-    l = realloc(q->len, cap * sizeof *l);
-    if (!l) goto nomem;
-    q->len = l;
-    q->cap = cap;
-  }
-  q->off[q->n] = q->pool.len;
-  q->len[q->n] = len;
-  if (buf_append(&q->pool, term, len)) goto nomem;
-  q->n++;
-  return 0;
-nomem:
-  q->rc = RAGD_ENOMEM;
-  return 1;
-}
-
-/* The stemmed/merged terms of a query under the index's mode. */
+/* A list of terms copied into one pool, in order of arrival. Zeroed, then
+ * buf_init on pool; released with kw_terms_dispose. */
 struct kw_terms_out {
   struct buf pool;
   size_t *off, *len;
   size_t n, cap;
-  ragd_err rc;
+  ragd_err rc; /* set when a push failed */
 };
 
+static void kw_terms_dispose(struct kw_terms_out *o) {
+  buf_dispose(&o->pool);
+  free(o->off);
+  free(o->len);
+}
+
+/* Appends one term (a text_tokenize-style callback: nonzero stops, with
+ * o->rc saying why). */
 static int kw_collect(void *ctx, const char *term, size_t len) {
   struct kw_terms_out *o = ctx;
   if (o->n == o->cap) {
@@ -730,6 +698,13 @@ nomem:
   return 1;
 }
 
+/* text_tokenize's callback for the query's phrases as the SQLite store
+ * builds its MATCH expression: every non-empty term, unstemmed. */
+static int kw_query_raw(void *ctx, const char *term, size_t len, size_t start, size_t end) {
+  if (len == 0 || end <= start) return 0;
+  return kw_collect(ctx, term, len);
+}
+
 static int kw_seen(const struct kw_terms_out *o, size_t upto, const char *s, size_t len) {
   for (size_t i = 0; i < upto; i++)
     if (o->len[i] == len && memcmp(o->pool.data + o->off[i], s, len) == 0) return 1;
@@ -742,7 +717,7 @@ static int kw_seen(const struct kw_terms_out *o, size_t upto, const char *s, siz
  * distinct after stemming. */
 static ragd_err kw_query_terms(const struct retrieve_bm25 *ix, const char *query,
                                struct kw_terms_out *out) {
-  struct kw_query q;
+  struct kw_terms_out q;
   size_t i;
   ragd_err rc;
   memset(&q, 0, sizeof q);
@@ -755,10 +730,7 @@ static ragd_err kw_query_terms(const struct retrieve_bm25 *ix, const char *query
       size_t kept = out->n;
       char stem[KW_STEM_MAX];
       size_t len = q.len[i];
-      int dup = 0;
-      for (size_t j = 0; j < i && !dup; j++)
-        dup = q.len[j] == len && memcmp(q.pool.data + q.off[j], s, len) == 0;
-      if (dup) continue;
+      if (kw_seen(&q, i, s, len)) continue;
       if (kept >= KW_QUERY_TERMS_MAX) break;
       if (len <= sizeof stem) {
         len = text_stem_en(s, len, stem);
@@ -777,13 +749,9 @@ static ragd_err kw_query_terms(const struct retrieve_bm25 *ix, const char *query
       if (kw_seen(&all, i, s, all.len[i])) continue;
       if (kw_collect(out, s, all.len[i])) rc = out->rc;
     }
-    buf_dispose(&all.pool);
-    free(all.off);
-    free(all.len);
+    kw_terms_dispose(&all);
   }
-  buf_dispose(&q.pool);
-  free(q.off);
-  free(q.len);
+  kw_terms_dispose(&q);
   return rc;
 }
 
@@ -987,8 +955,6 @@ ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_
   *n = kept;
 out:
   if (sc) scratch_put(ix, sc);
-  buf_dispose(&qt.pool);
-  free(qt.off);
-  free(qt.len);
+  kw_terms_dispose(&qt);
   return rc;
 }
