@@ -2104,54 +2104,48 @@ static ragd_err sq_list_feedback(void *ctx, int64_t since, store_feedback_cb cb,
 
 /* ---- health ---------------------------------------------------------------------------- */
 
-static ragd_err sq_stats(void *ctx, struct store_stats *out) {
-  struct sq_store *s = ctx;
+/* Steps the prepared single-row statement stmts[which] under the lock and
+ * copies its first ncols integer columns into cols; an error (no row
+ * included) is reported as "what". */
+static ragd_err sq_one_row(struct sq_store *s, enum sq_stmt_id which, const char *what, int64_t *cols,
+                           int ncols) {
   sqlite3_stmt *st;
   ragd_err rc = RAGD_OK;
-  int src;
-  if (!s || !out) return RAGD_EINVAL;
+  int src, i;
   pthread_mutex_lock(&s->lock);
-  st = s->stmts[SQ_STATS];
+  st = s->stmts[which];
   src = sqlite3_step(st);
-  if (src == SQLITE_ROW) {
-    out->documents = (size_t)sqlite3_column_int64(st, 0);
-    out->chunks = (size_t)sqlite3_column_int64(st, 1);
-  } else {
-    rc = sq_fail(s, src, "stats");
-  }
+  if (src == SQLITE_ROW)
+    for (i = 0; i < ncols; i++) cols[i] = sqlite3_column_int64(st, i);
+  else
+    rc = sq_fail(s, src, what);
   sq_release(st);
   pthread_mutex_unlock(&s->lock);
   return rc;
+}
+
+static ragd_err sq_stats(void *ctx, struct store_stats *out) {
+  int64_t v[2] = {0, 0};
+  ragd_err rc;
+  if (!ctx || !out) return RAGD_EINVAL;
+  rc = sq_one_row(ctx, SQ_STATS, "stats", v, 2);
+  if (rc) return rc;
+  out->documents = (size_t)v[0];
+  out->chunks = (size_t)v[1];
+  return RAGD_OK;
 }
 
 static ragd_err sq_ping(void *ctx) {
-  struct sq_store *s = ctx;
-  sqlite3_stmt *st;
-  ragd_err rc = RAGD_OK;
-  int src;
-  if (!s) return RAGD_EINVAL;
-  pthread_mutex_lock(&s->lock);
-  st = s->stmts[SQ_PING];
-  src = sqlite3_step(st);
-  if (src != SQLITE_ROW) rc = sq_fail(s, src, "ping");
-  sq_release(st);
-  pthread_mutex_unlock(&s->lock);
-  return rc;
+  if (!ctx) return RAGD_EINVAL;
+  return sq_one_row(ctx, SQ_PING, "ping", NULL, 0);
 }
 
 static ragd_err sq_data_version(void *ctx, uint64_t *out) {
-  struct sq_store *s = ctx;
-  sqlite3_stmt *st;
-  ragd_err rc = RAGD_OK;
-  int src;
-  if (!s || !out) return RAGD_EINVAL;
-  pthread_mutex_lock(&s->lock);
-  st = s->stmts[SQ_DATA_VERSION];
-  src = sqlite3_step(st);
-  if (src == SQLITE_ROW) *out = (uint64_t)sqlite3_column_int64(st, 0);
-  else rc = sq_fail(s, src, "data_version");
-  sq_release(st);
-  pthread_mutex_unlock(&s->lock);
+  int64_t v = 0;
+  ragd_err rc;
+  if (!ctx || !out) return RAGD_EINVAL;
+  rc = sq_one_row(ctx, SQ_DATA_VERSION, "data_version", &v, 1);
+  if (!rc) *out = (uint64_t)v;
   return rc;
 }
 
