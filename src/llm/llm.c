@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 
 /* Adding a provider is one file and one line here. */
@@ -150,13 +151,7 @@ ragd_err llm_complete(const struct llm *g, const struct llm_request *req, long t
   sink.is_cancelled = wait_cancelled;
   sink.on_finish = wait_finish;
 
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
+  deadline = clock_deadline_ms(CLOCK_MONOTONIC, timeout_ms);
   rc = g->ops->start(g->ctx, req, &sink);
   if (rc) {
     snprintf(res->code, sizeof res->code, "upstream_unavailable");

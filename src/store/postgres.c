@@ -1753,11 +1753,19 @@ out:
   return RAGD_OK;
 }
 
+/* Big-endian integers of PostgreSQL's binary result format. */
 static int64_t pg_be64(const char *p) {
   uint64_t v = 0;
   int i;
   for (i = 0; i < 8; i++) v = v << 8 | (unsigned char)p[i];
   return (int64_t)v;
+}
+
+static uint32_t pg_be32(const char *p) {
+  uint32_t v = 0;
+  int i;
+  for (i = 0; i < 4; i++) v = v << 8 | (unsigned char)p[i];
+  return v;
 }
 
 /* Streams the rows one at a time (single-row mode): a large knowledge base's
@@ -1851,12 +1859,8 @@ static ragd_err pg_backfill_embeddings(PGconn *conn) {
     for (i = 0; i < rows && !rc; i++) {
       const char *data = PQgetvalue(res, i, 3);
       size_t len = (size_t)PQgetlength(res, i, 3);
-      uint32_t dim_be;
-      size_t dim;
+      size_t dim = pg_be32(PQgetvalue(res, i, 2));
       float *v;
-      memcpy(&dim_be, PQgetvalue(res, i, 2), 4);
-      dim = (size_t)((dim_be >> 24) | ((dim_be >> 8) & 0xff00) | ((dim_be << 8) & 0xff0000) |
-                     (dim_be << 24));
       after_id = pg_be64(PQgetvalue(res, i, 0));
       buf_reset(&after_model);
       rc = buf_append(&after_model, PQgetvalue(res, i, 1), (size_t)PQgetlength(res, i, 1));

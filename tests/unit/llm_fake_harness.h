@@ -303,15 +303,8 @@ static struct llm_sink make_sink(struct result *r) {
 /* Waits until want_deltas deltas (or on_finish) arrived, or only on_finish
  * when want_deltas is 0; gives up after timeout_ms. Returns nonzero on success. */
 static int result_wait(struct result *r, int want_deltas, long timeout_ms) {
-  struct timespec ts;
+  struct timespec ts = clock_deadline_ms(CLOCK_REALTIME, timeout_ms);
   int ok;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += timeout_ms / 1000;
-  ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
   pthread_mutex_lock(&r->lock);
   for (;;) {
     ok = want_deltas ? (r->delta_count >= want_deltas || r->finish_count) : r->finish_count > 0;
