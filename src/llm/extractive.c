@@ -104,6 +104,15 @@ static const struct {
     {"어떻게", XQ_STEPS},      {"방법", XQ_STEPS},
 };
 
+/* A sentence holding one of these speaks about the document ("This page
+ * explains how long delivery takes"): it repeats the question's words
+ * without answering them, so it is never quoted, like a question sentence.
+ * Matched in ASCII lower case. */
+static const char *const extractive_about_doc_cues[] = {
+    "this article", "this page", "this document", "this guide", "this section",
+    "this faq", "이 문서", "이 글에서", "이 페이지",
+};
+
 /* Number words count as numbers for XQ_NUMBER questions. */
 static const char *const extractive_number_words[] = {
     "one",    "two",     "three",    "four",    "five",     "six",      "seven",
@@ -169,6 +178,7 @@ struct xs_sentence {
   size_t match_count;
   int has_digit;
   int is_question;
+  int about_doc;   /* says what the document covers ("This article explains"): never quoted */
   double coverage; /* share of question weight the sentence holds */
   double score;
 };
@@ -443,6 +453,26 @@ static int extractive_is_space(unsigned char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+/* Whether the len bytes at text hold one of extractive_about_doc_cues. */
+static int extractive_about_doc(const char *text, size_t len) {
+  size_t i, j, n;
+  for (i = 0; i < sizeof extractive_about_doc_cues / sizeof extractive_about_doc_cues[0]; i++) {
+    const char *cue = extractive_about_doc_cues[i];
+    n = strlen(cue);
+    for (j = 0; j + n <= len; j++) {
+      size_t k = 0;
+      while (k < n) {
+        unsigned char c = (unsigned char)text[j + k];
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
+        if (c != (unsigned char)cue[k]) break;
+        k++;
+      }
+      if (k == n) return 1;
+    }
+  }
+  return 0;
+}
+
 /* Adds the sentences of one passage to list and matches them against terms. */
 static ragd_err extractive_read_passage(const char *text, size_t text_len, size_t rank,
                                         struct xq_set *terms, struct xs_list *list) {
@@ -481,6 +511,7 @@ static ragd_err extractive_read_passage(const char *text, size_t text_len, size_
                  (extractive_ends_with(text + start, 2, ".") || extractive_ends_with(text + start, 2, ")") ||
                   (len > 2 && text[start + 1] >= '0' && text[start + 1] <= '9' &&
                    (text[start + 2] == '.' || text[start + 2] == ')')));
+    s->about_doc = extractive_about_doc(text + start, len);
     s->is_question = text[start + len - 1] == '?' ||
                      (len >= 3 && memcmp(text + start + len - 3, "\xef\xbc\x9f", 3) == 0);
     memset(&tc, 0, sizeof tc);
@@ -614,11 +645,18 @@ static void extractive_score(const struct xq_set *terms, struct xs_list *list,
     struct xs_sentence *s = &list->items[i];
     const struct xs_sentence *prev = i ? &list->items[i - 1] : NULL;
     double score = s->coverage;
+    double heading = extractive_heading_credit(terms, list, s, heading_terms + s->passage * terms->count);
     /* The answer that follows a matching FAQ question. */
     if (prev && prev->passage == s->passage && prev->is_question &&
         prev->coverage >= EXTRACTIVE_FAQ_MIN_COVERAGE)
       score += EXTRACTIVE_FAQ_SHARE * prev->coverage;
-    if (score <= 0.0 || s->is_question) {
+    /* A sentence that repeats none of the question's words still answers it
+     * when it holds the kind of thing asked under a heading that holds them
+     * ("Jeju: 2 to 3 business days." under "Delivery times" for "how long
+     * does delivery take?"). */
+    if ((score <= 0.0 && (heading <= 0.0 || kind == XQ_STEPS ||
+                          extractive_kind_match(kind, s) <= 0.0)) ||
+        s->is_question || s->about_doc) {
       s->score = 0.0;
       continue;
     }
@@ -628,7 +666,7 @@ static void extractive_score(const struct xq_set *terms, struct xs_list *list,
      * "who", however many question words it repeats. */
     if (kind != XQ_ANY && kind != XQ_STEPS)
       score *= 1.0 - EXTRACTIVE_KIND_MISSING * (1.0 - extractive_kind_match(kind, s));
-    score += extractive_heading_credit(terms, list, s, heading_terms + s->passage * terms->count);
+    score += heading;
     score /= 1.0 + EXTRACTIVE_RANK_DECAY * (double)s->passage;
     if (s->len < EXTRACTIVE_SHORT_BYTES) score *= EXTRACTIVE_SHORT_FACTOR;
     if (s->len > EXTRACTIVE_LONG_BYTES) score *= EXTRACTIVE_LONG_FACTOR;
@@ -831,7 +869,7 @@ static ragd_err extractive_compose(const struct extractive *x, const struct llm_
       if (chosen_count && neighbours_too)
         neighbour = s->passage == list.items[chosen[0]].passage &&
                     (i == chosen[0] + 1 || i + 1 == chosen[0]);
-      if (s->is_question || (s->score <= 0.0 && !neighbour)) continue;
+      if (s->is_question || s->about_doc || (s->score <= 0.0 && !neighbour)) continue;
       if (chosen_count) rank = extractive_second_score(&terms, &list, chosen[0], i);
       /* A neighbour that holds neither a question term nor the kind asked
        * comes after any sentence that adds a question term. */

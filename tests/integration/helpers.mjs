@@ -151,6 +151,21 @@ export async function chatStream(base, body, headers = {}) {
   return { status: res.status, headers: res.headers, raw, text, ...parseSse(text) };
 }
 
+// fetch for the fakes' /__admin routes (idempotent: set a config, read or
+// clear the log). A keep-alive socket the fake closed as idle can fail the
+// first write (EPIPE, ECONNRESET) on a loaded machine, when undici's idle
+// timer fires late; such a request never reached the fake, so it is sent once
+// more on a fresh connection.
+async function adminFetch(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    const code = err && err.cause && err.cause.code;
+    if (!['EPIPE', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(code)) throw err;
+    return fetch(url, init);
+  }
+}
+
 // Starts the fake OpenAI-compatible upstream under tests/fakes.
 export async function startFakeOpenAI(args = []) {
   const script = path.join(SOURCE_DIR, 'tests', 'fakes', 'fake_openai.mjs');
@@ -161,7 +176,7 @@ export async function startFakeOpenAI(args = []) {
     base,
     url: `${base}/v1`,
     async configure(cfg) {
-      const r = await fetch(base + '/__admin/config', {
+      const r = await adminFetch(base + '/__admin/config', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify(cfg),
@@ -169,7 +184,7 @@ export async function startFakeOpenAI(args = []) {
       if (!r.ok) throw new Error(`fake config failed: ${r.status}`);
     },
     async log() {
-      return (await fetch(base + '/__admin/log')).json();
+      return (await adminFetch(base + '/__admin/log')).json();
     },
     async stop() {
       if (child.exitCode === null) {
@@ -214,14 +229,14 @@ export async function startFakeEmbeddings(args = []) {
     base,
     url: `${base}/v1`,
     async configure(cfg) {
-      const r = await fetch(base + '/__admin/config', { method: 'POST', body: JSON.stringify(cfg) });
+      const r = await adminFetch(base + '/__admin/config', { method: 'POST', body: JSON.stringify(cfg) });
       if (!r.ok) throw new Error(`fake embeddings config failed: ${r.status}`);
     },
     async log() {
-      return (await fetch(base + '/__admin/log')).json();
+      return (await adminFetch(base + '/__admin/log')).json();
     },
     async clearLog() {
-      await fetch(base + '/__admin/log', { method: 'DELETE' });
+      await adminFetch(base + '/__admin/log', { method: 'DELETE' });
     },
     // every input text the fake was asked to embed
     async inputs() {

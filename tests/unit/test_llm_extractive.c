@@ -603,6 +603,57 @@ static void test_weak_match_is_not_found(void **state) {
   rec_dispose(&r);
 }
 
+static void test_sentence_about_the_document_not_quoted(void **state) {
+  /* The page's own introduction repeats the question's words ("how long
+   * delivery takes") but answers nothing; the sentences under the matching
+   * heading hold the answer without repeating a question word. */
+  static const struct llm_passage passages[] = {
+      {.index = 1, .title = "Shipping Fees and Delivery Times",
+       .heading_path = "Shipping Fees and Delivery Times",
+       .text = "Hanbit Market ships every domestic order from our warehouse in Icheon. This page "
+               "explains how much shipping costs and how long delivery usually takes."},
+      {.index = 2, .title = "Shipping Fees and Delivery Times",
+       .heading_path = "Shipping Fees and Delivery Times > Delivery times",
+       .text = "- Most of Seoul, Gyeonggi-do and Incheon: 1 business day after dispatch.\n"
+               "- Other mainland areas: 1 to 2 business days after dispatch.\n"
+               "- Jeju Island and remote islands: 2 to 3 business days after dispatch."},
+  };
+  static const struct llm_passage ko[] = {
+      {.index = 1, .title = "배송비와 배송 기간", .heading_path = "배송비와 배송 기간",
+       .text = "국내 주문은 모두 이천 물류센터에서 발송됩니다. 이 문서에서는 배송비가 얼마인지, "
+               "배송에 보통 며칠이 걸리는지 안내합니다."},
+  };
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run("How long does delivery take?", passages, 2, &r);
+  assert_lacks(r.text.data, "This page");
+  assert_contains(r.text.data, "Most of Seoul, Gyeonggi-do and Incheon: 1 business day after dispatch [2].");
+  rec_dispose(&r);
+  /* Nothing but the introduction matches: saying so beats quoting it. */
+  rec_init(&r);
+  run("배송은 며칠 걸리나요?", ko, 1, &r);
+  assert_lacks(r.text.data, "이 문서");
+  rec_dispose(&r);
+}
+
+static void test_heading_holds_the_question_words(void **state) {
+  /* "How long ... refund" against a list under "Refund times": the list
+   * items name no refund, but the one with a duration answers it under that
+   * heading (before, nothing matched and the answer was "not found"). */
+  static const struct llm_passage passages[] = {
+      {.index = 1, .title = "Refund times", .heading_path = "Refund times",
+       .text = "- Gift cards are accepted at checkout.\n"
+               "- Card payments: 3 to 5 business days."},
+  };
+  struct recorder r;
+  (void)state;
+  rec_init(&r);
+  run("How long does a refund take?", passages, 1, &r);
+  assert_contains(r.text.data, "Card payments: 3 to 5 business days [1].");
+  rec_dispose(&r);
+}
+
 static void test_condensed_follow_up(void **state) {
   /* "And what about the shipping fee?" after questions about shipping to
    * Japan and paying with PayPal, condensed by rules into "ship Japan pay
@@ -676,6 +727,8 @@ int main(void) {
       cmocka_unit_test(test_duration_verb_and_unit),
       cmocka_unit_test(test_weak_match_is_not_found),
       cmocka_unit_test(test_condensed_follow_up),
+      cmocka_unit_test(test_sentence_about_the_document_not_quoted),
+      cmocka_unit_test(test_heading_holds_the_question_words),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
