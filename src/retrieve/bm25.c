@@ -17,8 +17,13 @@
  * all columns and avgdl the mean of D. Terms are added in query order, which
  * is FTS5's order too, so equal inputs give bit-equal sums.
  *
- * Search is term-at-a-time into a dense accumulator (one double per slot)
- * borrowed from a small pool, then a bounded heap for the top k. */
+ * Search is MaxScore, document at a time (kw_search_maxscore says how):
+ * each term carries a bound on what it can add to a chunk (its largest
+ * weighted frequency over its shortest chunk), so once the top k is full the
+ * low-IDF terms ("how", "to", "the") are only probed for chunks that can
+ * still enter it. Its results equal the exhaustive term-at-a-time search's
+ * (kw_search_exhaustive, a dense accumulator per slot borrowed from a small
+ * pool) bit for bit; tests/unit/test_retrieve_bm25.c checks the two. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -46,6 +51,11 @@ struct kw_term {
                                  term, and the term's index in that add's list */
   struct kw_posting *post;
   uint32_t npost, cap;
+  /* For the search's score bound: the largest weighted frequency and the
+   * fewest tokens of any chunk ever posted here (removals leave them, so
+   * they bound a superset of the live postings) */
+  double f_max;
+  uint32_t len_min;
 };
 
 struct kw_slot {
@@ -432,7 +442,8 @@ static int kw_add_term(void *ctx, const char *term, size_t len) {
   return 0;
 }
 
-static ragd_err posting_push(struct kw_term *t, uint32_t slot, const uint16_t c[3]) {
+static ragd_err posting_push(struct kw_term *t, uint32_t slot, const uint16_t c[3], double f,
+                             uint32_t len) {
   if (t->npost == t->cap) {
     uint32_t cap = t->cap ? t->cap * 2 : 4;
     struct kw_posting *g = realloc(t->post, cap * sizeof *g);
@@ -444,7 +455,17 @@ static ragd_err posting_push(struct kw_term *t, uint32_t slot, const uint16_t c[
   memcpy(t->post[t->npost].c, c, sizeof t->post[0].c);
   t->npost++;
   t->df++;
+  if (f > t->f_max) t->f_max = f;
+  if (t->npost == 1 || len < t->len_min) t->len_min = len;
   return RAGD_OK;
+}
+
+/* The weighted frequency of one posting: FTS5 adds the column weight once
+ * per occurrence; a product is the same sum (exactly for the default
+ * weights, to an ulp otherwise). Searches and the bound use this one
+ * expression so that they agree bit for bit. */
+static double kw_weighted(const struct retrieve_bm25 *ix, const uint16_t c[3]) {
+  return ix->p.w_title * c[0] + ix->p.w_heading * c[1] + ix->p.w_text * c[2];
 }
 
 ragd_err retrieve_bm25_add(struct retrieve_bm25 *ix, int64_t id, int64_t group, const char *title,
@@ -499,7 +520,8 @@ ragd_err retrieve_bm25_add(struct retrieve_bm25 *ix, int64_t id, int64_t group, 
   rc = idmap_put(ix, id, slot);
   if (rc) goto out;
   for (i = 0; i < a.count; i++) {
-    rc = posting_push(&ix->terms[a.items[i].term], slot, a.items[i].c);
+    const uint16_t *c = a.items[i].c;
+    rc = posting_push(&ix->terms[a.items[i].term], slot, c, kw_weighted(ix, c), a.tokens);
     if (rc) {
       /* undo the postings already pushed: they are the last of their lists */
       while (i-- > 0) {
@@ -879,61 +901,59 @@ out:
   return rc;
 }
 
-ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_t k,
-                              const struct retrieve_filter *filter, struct retrieve_bm25_hit *out,
-                              size_t *n) {
-  struct kw_terms_out qt;
-  struct kw_scratch *sc = NULL;
-  size_t ntouched = 0, kept = 0, i, bad = 0;
-  double N, k1 = ix ? ix->p.k1 : 0, w[3];
-  ragd_err rc;
+/* One resolved query term: its postings from the next one to look at, its
+ * IDF, the bound on what it can add to any chunk's score, and its place in
+ * the query (scores are summed in that order). */
+struct kw_cursor {
+  const struct kw_posting *at, *end;
+  double idf, ub;
+  uint32_t qi;
+};
 
-  if (!ix || !query || (!out && k)) return RAGD_EINVAL;
-  *n = 0;
-  memset(&qt, 0, sizeof qt);
-  buf_init(&qt.pool, 0);
-  if (text_utf8_validate(query, strlen(query), &bad) != RAGD_OK) return RAGD_EUTF8;
-  if (k == 0 || ix->live == 0) return RAGD_OK;
-  rc = kw_query_terms(ix, query, &qt);
-  if (rc || qt.n == 0) goto out;
-  rc = norm_refresh(ix);
-  if (rc) goto out;
-  sc = scratch_get(ix);
-  if (!sc) {
-    rc = RAGD_ENOMEM;
-    goto out;
+/* Counters of one search, for tests and profiles. */
+struct kw_search_stats {
+  size_t postings;   /* postings whose contribution was computed */
+  size_t candidates; /* chunks considered (document-at-a-time) */
+  size_t pruned;     /* of those, dropped by the bound before a full score */
+};
+
+static void hits_offer(struct retrieve_bm25_hit *out, size_t k, size_t *kept,
+                       const struct retrieve_bm25_hit *h) {
+  if (*kept < k) {
+    out[*kept] = *h;
+    heap_up(out, (*kept)++);
+  } else if (hit_better(h, &out[0])) {
+    out[0] = *h;
+    heap_down(out, *kept, 0);
   }
-  N = (double)ix->live;
-  w[0] = ix->p.w_title;
-  w[1] = ix->p.w_heading;
-  w[2] = ix->p.w_text;
-  for (i = 0; i < qt.n; i++) {
-    const char *s = qt.pool.data + qt.off[i];
-    long tid = dict_find(ix, s, qt.len[i], kw_hash(s, qt.len[i]), NULL);
-    const struct kw_term *t;
-    double idf;
-    if (tid < 0) continue;
-    t = &ix->terms[tid];
-    if (t->df == 0) continue;
-    idf = log((N - t->df + 0.5) / (t->df + 0.5));
-    if (idf <= 0.0) idf = 1e-6;
-    {
-      const double *norm = ix->norm, k1p = k1 + 1.0;
-      double *acc = sc->acc;
-      uint8_t *seen = sc->seen;
-      for (uint32_t j = 0; j < t->npost; j++) {
-        const struct kw_posting *p = &t->post[j];
-        double nm = norm[p->slot], f;
-        if (nm < 0) continue; /* dead */
-        /* FTS5 adds the column weight once per occurrence; a product is the
-         * same sum (exactly for the default weights, to an ulp otherwise) */
-        f = w[0] * p->c[0] + w[1] * p->c[1] + w[2] * p->c[2];
-        if (!seen[p->slot]) {
-          seen[p->slot] = 1;
-          sc->touched[ntouched++] = p->slot;
-        }
-        acc[p->slot] += idf * ((f * k1p) / (f + nm));
+}
+
+/* What one posting adds to its chunk's score (nm: the chunk's norm). */
+static double kw_contrib(const struct retrieve_bm25 *ix, const struct kw_cursor *c,
+                         const struct kw_posting *p, double nm) {
+  double f = kw_weighted(ix, p->c);
+  return c->idf * ((f * (ix->p.k1 + 1.0)) / (f + nm));
+}
+
+/* Term-at-a-time over every posting into a dense accumulator: the reference
+ * the pruned search must equal (kept for tests and as the definition). */
+static ragd_err kw_search_exhaustive(struct retrieve_bm25 *ix, const struct kw_cursor *cur,
+                                     size_t m, size_t k, const struct retrieve_filter *filter,
+                                     struct retrieve_bm25_hit *out, size_t *n,
+                                     struct kw_search_stats *st) {
+  struct kw_scratch *sc = scratch_get(ix);
+  size_t ntouched = 0, kept = 0, i;
+  if (!sc) return RAGD_ENOMEM;
+  for (i = 0; i < m; i++) {
+    for (const struct kw_posting *p = cur[i].at; p < cur[i].end; p++) {
+      double nm = ix->norm[p->slot];
+      if (nm < 0) continue; /* dead */
+      if (!sc->seen[p->slot]) {
+        sc->seen[p->slot] = 1;
+        sc->touched[ntouched++] = p->slot;
       }
+      sc->acc[p->slot] += kw_contrib(ix, &cur[i], p, nm);
+      st->postings++;
     }
   }
   /* every chunk holding a query term is a match, as for FTS5's OR query */
@@ -942,19 +962,206 @@ ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_
     struct retrieve_bm25_hit h = {ix->slots[slot].id, ix->slots[slot].group, sc->acc[slot]};
     sc->acc[slot] = 0.0;
     sc->seen[slot] = 0;
-    if (!group_allowed(filter, h.group)) continue;
-    if (kept < k) {
-      out[kept] = h;
-      heap_up(out, kept++);
-    } else if (hit_better(&h, &out[0])) {
-      out[0] = h;
-      heap_down(out, kept, 0);
+    if (group_allowed(filter, h.group)) hits_offer(out, k, &kept, &h);
+  }
+  scratch_put(ix, sc);
+  *n = kept;
+  return RAGD_OK;
+}
+
+/* The first posting at or after p whose slot is >= slot (galloping). */
+static const struct kw_posting *kw_seek(const struct kw_posting *p, const struct kw_posting *end,
+                                        uint32_t slot) {
+  size_t step = 1, lo, hi, avail;
+  if (p >= end || p->slot >= slot) return p;
+  /* p->slot < slot: find hi with p[hi] >= slot (or the end), then bisect */
+  avail = (size_t)(end - p);
+  lo = 0;
+  while (lo + step < avail && p[lo + step].slot < slot) {
+    lo += step;
+    step *= 2;
+  }
+  hi = lo + step < avail ? lo + step : avail;
+  while (lo + 1 < hi) { /* p[lo].slot < slot, and p[hi] (if any) >= slot */
+    size_t mid = lo + (hi - lo) / 2;
+    if (p[mid].slot < slot) lo = mid;
+    else hi = mid;
+  }
+  return p + hi;
+}
+
+/* x, a sum of bounds computed in some order, is surely below thr: the
+ * margin covers the rounding of summing up to KW_QUERY_TERMS_MAX terms in a
+ * different order than the score itself. */
+static int kw_below(double x, double thr) { return x * (1.0 + 1e-9) < thr; }
+
+static int cursor_by_ub(const void *a, const void *b) {
+  const struct kw_cursor *x = a, *y = b;
+  if (x->ub != y->ub) return x->ub < y->ub ? -1 : 1;
+  return x->qi < y->qi ? -1 : x->qi > y->qi;
+}
+
+/* MaxScore (Turtle and Flood 1995), document at a time. Terms are sorted by
+ * their bound ub; once the k-th best score so far (thr) exceeds the sum of
+ * the smallest bounds, those terms are "non-essential": a chunk holding only
+ * them cannot enter the top k, so candidates come from the essential terms'
+ * postings alone, and the non-essential ones are only probed (by seeking)
+ * for a candidate whose bound still reaches thr. A chunk that is scored is
+ * scored fully and summed in query order, so its score is bit-equal to the
+ * exhaustive search's; pruning only ever drops chunks whose score is surely
+ * below thr, so the top k (ties by id included) is the exhaustive one.
+ * Filters are applied before a chunk is scored. cur is reordered. */
+static ragd_err kw_search_maxscore(struct retrieve_bm25 *ix, struct kw_cursor *cur, size_t m,
+                                   size_t k, const struct retrieve_filter *filter,
+                                   struct retrieve_bm25_hit *out, size_t *n,
+                                   struct kw_search_stats *st) {
+  double *cum = malloc(m * sizeof *cum), *contrib = malloc(m * sizeof *contrib);
+  uint32_t *matched = malloc(m * sizeof *matched);
+  double thr = -INFINITY;
+  size_t ne = 0, kept = 0, i, j;
+  ragd_err rc = RAGD_OK;
+  if (!cum || !contrib || !matched) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  qsort(cur, m, sizeof *cur, cursor_by_ub);
+  for (i = 0; i < m; i++) cum[i] = (i ? cum[i - 1] : 0.0) + cur[i].ub;
+  for (;;) {
+    uint32_t doc = UINT32_MAX;
+    size_t nmatched = 0;
+    double nm, partial = 0.0, score = 0.0;
+    int pruned = 0;
+    for (i = ne; i < m; i++)
+      if (cur[i].at < cur[i].end && cur[i].at->slot < doc) doc = cur[i].at->slot;
+    if (doc == UINT32_MAX) break;
+    nm = ix->norm[doc];
+    if (nm < 0 || !group_allowed(filter, ix->slots[doc].group)) {
+      for (i = ne; i < m; i++)
+        if (cur[i].at < cur[i].end && cur[i].at->slot == doc) cur[i].at++;
+      continue;
+    }
+    st->candidates++;
+    for (i = ne; i < m; i++) {
+      if (cur[i].at < cur[i].end && cur[i].at->slot == doc) {
+        double c = kw_contrib(ix, &cur[i], cur[i].at, nm);
+        contrib[cur[i].qi] = c;
+        matched[nmatched++] = cur[i].qi;
+        partial += c;
+        cur[i].at++;
+        st->postings++;
+      }
+    }
+    for (j = ne; j-- > 0;) {
+      if (kw_below(partial + cum[j], thr)) {
+        pruned = 1;
+        break;
+      }
+      cur[j].at = kw_seek(cur[j].at, cur[j].end, doc);
+      if (cur[j].at < cur[j].end && cur[j].at->slot == doc) {
+        double c = kw_contrib(ix, &cur[j], cur[j].at, nm);
+        contrib[cur[j].qi] = c;
+        matched[nmatched++] = cur[j].qi;
+        partial += c;
+        st->postings++;
+      }
+    }
+    if (pruned) {
+      st->pruned++;
+      continue;
+    }
+    /* query order, as the accumulator adds them (few: insertion sort) */
+    for (i = 1; i < nmatched; i++) {
+      uint32_t q = matched[i];
+      for (j = i; j > 0 && matched[j - 1] > q; j--) matched[j] = matched[j - 1];
+      matched[j] = q;
+    }
+    for (i = 0; i < nmatched; i++) score += contrib[matched[i]];
+    {
+      struct retrieve_bm25_hit h = {ix->slots[doc].id, ix->slots[doc].group, score};
+      hits_offer(out, k, &kept, &h);
+    }
+    if (kept == k) {
+      thr = out[0].score;
+      while (ne < m && kw_below(cum[ne], thr)) ne++;
     }
   }
+  *n = kept;
+out:
+  free(cum);
+  free(contrib);
+  free(matched);
+  return rc;
+}
+
+/* The search behind retrieve_bm25_search; exhaustive selects the reference
+ * scoring, st (may be NULL) receives counters. */
+static ragd_err kw_search(struct retrieve_bm25 *ix, const char *query, size_t k,
+                          const struct retrieve_filter *filter, struct retrieve_bm25_hit *out,
+                          size_t *n, int exhaustive, struct kw_search_stats *st) {
+  struct kw_terms_out qt;
+  struct kw_cursor *cur = NULL;
+  struct kw_search_stats dummy;
+  size_t m = 0, i, bad = 0, kept = 0;
+  double N, avgdl, k1, b;
+  ragd_err rc;
+
+  if (!ix || !query || (!out && k)) return RAGD_EINVAL;
+  *n = 0;
+  if (!st) st = &dummy;
+  memset(st, 0, sizeof *st);
+  memset(&qt, 0, sizeof qt);
+  buf_init(&qt.pool, 0);
+  if (text_utf8_validate(query, strlen(query), &bad) != RAGD_OK) return RAGD_EUTF8;
+  if (k == 0 || ix->live == 0) return RAGD_OK;
+  rc = kw_query_terms(ix, query, &qt);
+  if (rc || qt.n == 0) goto out;
+  rc = norm_refresh(ix);
+  if (rc) goto out;
+  cur = malloc(qt.n * sizeof *cur);
+  if (!cur) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  N = (double)ix->live;
+  avgdl = (double)ix->total_len / N;
+  k1 = ix->p.k1;
+  b = ix->p.b;
+  for (i = 0; i < qt.n; i++) {
+    const char *s = qt.pool.data + qt.off[i];
+    long tid = dict_find(ix, s, qt.len[i], kw_hash(s, qt.len[i]), NULL);
+    const struct kw_term *t;
+    struct kw_cursor *c;
+    double idf, nm_min;
+    if (tid < 0) continue;
+    t = &ix->terms[tid];
+    if (t->df == 0) continue;
+    idf = log((N - t->df + 0.5) / (t->df + 0.5));
+    if (idf <= 0.0) idf = 1e-6;
+    c = &cur[m];
+    c->at = t->post;
+    c->end = t->post + t->npost;
+    c->idf = idf;
+    c->qi = (uint32_t)m;
+    /* the contribution grows with f and falls with the chunk's length */
+    nm_min = k1 * (1 - b + b * (double)t->len_min / avgdl);
+    c->ub = t->f_max > 0 ? idf * ((t->f_max * (k1 + 1.0)) / (t->f_max + nm_min)) : 0.0;
+    if (!(c->ub >= 0) || isinf(c->ub)) c->ub = INFINITY; /* k1 0: never prune this term */
+    m++;
+  }
+  if (m == 0) goto out;
+  if (exhaustive) rc = kw_search_exhaustive(ix, cur, m, k, filter, out, &kept, st);
+  else rc = kw_search_maxscore(ix, cur, m, k, filter, out, &kept, st);
+  if (rc) goto out;
   qsort(out, kept, sizeof *out, hit_cmp);
   *n = kept;
 out:
-  if (sc) scratch_put(ix, sc);
+  free(cur);
   kw_terms_dispose(&qt);
   return rc;
+}
+
+ragd_err retrieve_bm25_search(struct retrieve_bm25 *ix, const char *query, size_t k,
+                              const struct retrieve_filter *filter, struct retrieve_bm25_hit *out,
+                              size_t *n) {
+  return kw_search(ix, query, k, filter, out, n, 0, NULL);
 }

@@ -1,7 +1,9 @@
 /* test_retrieve_bm25.c - the in-memory keyword index against the SQLite
  * store's FTS5 bm25(): same chunks, same queries, same ranking and scores
  * (within 1e-6), also after deletes and under a group filter; the token
- * modes (words vs bigrams for Korean); parameter checks. */
+ * modes (words vs bigrams for Korean); parameter checks; the pruned
+ * (MaxScore) search against the exhaustive one on generated corpora. The
+ * file includes bm25.c to reach the exhaustive search and its counters. */
 #include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
@@ -15,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "retrieve/retrieve.h"
+#include "../../src/retrieve/bm25.c"
 #include "store/store.h"
 #include "text/text.h"
 #include "util/buf.h"
@@ -328,12 +330,161 @@ static void test_token_modes(void **state) {
   }
 }
 
+
+/* ---- pruned vs exhaustive ---- */
+
+/* A Zipf-like vocabulary: word i of V is drawn with weight about 1/(i+1);
+ * the first STOPS words are in most chunks ("the", "how", "to"). */
+#define ZIPF_V 600
+#define STOPS 8
+
+static void zipf_word(struct buf *b, unsigned i) {
+  static const char *const syl[] = {"ka", "ro", "mi", "te", "su", "na", "lo", "vi"};
+  buf_append_str(b, "w");
+  do {
+    buf_append_str(b, syl[i % 8]);
+    i /= 8;
+  } while (i);
+}
+
+static unsigned zipf_draw(void) {
+  /* inverse of the harmonic CDF, roughly: exp of a uniform over log(V) */
+  double u = (double)rnd(1000000) / 1000000.0;
+  unsigned i = (unsigned)(exp(u * log((double)ZIPF_V + 1)) - 1);
+  return i < ZIPF_V ? i : ZIPF_V - 1;
+}
+
+static void zipf_text(struct buf *b, unsigned nwords) {
+  for (unsigned s = 0; s < STOPS; s++)
+    if (rnd(10) < 9) {
+      buf_append_char(b, ' ');
+      zipf_word(b, s);
+    }
+  for (unsigned i = 0; i < nwords; i++) {
+    buf_append_char(b, ' ');
+    zipf_word(b, zipf_draw());
+  }
+}
+
+/* Adds chunk id (group id % 97) with generated fields; a few chunks share
+ * one text so that equal scores must be ordered by id. */
+static void zipf_add(struct retrieve_bm25 *ix, int64_t id) {
+  struct buf title, head, text;
+  buf_init(&title, 0);
+  buf_init(&head, 0);
+  buf_init(&text, 0);
+  if (id % 50 == 7) {
+    buf_append_str(&text, "wkaro wmite wsuna the same text");
+  } else {
+    zipf_text(&title, rnd(4));
+    if (rnd(2)) zipf_text(&head, rnd(3));
+    zipf_text(&text, 3 + rnd(rnd(5) ? 40 : 300));
+  }
+  assert_int_equal(retrieve_bm25_add(ix, id, id % 97, title.data ? title.data : "",
+                                     head.data ? head.data : "", text.data ? text.data : "",
+                                     text.len),
+                   RAGD_OK);
+  buf_dispose(&title);
+  buf_dispose(&head);
+  buf_dispose(&text);
+}
+
+/* Exhaustive and pruned searches give the same hits (ids, order, groups,
+ * bit-equal scores); returns the postings each scored through the stats. */
+static void compare_pruned(struct retrieve_bm25 *ix, const char *query, size_t k,
+                           const struct retrieve_filter *f, size_t *post_ex, size_t *post_pr) {
+  struct retrieve_bm25_hit *a = calloc(k, sizeof *a), *b = calloc(k, sizeof *b);
+  struct kw_search_stats sa, sb;
+  size_t na = 0, nb = 0;
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_int_equal(kw_search(ix, query, k, f, a, &na, 1, &sa), RAGD_OK);
+  assert_int_equal(kw_search(ix, query, k, f, b, &nb, 0, &sb), RAGD_OK);
+  if (na != nb) fail_msg("\"%s\" k %zu: exhaustive %zu hits, pruned %zu", query, k, na, nb);
+  for (size_t i = 0; i < na; i++)
+    if (a[i].id != b[i].id || a[i].group != b[i].group || a[i].score != b[i].score)
+      fail_msg("\"%s\" k %zu rank %zu: exhaustive %lld %.17g, pruned %lld %.17g", query, k, i + 1,
+               (long long)a[i].id, a[i].score, (long long)b[i].id, b[i].score);
+  *post_ex += sa.postings;
+  *post_pr += sb.postings;
+  free(a);
+  free(b);
+}
+
+static void zipf_query(struct buf *q, int stops_only) {
+  unsigned n = 1 + rnd(stops_only ? 6 : 14);
+  buf_reset(q);
+  for (unsigned i = 0; i < n; i++) {
+    if (i) buf_append_char(q, ' ');
+    if (stops_only || rnd(3) == 0) zipf_word(q, rnd(STOPS));
+    else if (rnd(10) == 0) buf_append_str(q, "wnotaword");
+    else zipf_word(q, zipf_draw());
+  }
+}
+
+static void test_pruned_equals_exhaustive(void **state) {
+  static const size_t ks[] = {1, 3, 10, 57, 5000};
+  struct retrieve_bm25_params p;
+  struct buf q;
+  size_t post_ex = 0, post_pr = 0;
+  int64_t groups[40];
+  (void)state;
+  buf_init(&q, 0);
+  for (size_t i = 0; i < 40; i++) groups[i] = (int64_t)(i * 2 + 1); /* ascending */
+  for (int variant = 0; variant < 4; variant++) {
+    struct retrieve_bm25 *ix = NULL;
+    retrieve_bm25_params_default(&p);
+    if (variant == 1) { /* zero weights give zero contributions and a zero bound */
+      p.w_title = 0;
+      p.w_heading = 3;
+      p.w_text = 0.7;
+      p.b = 1.0;
+    } else if (variant == 2) {
+      p.k1 = 2.0;
+      p.b = 0.0;
+      p.tokens = RETRIEVE_TOKENS_WORDS;
+    } else if (variant == 3) {
+      p.k1 = 0.5;
+      p.b = 0.3;
+      p.w_title = 5;
+      p.tokens = RETRIEVE_TOKENS_BOTH;
+    }
+    assert_int_equal(retrieve_bm25_create(&p, &ix), RAGD_OK);
+    for (int64_t id = 1; id <= 3000; id++) zipf_add(ix, id);
+    /* deletes, whole groups, and re-adds (ids then leave slot order) */
+    for (int64_t id = 1; id <= 3000; id++)
+      if (rnd(5) == 0) retrieve_bm25_remove(ix, id);
+    retrieve_bm25_remove_group(ix, 5);
+    for (int rep = 0; rep < 300; rep++) zipf_add(ix, 1 + (int64_t)rnd(3000));
+    for (int qn = 0; qn < 120; qn++) {
+      struct retrieve_filter f = {0, groups, 1 + rnd(40)};
+      zipf_query(&q, qn % 4 == 0);
+      for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        size_t ex = 0, pr = 0;
+        compare_pruned(ix, q.data, ks[ki], NULL, &ex, &pr);
+        compare_pruned(ix, q.data, ks[ki], &f, &ex, &pr);
+        if (ks[ki] == 10) {
+          post_ex += ex;
+          post_pr += pr;
+        }
+      }
+    }
+    compare_pruned(ix, "wka wka wro wmi the same text", 10, NULL, &post_ex, &post_pr);
+    retrieve_bm25_destroy(ix);
+  }
+  /* the pruning does prune: stop-word-heavy queries at k 10 score far
+   * fewer postings than the exhaustive search */
+  if (!(post_pr * 3 < post_ex)) fail_msg("pruned scored %zu postings, exhaustive %zu", post_pr, post_ex);
+  buf_dispose(&q);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_matches_sqlite_bm25, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_deletes_compact, setup, teardown),
       cmocka_unit_test(test_params_and_hand_score),
       cmocka_unit_test(test_token_modes),
+      cmocka_unit_test(test_pruned_equals_exhaustive),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
