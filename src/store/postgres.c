@@ -452,6 +452,7 @@ static const char *const pg_stmt_sql[PG_STMT_COUNT] = {
 struct pg_conn {
   PGconn *conn;
   int prepared; /* statements prepared on this connection */
+  int batch;    /* held by an open ingest batch (pg_batch_begin) */
   /* Statement names are "<prefix><id>", the prefix unique to this
    * connection in this process and to the process: PGlite's socket server
    * runs every client on one shared session, where names would collide. */
@@ -482,6 +483,12 @@ struct pg_store {
   char why_buf[320];
   pthread_mutex_t vec_mu;
   char vec_indexed[65];
+  /* An open ingest batch (guarded by mu): its connection, out of the pool
+   * and handed to every call of the thread that opened it; broken: an
+   * error ended its transaction, so it can only be rolled back. */
+  struct pg_conn *batch_conn;
+  pthread_t batch_thread;
+  int batch_broken;
 };
 
 /* Parameters of one statement: text in binary format (exact length, no
@@ -637,6 +644,12 @@ static ragd_err pg_acquire(struct pg_store *s, struct pg_conn **out) {
   struct pg_conn *c;
   ragd_err rc = RAGD_OK;
   pthread_mutex_lock(&s->mu);
+  if (s->batch_conn && pthread_equal(s->batch_thread, pthread_self())) {
+    /* the batch's own thread: its reads see the batch's writes */
+    *out = s->batch_conn;
+    pthread_mutex_unlock(&s->mu);
+    return RAGD_OK;
+  }
   while (s->nidle == 0) pthread_cond_wait(&s->cv, &s->mu);
   c = &s->conns[s->idle[--s->nidle]];
   pthread_mutex_unlock(&s->mu);
@@ -659,7 +672,7 @@ static ragd_err pg_acquire(struct pg_store *s, struct pg_conn **out) {
 /* Returns a connection to the pool, rolling back a transaction an error
  * left open. */
 static void pg_release(struct pg_store *s, struct pg_conn *c) {
-  if (!c) return;
+  if (!c || c->batch) return; /* the batch keeps it until pg_batch_end */
   if (PQtransactionStatus(c->conn) != PQTRANS_IDLE &&
       PQstatus(c->conn) == CONNECTION_OK) {
     PGresult *res = PQexec(c->conn, "ROLLBACK");
@@ -690,7 +703,15 @@ static ragd_err pg_run(struct pg_conn *c, enum pg_stmt_id id, const struct pg_pa
   return RAGD_OK;
 }
 
-static ragd_err pg_begin(struct pg_conn *c) { return pg_exec_sql(c->conn, "BEGIN", "begin"); }
+/* A write of its own; refused on a batch's connection (BEGIN there would
+ * only warn, and the caller's COMMIT would commit the batch). */
+static ragd_err pg_begin(struct pg_conn *c) {
+  if (c->batch) {
+    log_error("store: a write outside put_document during an ingest batch");
+    return RAGD_EINVAL;
+  }
+  return pg_exec_sql(c->conn, "BEGIN", "begin");
+}
 
 static ragd_err pg_commit(struct pg_conn *c) { return pg_exec_sql(c->conn, "COMMIT", "commit"); }
 
@@ -1373,6 +1394,7 @@ static ragd_err pg_put_document(void *ctx, const struct store_doc_in *doc,
   size_t chunk_count = 0, i;
   char hash[65];
   int64_t doc_id = 0;
+  int in_savepoint = 0;
   ragd_err rc;
 
   if (!s || !doc || !out) return RAGD_EINVAL;
@@ -1383,13 +1405,25 @@ static ragd_err pg_put_document(void *ctx, const struct store_doc_in *doc,
   buf_init(&tsv.out, 0);
   rc = pg_acquire(s, &c);
   if (rc) goto out;
+  if (c->batch) {
+    /* in a batch every statement of this document, reads too, runs in its
+     * savepoint: an error then undoes this document alone */
+    rc = s->batch_broken ? RAGD_EIO : pg_exec_sql(c->conn, "SAVEPOINT ragd_doc", "savepoint");
+    if (rc) {
+      s->batch_broken = 1;
+      goto out;
+    }
+    in_savepoint = 1;
+  }
   /* Re-ingesting an unchanged knowledge base is the common case: answer it
    * without a transaction. */
   rc = pg_doc_lookup(c, &f, hash, &ex);
   if (rc) goto out;
   if (ex.found && ex.unchanged) goto unchanged;
-  rc = pg_begin(c);
-  if (rc) goto out;
+  if (!c->batch) {
+    rc = pg_begin(c);
+    if (rc) goto out;
+  }
   pp_init(&p);
   pp_text(&p, f.external_id);
   rc = pg_run(c, PG_DOC_LOCK, &p, 0, "lock document", NULL);
@@ -1401,7 +1435,7 @@ static ragd_err pg_put_document(void *ctx, const struct store_doc_in *doc,
   rc = pg_doc_write(c, &ex, &f, hash, &doc_id);
   for (i = 0; i < f.chunk_count && !rc; i++) rc = pg_chunk_insert(c, doc_id, i, &f, &tsv);
   if (rc) goto out;
-  rc = pg_commit(c);
+  if (!c->batch) rc = pg_commit(c); /* a batch's savepoint is released below */
   if (rc) goto out;
   status = ex.found ? STORE_PUT_UPDATED : STORE_PUT_CREATED;
   chunk_count = f.chunk_count;
@@ -1411,6 +1445,14 @@ unchanged:
   chunk_count = ex.chunk_count;
   doc_id = ex.id;
 out:
+  /* in a batch: undo this document alone (an error aborted the
+   * transaction; rolling back to the savepoint revives it) */
+  if (in_savepoint &&
+      ((rc && pg_exec_sql(c->conn, "ROLLBACK TO SAVEPOINT ragd_doc", "rollback to savepoint")) ||
+       pg_exec_sql(c->conn, "RELEASE SAVEPOINT ragd_doc", "release savepoint"))) {
+    s->batch_broken = 1;
+    if (!rc) rc = RAGD_EIO;
+  }
   pg_release(s, c); /* rolls back what an error left open */
   buf_dispose(&tsv.out);
   if (!rc) {
@@ -2931,6 +2973,55 @@ static ragd_err pg_get_blob(void *ctx, const char *name, void **data, size_t *le
   return rc;
 }
 
+static ragd_err pg_batch_begin(void *ctx) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c = NULL;
+  ragd_err rc;
+  if (!s) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->mu);
+  rc = s->batch_conn ? RAGD_EINVAL : RAGD_OK;
+  pthread_mutex_unlock(&s->mu);
+  if (rc) return rc;
+  rc = pg_acquire(s, &c);
+  if (rc) return rc;
+  rc = pg_begin(c);
+  if (rc) {
+    pg_release(s, c);
+    return rc;
+  }
+  c->batch = 1;
+  pthread_mutex_lock(&s->mu);
+  s->batch_conn = c;
+  s->batch_thread = pthread_self();
+  s->batch_broken = 0;
+  pthread_mutex_unlock(&s->mu);
+  return RAGD_OK;
+}
+
+static ragd_err pg_batch_end(void *ctx, int commit) {
+  struct pg_store *s = ctx;
+  struct pg_conn *c;
+  ragd_err rc = RAGD_OK;
+  if (!s) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->mu);
+  c = s->batch_conn;
+  if (c && !pthread_equal(s->batch_thread, pthread_self())) c = NULL;
+  if (c) s->batch_conn = NULL;
+  pthread_mutex_unlock(&s->mu);
+  if (!c) return RAGD_EINVAL;
+  if (commit && (s->batch_broken || PQtransactionStatus(c->conn) != PQTRANS_INTRANS)) rc = RAGD_EIO;
+  else if (commit) rc = pg_commit(c); /* COMMIT of an aborted transaction reports ROLLBACK */
+  if (!commit || rc) {
+    PGresult *res = PQexec(c->conn, "ROLLBACK");
+    PQclear(res);
+  }
+  if (!rc && commit && PQtransactionStatus(c->conn) != PQTRANS_IDLE) rc = RAGD_EIO;
+  c->batch = 0;
+  s->batch_broken = 0;
+  pg_release(s, c);
+  return rc;
+}
+
 const struct store_ops store_postgres_ops = {
     .version = STORE_OPS_VERSION,
     .name = "postgres",
@@ -2971,4 +3062,6 @@ const struct store_ops store_postgres_ops = {
     .search_vectors = pg_search_vectors,
     .put_blob = pg_put_blob,
     .get_blob = pg_get_blob,
+    .batch_begin = pg_batch_begin,
+    .batch_end = pg_batch_end,
 };

@@ -136,6 +136,9 @@ enum sq_stmt_id {
   SQ_BEGIN,
   SQ_COMMIT,
   SQ_ROLLBACK,
+  SQ_SAVEPOINT,
+  SQ_RELEASE,
+  SQ_ROLLBACK_TO,
   SQ_DOC_LOOKUP,
   SQ_DOC_INSERT,
   SQ_DOC_UPDATE,
@@ -203,6 +206,9 @@ static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
     [SQ_BEGIN] = "BEGIN IMMEDIATE",
     [SQ_COMMIT] = "COMMIT",
     [SQ_ROLLBACK] = "ROLLBACK",
+    [SQ_SAVEPOINT] = "SAVEPOINT ragd_doc",
+    [SQ_RELEASE] = "RELEASE ragd_doc",
+    [SQ_ROLLBACK_TO] = "ROLLBACK TO ragd_doc",
     /* ?1 external_id, ?2.. the new values: column 2 says "nothing changed". */
     [SQ_DOC_LOOKUP] = "SELECT id, created_at,"
                       " content_hash = ?2 AND title = ?3 AND url = ?4"
@@ -301,6 +307,10 @@ struct sq_store {
   sqlite3 *db;
   pthread_mutex_t lock;
   sqlite3_stmt *stmts[SQ_STMT_COUNT];
+  /* batch_begin .. batch_end (under lock): put_document writes each
+   * document in a savepoint of the batch's open transaction; broken: an
+   * error ended that transaction, so the batch can only be rolled back */
+  int batch, batch_broken;
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -365,7 +375,13 @@ static ragd_err sq_run(struct sq_store *s, sqlite3_stmt *st, int bind_rc, const 
   return rc;
 }
 
+/* A write of its own; refused while a batch holds the transaction (a
+ * nested BEGIN would fail, and its caller's rollback would end the batch). */
 static ragd_err sq_begin(struct sq_store *s) {
+  if (s->batch) {
+    log_error("store: a write outside put_document during an ingest batch");
+    return RAGD_EINVAL;
+  }
   return sq_run(s, s->stmts[SQ_BEGIN], SQLITE_OK, "begin");
 }
 
@@ -860,6 +876,37 @@ static ragd_err sq_chunk_insert(struct sq_store *s, int64_t doc_id, size_t ordin
   return rc;
 }
 
+/* One document's write: its own transaction, or inside a batch its own
+ * savepoint (called under s->lock). */
+static ragd_err sq_doc_begin(struct sq_store *s) {
+  if (!s->batch) return sq_begin(s);
+  if (s->batch_broken || sqlite3_get_autocommit(s->db)) {
+    s->batch_broken = 1;
+    log_error("store: the batch's transaction ended after an error; no more documents join it");
+    return RAGD_EIO;
+  }
+  return sq_run(s, s->stmts[SQ_SAVEPOINT], SQLITE_OK, "savepoint");
+}
+
+static ragd_err sq_doc_commit(struct sq_store *s) {
+  return sq_run(s, s->stmts[s->batch ? SQ_RELEASE : SQ_COMMIT], SQLITE_OK,
+                s->batch ? "release savepoint" : "commit");
+}
+
+/* Undoes the document's writes: the whole transaction, or in a batch the
+ * savepoint alone (the documents before it stay in the batch). */
+static void sq_doc_rollback(struct sq_store *s) {
+  if (!s->batch) {
+    sq_rollback(s);
+    return;
+  }
+  /* an error such as SQLITE_FULL may have rolled back the whole batch */
+  if (sqlite3_get_autocommit(s->db) ||
+      sq_run(s, s->stmts[SQ_ROLLBACK_TO], SQLITE_OK, "rollback to savepoint") ||
+      sq_run(s, s->stmts[SQ_RELEASE], SQLITE_OK, "release savepoint"))
+    s->batch_broken = 1;
+}
+
 static ragd_err sq_put_document(void *ctx, const struct store_doc_in *doc,
                                 struct store_put_result *out) {
   struct sq_store *s = ctx;
@@ -884,13 +931,16 @@ static ragd_err sq_put_document(void *ctx, const struct store_doc_in *doc,
   if (rc) goto out;
   if (ex.found && ex.unchanged) goto unchanged;
 
-  rc = sq_begin(s);
+  rc = sq_doc_begin(s);
   if (rc) goto out;
   in_txn = 1;
-  /* Again under the write lock: another process may have written meanwhile. */
-  rc = sq_doc_lookup(s, &f, hash, &ex);
-  if (rc) goto out;
-  if (ex.found && ex.unchanged) goto unchanged;
+  /* Again under the write lock: another process may have written meanwhile
+   * (a batch holds the write lock since batch_begin). */
+  if (!s->batch) {
+    rc = sq_doc_lookup(s, &f, hash, &ex);
+    if (rc) goto out;
+    if (ex.found && ex.unchanged) goto unchanged;
+  }
   if (ex.found) {
     rc = sq_doc_clear_chunks(s, ex.id);
     if (rc) goto out;
@@ -901,7 +951,7 @@ static ragd_err sq_put_document(void *ctx, const struct store_doc_in *doc,
     rc = sq_chunk_insert(s, doc_id, i, &f.chunks[i], f.title, &f);
     if (rc) goto out;
   }
-  rc = sq_commit(s);
+  rc = sq_doc_commit(s);
   if (rc) goto out;
   in_txn = 0;
   status = ex.found ? STORE_PUT_UPDATED : STORE_PUT_CREATED;
@@ -912,13 +962,48 @@ unchanged:
   chunk_count = ex.chunk_count;
   doc_id = ex.id;
 out:
-  if (in_txn) sq_rollback(s);
+  if (in_txn) sq_doc_rollback(s);
   pthread_mutex_unlock(&s->lock);
   if (!rc) {
     out->status = status;
     out->chunk_count = chunk_count;
     out->document_rowid = doc_id;
   }
+  return rc;
+}
+
+static ragd_err sq_batch_begin(void *ctx) {
+  struct sq_store *s = ctx;
+  ragd_err rc;
+  if (!s) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  if (s->batch) {
+    rc = RAGD_EINVAL;
+  } else {
+    rc = sq_begin(s);
+    s->batch = !rc;
+    s->batch_broken = 0;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+static ragd_err sq_batch_end(void *ctx, int commit) {
+  struct sq_store *s = ctx;
+  ragd_err rc = RAGD_OK;
+  if (!s) return RAGD_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  if (!s->batch) {
+    rc = RAGD_EINVAL;
+    goto out;
+  }
+  if (commit && (s->batch_broken || sqlite3_get_autocommit(s->db))) rc = RAGD_EIO;
+  else if (commit) rc = sq_commit(s);
+  if (!commit || rc) sq_rollback(s);
+  s->batch = 0;
+  s->batch_broken = 0;
+out:
+  pthread_mutex_unlock(&s->lock);
   return rc;
 }
 
@@ -2412,4 +2497,6 @@ const struct store_ops store_sqlite_ops = {
     .key_count = sq_key_count,
     .put_blob = sq_put_blob,
     .get_blob = sq_get_blob,
+    .batch_begin = sq_batch_begin,
+    .batch_end = sq_batch_end,
 };

@@ -454,6 +454,19 @@ struct store_ops {
   /* The bytes stored under name: *data is malloc'd (free(); non-NULL even
    * for zero bytes), *len its length. RAGD_ENOTFOUND when there is none. */
   ragd_err (*get_blob)(void *ctx, const char *name, void **data /* OUT */, size_t *len /* OUT */);
+
+  /* ---- batched writes (ragd ingest) ----
+   * Between batch_begin and batch_end, put_document joins one open
+   * transaction instead of committing its own: each document is written in
+   * a savepoint of it, so a document that fails is rolled back alone (its
+   * call returns the error) and the others stay; nothing is visible to
+   * other connections before batch_end commits, and a failed commit keeps
+   * none of the batch. Meant for one thread that only ingests meanwhile:
+   * put_document and the read calls; other writes, and a second batch,
+   * are refused or wait. RAGD_EINVAL for batch_begin inside a batch or
+   * batch_end outside one. batch_end(ctx, 0) rolls the batch back. */
+  ragd_err (*batch_begin)(void *ctx);
+  ragd_err (*batch_end)(void *ctx, int commit);
 };
 
 struct store {

@@ -49,6 +49,7 @@ static const struct config_var config_vars[] = {
     LONG_VAR("RAGD_MAX_MESSAGE_BYTES", max_message_bytes, 16, 1048576, "8192", "largest chat message"),
     LONG_VAR("RAGD_CHUNK_TOKENS", chunk_tokens, 32, 8192, "256", "chunk size in tokens"),
     LONG_VAR("RAGD_CHUNK_OVERLAP", chunk_overlap, 0, 1024, "32", "tokens shared by consecutive chunks"),
+    LONG_VAR("RAGD_INGEST_BATCH", ingest_batch, 1, 100000, "256", "documents `ragd ingest` commits together (each still all-or-nothing); 1: one commit per document"),
     LONG_VAR("RAGD_PING_INTERVAL_S", ping_interval_s, 1, 3600, "15", "seconds between SSE heartbeat comments"),
     LONG_VAR("RAGD_WORKERS", workers, 1, 256, "4", "worker threads for retrieval and ingestion"),
     LONG_VAR("RAGD_MAX_CONNECTIONS", max_connections, 16, 1000000, "16384", "open HTTP connections allowed"),

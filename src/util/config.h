@@ -47,6 +47,7 @@ struct ragd_config {
   long max_message_bytes;      /* RAGD_MAX_MESSAGE_BYTES, default 8192 */
   long chunk_tokens;           /* RAGD_CHUNK_TOKENS, default 256 */
   long chunk_overlap;          /* RAGD_CHUNK_OVERLAP, default 32 */
+  long ingest_batch;           /* RAGD_INGEST_BATCH, default 256: documents per ragd ingest commit */
   long ping_interval_s;        /* RAGD_PING_INTERVAL_S, default 15 */
   long workers;                /* RAGD_WORKERS, default 4 */
   long max_connections;        /* RAGD_MAX_CONNECTIONS, default 16384 */

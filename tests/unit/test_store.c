@@ -677,6 +677,80 @@ static void test_failed_put_keeps_previous(void **state) {
   assert_int_equal(hit_count(&fx->st, "octopus"), 1);
 }
 
+
+/* Batches (ragd ingest): documents join one transaction, each in its own
+ * savepoint, so a failing one is undone alone; a rolled-back batch leaves
+ * nothing; the same id twice in a batch keeps the index consistent. */
+static void test_batch(void **state) {
+  struct fixture *fx = *state;
+  struct doc_builder b;
+  struct store_put_result res;
+  struct store_doc d;
+  struct store_stats stats;
+  const char *v1[2] = {"Walrus chapter.", "Narwhal chapter."};
+  const char *v2_null[3] = {"Octopus chapter.", "Squid chapter.", NULL};
+  const char *v2_bad_utf8[3] = {"Octopus chapter.", "Squid \xc3\x28 chapter.", "Crab."};
+  enum store_put_status status;
+
+  doc_build(&b, "atom", "Version one", "v1", v1, 2);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_OK);
+  assert_int_equal(fx->st.ops->batch_end(fx->st.ctx, 1), RAGD_EINVAL); /* none open */
+
+  assert_int_equal(fx->st.ops->batch_begin(fx->st.ctx), RAGD_OK);
+  assert_int_equal(fx->st.ops->batch_begin(fx->st.ctx), RAGD_EINVAL);
+  assert_int_equal(put_simple(&fx->st, "b1", "Manatee", "Manatee facts.", &status), RAGD_OK);
+  assert_int_equal(status, STORE_PUT_CREATED);
+  /* the batch's own calls see its writes */
+  memset(&d, 0, sizeof d);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "b1", &d), RAGD_OK);
+  store_doc_dispose(&d);
+  /* replacing atom fails after its old chunks were cleared: atom alone is undone */
+  doc_build(&b, "atom", "Version two", "v2", v2_bad_utf8, 3);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EUTF8);
+  assert_int_equal(put_simple(&fx->st, "b2", "Dugong", "Dugong facts.", &status), RAGD_OK);
+  doc_build(&b, "atom", "Version two", "v2", v2_null, 3);
+  assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &b.in, &res), RAGD_EINVAL);
+  assert_int_equal(fx->st.ops->batch_end(fx->st.ctx, 1), RAGD_OK);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "atom", &d), RAGD_OK);
+  assert_string_equal(d.title, "Version one");
+  assert_int_equal(d.chunk_count, 2);
+  store_doc_dispose(&d);
+  assert_true(finds_chunk(&fx->st, "walrus", "atom#0"));
+  assert_true(finds_chunk(&fx->st, "narwhal", "atom#1"));
+  assert_int_equal(fx->st.ops->stats(fx->st.ctx, &stats), RAGD_OK);
+  assert_int_equal(stats.documents, 3);
+  assert_int_equal(stats.chunks, 4);
+  assert_int_equal(hit_count(&fx->st, "manatee"), 1);
+  assert_int_equal(hit_count(&fx->st, "dugong"), 1);
+  assert_int_equal(hit_count(&fx->st, "octopus"), 0);
+
+  /* rolled back: nothing of it stays */
+  assert_int_equal(fx->st.ops->batch_begin(fx->st.ctx), RAGD_OK);
+  assert_int_equal(put_simple(&fx->st, "b3", "Beluga", "Beluga facts.", &status), RAGD_OK);
+  assert_int_equal(put_simple(&fx->st, "b1", "Manatee", "Sirenian facts.", &status), RAGD_OK);
+  assert_int_equal(fx->st.ops->batch_end(fx->st.ctx, 0), RAGD_OK);
+  assert_int_equal(hit_count(&fx->st, "beluga"), 0);
+  assert_int_equal(hit_count(&fx->st, "sirenian"), 0);
+  assert_int_equal(hit_count(&fx->st, "manatee"), 1);
+  assert_int_equal(fx->st.ops->get_document(fx->st.ctx, "b3", &d), RAGD_ENOTFOUND);
+
+  /* one id written twice in a batch, and an unchanged one: the last text wins */
+  assert_int_equal(fx->st.ops->batch_begin(fx->st.ctx), RAGD_OK);
+  assert_int_equal(put_simple(&fx->st, "b4", "Seal", "Harbor seal facts.", &status), RAGD_OK);
+  assert_int_equal(put_simple(&fx->st, "b4", "Seal", "Elephant seal facts.", &status), RAGD_OK);
+  assert_int_equal(status, STORE_PUT_UPDATED);
+  assert_int_equal(put_simple(&fx->st, "b2", "Dugong", "Dugong facts.", &status), RAGD_OK);
+  assert_int_equal(status, STORE_PUT_UNCHANGED);
+  assert_int_equal(fx->st.ops->batch_end(fx->st.ctx, 1), RAGD_OK);
+  assert_int_equal(hit_count(&fx->st, "harbor"), 0);
+  assert_int_equal(hit_count(&fx->st, "elephant"), 1);
+  assert_int_equal(hit_count(&fx->st, "seal"), 1);
+
+  /* and single puts work again afterwards */
+  assert_int_equal(put_simple(&fx->st, "b5", "Otter", "Otter facts.", &status), RAGD_OK);
+  assert_int_equal(hit_count(&fx->st, "otter"), 1);
+}
+
 static void test_external_id_limits(void **state) {
   struct fixture *fx = *state;
   char id[258];
@@ -1902,6 +1976,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hostile_queries, setup, teardown),
       cmocka_unit_test_setup_teardown(test_long_query, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_put_keeps_previous, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_external_id_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_transcript_round_trip, setup, teardown),
