@@ -87,6 +87,11 @@ extern const struct retrieve_index_ops retrieve_exact_ops;
 float retrieve_quantize(const float *v, size_t dim, int8_t *codes /* OUT */);
 float retrieve_dot_f32(const float *a, const float *b, size_t dim);
 int32_t retrieve_dot_i8(const int8_t *a, const int8_t *b, size_t dim);
+/* out[r] = retrieve_dot_i8(q, rows + r * dim, dim) for r < n (the int8
+ * index's scan). Every code of q and rows must be in [-127, 127], as
+ * retrieve_quantize writes them (-128 may give a wrong sum). */
+void retrieve_scan_i8(const int8_t *q, const int8_t *rows, size_t dim, size_t n,
+                      int32_t *out /* OUT */);
 
 /* ---- fusion ---- */
 

@@ -69,6 +69,31 @@ static void test_dot_i8_exact(void **state) {
   }
 }
 
+
+/* The index's scan gives every row's exact dot product, for codes in
+ * [-127, 127] (the extremes included) and lengths that are not multiples
+ * of the vector width. */
+static void test_scan_i8_exact(void **state) {
+  enum { MAXDIM = 300, ROWS = 7 };
+  int8_t q[MAXDIM], rows[ROWS * MAXDIM];
+  int32_t got[ROWS];
+  (void)state;
+  for (int trial = 0; trial < 60; trial++) {
+    size_t dim = trial < 3 ? (size_t)(trial == 0 ? 256 : trial == 1 ? 300 : 64)
+                           : 1 + (size_t)(rnd() * (MAXDIM - 1));
+    for (size_t i = 0; i < dim; i++)
+      q[i] = trial == 0 ? -127 : trial == 1 ? 127 : (int8_t)(rnd() * 255 - 127);
+    for (size_t i = 0; i < ROWS * dim; i++)
+      rows[i] = trial < 2 ? (i % 2 ? 127 : -127) : (int8_t)(rnd() * 255 - 127);
+    retrieve_scan_i8(q, rows, dim, ROWS, got);
+    for (size_t r = 0; r < ROWS; r++) {
+      int64_t want = 0;
+      for (size_t i = 0; i < dim; i++) want += (int64_t)q[i] * rows[r * dim + i];
+      if (got[r] != want) fail_msg("dim %zu row %zu: scan %d, want %lld", dim, r, got[r], (long long)want);
+    }
+  }
+}
+
 static void test_quantize_error_bounds(void **state) {
   enum { DIM = 256 };
   float a[DIM], b[DIM];
@@ -602,6 +627,7 @@ static void test_engine_deleted_document(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dot_i8_exact),
+      cmocka_unit_test(test_scan_i8_exact),
       cmocka_unit_test(test_quantize_error_bounds),
       cmocka_unit_test(test_exact_matches_brute_force),
       cmocka_unit_test(test_int8_recall_against_exact),
