@@ -14,6 +14,13 @@
 #                   answer lasts about (TOKENS+2) * DELAY_MS
 #   RATE=2000       new connections per second (0: all at once)
 #   MODE=post       post: POST /v1/chat; get: GET /v1/chat/stream
+#   H2=1            the fake upstream speaks HTTP/2 over TLS (as real
+#                   providers do): bench/streams/fake_upstream_h2.mjs on node,
+#                   with a throw-away self-signed certificate made here by
+#                   `openssl req` and trusted by ragd through RAGD_LLM_CA_FILE;
+#                   ragd multiplexes the answers over a few connections (one
+#                   descriptor per stream instead of two). The fake's stats
+#                   line then says how many TLS connections it saw.
 #   SMOKE=1         a quick check that the tools work (used by the test
 #                   suite): 20 streams, short answers, no table
 #   PERF=PREFIX     record a perf profile of ragd (all threads, call
@@ -75,6 +82,28 @@ trap cleanup EXIT INT TERM
 CC=${CC:-cc}
 $CC -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/loadgen" bench/streams/loadgen.c
 $CC -std=c11 -O2 -Wall -Wextra -Werror -o "$WORK/fake_upstream" bench/streams/fake_upstream.c
+H2=${H2:-0}
+SCHEME=http
+STATS_CURL="curl -s"
+RAGD_TLS_ENV=
+if [ "$H2" = 1 ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2> /dev/null
+  SCHEME=https
+  STATS_CURL="curl -s --http1.1 --cacert $WORK/cert.pem"
+  RAGD_TLS_ENV="RAGD_LLM_CA_FILE=$WORK/cert.pem"
+fi
+start_fake() {
+  if [ "$H2" = 1 ]; then
+    node bench/streams/fake_upstream_h2.mjs --port 0 --tokens "$TOKENS" --delay-ms "$DELAY_MS" \
+      --cert "$WORK/cert.pem" --key "$WORK/key.pem" > "$WORK/fake.out" 2> "$WORK/fake.err" &
+  else
+    "$WORK/fake_upstream" --port 0 --tokens "$TOKENS" --delay-ms "$DELAY_MS" \
+      > "$WORK/fake.out" 2> "$WORK/fake.err" &
+  fi
+  FAKE_PID=$!
+}
 
 # Two descriptors per stream in ragd, plus room. Raising the hard limit needs
 # root; otherwise the soft limit goes up to the hard one.
@@ -112,7 +141,8 @@ RAGD_LOG_LEVEL=warn "$RAGD" ingest --data "$DATA" examples/kb/en examples/kb/ko 
 
 if [ "$SMOKE" != 1 ]; then
   echo "ragd $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores;" \
-    "fake upstream: $TOKENS tokens, ${DELAY_MS} ms apart; $RATE new streams/s; mode $MODE"
+    "fake upstream: $TOKENS tokens, ${DELAY_MS} ms apart, $([ "$H2" = 1 ] && echo 'HTTP/2 over TLS' || echo 'HTTP/1.1');" \
+    "$RATE new streams/s; mode $MODE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
   printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' streams errors \
     "first event p50 / p99 (ms)" "first token p50 / p99 (ms, minus upstream delay)" \
     "events relayed" "ragd CPU s" "CPU s / 1,000 events" "RSS idle (MiB)" "RSS / open stream (KiB)" \
@@ -125,11 +155,9 @@ LG_WRAP=
 [ -n "${THREADS:-}" ] && [ -x /usr/bin/time ] && LG_WRAP="/usr/bin/time -f bench:_loadgen_%U_user_%S_sys_s"
 status=0
 for N in $COUNTS; do
-  "$WORK/fake_upstream" --port 0 --tokens "$TOKENS" --delay-ms "$DELAY_MS" \
-    > "$WORK/fake.out" 2> "$WORK/fake.err" &
-  FAKE_PID=$!
+  start_fake
   FAKE_PORT=$(wait_port "$WORK/fake.out" LISTENING)
-  RAGD_LOG_LEVEL=${RAGD_LOG_LEVEL:-error} RAGD_LLM_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" \
+  env $RAGD_TLS_ENV RAGD_LOG_LEVEL=${RAGD_LOG_LEVEL:-error} RAGD_LLM_BASE_URL="$SCHEME://127.0.0.1:$FAKE_PORT/v1" \
     RAGD_LLM_API_KEY=sk-bench RAGD_LLM_MODEL=gpt-fake-1 \
     RAGD_MAX_CONNECTIONS=$((N + 1024)) \
     "$RAGD" serve --data "$DATA" --listen 127.0.0.1:0 > "$WORK/ragd.out" 2> "$WORK/ragd.err" &
@@ -169,7 +197,7 @@ for N in $COUNTS; do
   if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || :; fi
   cat "$WORK/lg.err" >&2
   [ $lg_status -eq 0 ] || status=1
-  upstream=$(curl -s "http://127.0.0.1:$FAKE_PORT/__admin/stats" || echo '?')
+  upstream=$($STATS_CURL "$SCHEME://127.0.0.1:$FAKE_PORT/__admin/stats" || echo '?')
   echo "bench: $N streams: fake upstream $upstream" >&2
   kill "$RAGD_PID"
   wait "$RAGD_PID" || { echo "bench: ragd exited badly:" >&2; cat "$WORK/ragd.err" >&2; status=1; }

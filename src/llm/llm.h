@@ -140,6 +140,9 @@ struct llm_config {
   long breaker_cooldown_ms;  /* 0: 5000. Open this long before one half-open probe */
   const char *api_version;   /* anthropic-version header; NULL or "": "2023-06-01" */
   enum llm_http_version http_version; /* LLM_HTTP_AUTO (0) unless set */
+  /* PEM file of the CAs trusted for https:// (curl's CAINFO) instead of the
+   * system's store; NULL or "": the system's. Borrowed; the generator copies it. */
+  const char *ca_file;
 };
 
 struct llm_ops {

@@ -64,6 +64,13 @@ ragd_err llm_endpoint_init(struct llm_endpoint *ep, const struct llm_config *cfg
   ep->retry.base_delay_ms = pick(cfg->retry_base_ms, 250);
   ep->retry.max_delay_ms = pick(cfg->retry_max_delay_ms, 4000);
   ep->http_version = cfg->http_version;
+  if (cfg->ca_file && cfg->ca_file[0]) {
+    ep->ca_file = strdup(cfg->ca_file);
+    if (!ep->ca_file) {
+      rc = RAGD_ENOMEM;
+      goto out;
+    }
+  }
   if (cfg->breaker_min_requests < 0) goto out;
   bc.min_requests = pick(cfg->breaker_min_requests, 5);
   bc.failure_pct = pick(cfg->breaker_failure_pct, 50);
@@ -119,6 +126,7 @@ void llm_endpoint_dispose(struct llm_endpoint *ep) {
     free(ep->key_header);
   }
   free(ep->url);
+  free(ep->ca_file);
   llm_breaker_release(ep->breaker);
   memset(ep, 0, sizeof(*ep));
 }
@@ -426,6 +434,7 @@ ragd_err llm_stream_start(const struct llm_stream_request *req, const struct llm
   up.idle_timeout_ms = ep->idle_timeout_ms;
   up.first_token_timeout_ms = ep->first_token_timeout_ms;
   up.http_version = ep->http_version;
+  up.ca_file = ep->ca_file;
   up.retry = ep->retry;
   up.breaker = ep->breaker;
   up.request_id = req->request_id;

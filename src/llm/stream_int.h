@@ -34,6 +34,7 @@ struct llm_endpoint {
   long idle_timeout_ms;
   long first_token_timeout_ms;
   enum llm_http_version http_version;
+  char *ca_file; /* owned copy of llm_config.ca_file; NULL: the system's CAs */
   struct llm_retry_policy retry;
   struct llm_breaker *breaker; /* NULL when disabled */
   char name[64]; /* llm_config.name or the provider: the metrics' endpoint label */

@@ -789,6 +789,9 @@ static ragd_err up_build_easy(struct up_xfer *x, const struct llm_upstream_reque
                                : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE) == CURLE_OK;
     ok &= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) == CURLE_OK;
   }
+  /* curl copies string options: req may go once add returns. */
+  if (req->ca_file && req->ca_file[0])
+    ok &= curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file) == CURLE_OK;
   if (req->connect_timeout_ms > 0)
     ok &= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms) == CURLE_OK;
   if (req->total_timeout_ms > 0)

@@ -90,6 +90,7 @@ struct llm_upstream_request {
   long idle_timeout_ms;    /* 0: no limit */
   long first_token_timeout_ms; /* 0: no limit; from an attempt's start until it commits */
   enum llm_http_version http_version; /* see llm.h; 0: LLM_HTTP_AUTO */
+  const char *ca_file; /* NULL: the system's CAs; else a PEM file of trusted CAs */
   struct llm_retry_policy retry;
   /* NULL: none. Consulted before the first attempt (an open breaker ends the
    * transfer with LLM_UPSTREAM_BREAKER_OPEN without any network traffic; a

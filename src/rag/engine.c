@@ -123,6 +123,7 @@ ragd_err rag_engine_open(const struct ragd_config *cfg, int with_llm, struct rag
     lc.http_version = strcmp(cfg->llm_http_version, "2") == 0     ? LLM_HTTP_V2
                       : strcmp(cfg->llm_http_version, "1.1") == 0 ? LLM_HTTP_V1_1
                                                                    : LLM_HTTP_AUTO;
+    lc.ca_file = cfg->llm_ca_file;
     lc.breaker_min_requests = cfg->llm_breaker_min_requests > 0 ? cfg->llm_breaker_min_requests : -1;
     lc.breaker_failure_pct = cfg->llm_breaker_failure_pct;
     lc.breaker_window_ms = cfg->llm_breaker_window_ms;

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -40,6 +41,7 @@ static const struct config_var config_vars[] = {
     STR_VAR("RAGD_LLM_MODEL", llm_model, "gpt-4o-mini", "model name sent upstream"),
     LONG_VAR("RAGD_LLM_CONNECT_TIMEOUT_MS", llm_connect_timeout_ms, 1, 600000, "10000", "upstream connect timeout"),
     STR_VAR("RAGD_LLM_HTTP_VERSION", llm_http_version, "auto", "auto (HTTP/2 by ALPN over https, else HTTP/1.1) | 1.1 | 2 (also h2c with prior knowledge over http://, libcurl 8.0 or later): answers to one host share HTTP/2 connections"),
+    STR_VAR("RAGD_LLM_CA_FILE", llm_ca_file, "", "PEM file of the certificate authorities trusted for https:// LLM upstreams, instead of the system's (e.g. a private CA or a test server's self-signed certificate); empty: the system's"),
     LONG_VAR("RAGD_LLM_TIMEOUT_MS", llm_timeout_ms, 1, 3600000, "120000", "upstream total timeout"),
     LONG_VAR("RAGD_LLM_IDLE_TIMEOUT_MS", llm_idle_timeout_ms, 1, 3600000, "60000", "upstream idle timeout between bytes"),
     LONG_VAR("RAGD_LLM_MAX_TOKENS", llm_max_tokens, 1, 1000000, "512", "answer length limit sent upstream"),
@@ -392,6 +394,10 @@ ragd_err config_finish(struct ragd_config *c, struct buf *err) {
   if (strcmp(c->llm_http_version, "auto") != 0 && strcmp(c->llm_http_version, "1.1") != 0 &&
       strcmp(c->llm_http_version, "2") != 0) {
     set_error(err, "RAGD_LLM_HTTP_VERSION: expected auto, 1.1 or 2, got \"%s\"", c->llm_http_version);
+    return RAGD_ECONFIG;
+  }
+  if (c->llm_ca_file[0] && access(c->llm_ca_file, R_OK) != 0) {
+    set_error(err, "RAGD_LLM_CA_FILE: cannot read \"%s\"", c->llm_ca_file);
     return RAGD_ECONFIG;
   }
   if (strcmp(c->condense, "rules") != 0 && strcmp(c->condense, "llm") != 0 &&

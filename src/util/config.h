@@ -38,6 +38,7 @@ struct ragd_config {
   char *llm_model;      /* RAGD_LLM_MODEL, default "gpt-4o-mini" */
   long llm_connect_timeout_ms; /* RAGD_LLM_CONNECT_TIMEOUT_MS, default 10000 */
   char *llm_http_version;      /* RAGD_LLM_HTTP_VERSION: auto | 1.1 | 2 */
+  char *llm_ca_file;           /* RAGD_LLM_CA_FILE: trusted CAs for https upstreams; "": system's */
   long llm_timeout_ms;         /* RAGD_LLM_TIMEOUT_MS, default 120000 */
   long llm_idle_timeout_ms;    /* RAGD_LLM_IDLE_TIMEOUT_MS, default 60000 */
   long llm_max_tokens;         /* RAGD_LLM_MAX_TOKENS, default 512 */
