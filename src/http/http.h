@@ -41,6 +41,14 @@ enum http_access {
   HTTP_ACCESS_METRICS = 3 /* OPEN, or ADMIN when http_access_opts.metrics_admin */
 };
 
+/* Which worker pool runs a route's handler. The zero value is WORK: the
+ * pool that runs retrieval and everything else, first come first served.
+ * QUICK routes (health, metrics, the static chat page) do no retrieval and
+ * run on a separate one-thread pool, so that a backlog of questions waiting
+ * for the workers never delays a liveness probe or a metrics scrape. A QUICK
+ * handler must stay short: it holds up every other QUICK request. */
+enum http_lane { HTTP_LANE_WORK = 0, HTTP_LANE_QUICK = 1 };
+
 struct http_route {
   const char *method; /* "GET", "POST", "DELETE" */
   /* An exact path, or a prefix ending in an asterisk that matches any
@@ -52,6 +60,7 @@ struct http_route {
                           JSON object, checked before the handler runs */
   http_handler_fn handler;
   enum http_access access;
+  enum http_lane lane;
 };
 
 /* What the access check knows of one API key. */

@@ -70,6 +70,7 @@ struct http_server {
   struct MHD_Daemon *daemon;
   const struct http_server_opts *opts;
   struct workq *workers;
+  struct workq *quick; /* one thread for HTTP_LANE_QUICK routes */
   int port;
   pthread_t watcher;
   int watcher_started;
@@ -822,7 +823,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     r->state = REQ_RUNNING;
     MHD_suspend_connection(conn);
-    if (workq_submit(srv->workers, run_handler, r) != RAGD_OK) {
+    if (workq_submit(r->route && r->route->lane == HTTP_LANE_QUICK ? srv->quick : srv->workers,
+                     run_handler, r) != RAGD_OK) {
       MHD_resume_connection(conn);
       reply_problem(r, "overloaded", "the server is shutting down");
       r->state = REQ_REPLIED;
@@ -1405,6 +1407,7 @@ ragd_err http_server_start(const struct http_server_opts *opts, struct http_serv
     }
   }
   rc = workq_new(opts->workers, &srv->workers);
+  if (!rc) rc = workq_new(1, &srv->quick);
   if (rc) goto fail;
   srv->listen_loopback = http_host_is_loopback(opts->host);
   if (opts->access) {
@@ -1474,6 +1477,8 @@ void http_server_stop(struct http_server *srv) {
    * as the workers once waited for those answers themselves. */
   workq_free(srv->workers);
   srv->workers = NULL;
+  workq_free(srv->quick);
+  srv->quick = NULL;
   for (;;) {
     size_t left;
     struct timespec ts = {0, 10 * 1000000L};
