@@ -76,6 +76,11 @@ struct rag_engine {
   pthread_rwlock_t index_lock;
   int index_lock_ready;
   double rrf_k, rrf_weight_keyword, rrf_weight_vector;
+  /* RAGD_FUSION: 0 rrf, 1 blend (retrieve_blend of norm blend_norm, the
+   * vector ranking weighted blend_weight_vector, keyword 1 minus it) */
+  int fusion_blend;
+  enum retrieve_blend_norm blend_norm;
+  double blend_weight_vector;
   double vector_min_score; /* hybrid: vector-only hits below this cosine are dropped */
   double vector_feedback;  /* hybrid: weight of the best keyword hits' vectors
                               added to the query vector (0: off) */

@@ -338,7 +338,7 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
   struct retrieve_fused *fused = NULL;
   struct retrieve_ranking rk[2];
   int64_t *kw_ids = NULL, *vec_ids = NULL, *need = NULL;
-  double *kw_scores = NULL;
+  double *kw_scores = NULL, *vec_scores = NULL;
   size_t nk = 0, nv = 0, nf = 0, nneed = 0, i, j;
   ragd_err rc;
 
@@ -374,7 +374,8 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
   }
   if (rc) goto out;
   vec_ids = malloc((nv + 1) * sizeof *vec_ids);
-  if (!vec_ids) {
+  vec_scores = malloc((nv + 1) * sizeof *vec_scores);
+  if (!vec_ids || !vec_scores) {
     rc = RAGD_ENOMEM;
     goto out;
   }
@@ -387,10 +388,19 @@ static ragd_err search_hybrid(struct rag_engine *e, const struct rag_search_opts
     if (in_keyword || vh[i].score >= e->vector_min_score) vh[j++] = vh[i];
   }
   nv = j;
-  for (i = 0; i < nv; i++) vec_ids[i] = vh[i].id;
-  rk[0] = (struct retrieve_ranking){kw_ids, nk, e->rrf_weight_keyword};
-  rk[1] = (struct retrieve_ranking){vec_ids, nv, e->rrf_weight_vector};
-  rc = retrieve_rrf(rk, 2, e->rrf_k, o->k, &fused, &nf);
+  for (i = 0; i < nv; i++) {
+    vec_ids[i] = vh[i].id;
+    vec_scores[i] = vh[i].score;
+  }
+  if (e->fusion_blend) {
+    rk[0] = (struct retrieve_ranking){kw_ids, nk, 1.0 - e->blend_weight_vector, kw_scores};
+    rk[1] = (struct retrieve_ranking){vec_ids, nv, e->blend_weight_vector, vec_scores};
+    rc = retrieve_blend(rk, 2, e->blend_norm, o->k, &fused, &nf);
+  } else {
+    rk[0] = (struct retrieve_ranking){kw_ids, nk, e->rrf_weight_keyword, NULL};
+    rk[1] = (struct retrieve_ranking){vec_ids, nv, e->rrf_weight_vector, NULL};
+    rc = retrieve_rrf(rk, 2, e->rrf_k, o->k, &fused, &nf);
+  }
   if (rc || nf == 0) goto out;
   /* chunks not read yet: all of them with the in-memory index, else the
    * ones only the vector ranker found */
@@ -435,6 +445,7 @@ out:
   free(fused);
   free(kw_ids);
   free(kw_scores);
+  free(vec_scores);
   free(vec_ids);
   free(need);
   return rc;

@@ -101,12 +101,16 @@ void retrieve_scan_i8(const int8_t *q, const int8_t *rows, size_t dim, size_t n,
 struct retrieve_ranking {
   const int64_t *ids;
   size_t count;
-  double weight; /* >= 0; 0 ignores the ranker */
+  double weight;        /* >= 0; 0 ignores the ranker */
+  const double *scores; /* retrieve_blend only: the ranker's own score of each id,
+                           finite, in the list's order (higher or lower better,
+                           as long as the list is sorted best first) */
 };
 
 struct retrieve_fused {
   int64_t id;
-  double score;                       /* sum of weight / (k + rank) */
+  double score;                       /* rrf: sum of weight / (k + rank);
+                                         blend: sum of weight * normalized score */
   size_t ranks[RETRIEVE_RANKERS_MAX]; /* 1-based rank in each ranking, 0 when absent */
 };
 
@@ -115,9 +119,28 @@ struct retrieve_fused {
  * score descending (ties: the better best rank, then the smaller id); an id
  * repeated within one ranking counts at its first rank only. *out is
  * malloc'd (free()), *n may be 0. RAGD_EINVAL for nrankings outside
- * 1..RETRIEVE_RANKERS_MAX or k < 0. */
+ * 1..RETRIEVE_RANKERS_MAX, a negative weight or k < 0. */
 ragd_err retrieve_rrf(const struct retrieve_ranking *rankings, size_t nrankings, double k,
                       size_t top, struct retrieve_fused **out /* OUT */, size_t *n /* OUT */);
+
+enum retrieve_blend_norm {
+  RETRIEVE_BLEND_MINMAX, /* (s - worst) / (best - worst): best 1, worst 0 */
+  RETRIEVE_BLEND_ZSCORE  /* (s - mean) / standard deviation, sign so better is higher */
+};
+
+/* Score-normalized blend: each ranking's scores are normalized over its own
+ * list (norm), and every id of any ranking scores the sum over the rankings
+ * of weight * its normalized score there, or weight * that ranking's floor
+ * where it is absent (the worst listed id's normalized value: 0 under
+ * min-max). A ranking whose scores are all equal (one id, say) gives its ids
+ * 1 and the floor 0. Better is read off each list's order (first score
+ * against last), so BM25 scores where lower is better work as they come.
+ * Order, ties, repeats, top, *out and *n as retrieve_rrf. RAGD_EINVAL for
+ * nrankings outside 1..RETRIEVE_RANKERS_MAX, a negative weight, a ranking
+ * with ids but no scores, or a score that is not finite. */
+ragd_err retrieve_blend(const struct retrieve_ranking *rankings, size_t nrankings,
+                        enum retrieve_blend_norm norm, size_t top,
+                        struct retrieve_fused **out /* OUT */, size_t *n /* OUT */);
 
 /* ---- keyword index ---- */
 

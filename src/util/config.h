@@ -94,6 +94,10 @@ struct ragd_config {
   long rrf_depth;              /* RAGD_RRF_DEPTH, default 50: candidates per ranker */
   char *rrf_weight_keyword;    /* RAGD_RRF_WEIGHT_KEYWORD, default "1" (a decimal) */
   char *rrf_weight_vector;     /* RAGD_RRF_WEIGHT_VECTOR, default "0.3" (a decimal) */
+  char *fusion;                /* RAGD_FUSION: blend (default) | rrf */
+  char *blend_norm;            /* RAGD_BLEND_NORM: minmax (default) | zscore */
+  char *blend_weight_vector;   /* RAGD_BLEND_WEIGHT_VECTOR (0 to 1): "" means 0.3
+                                  for hash, 0.4 otherwise */
   char *vector_min_score;      /* RAGD_VECTOR_MIN_SCORE: hybrid's cosine floor for
                                   passages only the vector ranker found;
                                   "" means 0.3 for hash, 0 otherwise */

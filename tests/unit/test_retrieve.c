@@ -281,7 +281,7 @@ static void test_index_remove_and_filter(void **state) {
 static void test_rrf_hand_made(void **state) {
   const int64_t a[] = {1, 2, 3};
   const int64_t b[] = {3, 1, 4};
-  struct retrieve_ranking r[2] = {{a, 3, 1.0}, {b, 3, 1.0}};
+  struct retrieve_ranking r[2] = {{a, 3, 1.0, NULL}, {b, 3, 1.0, NULL}};
   struct retrieve_fused *f;
   size_t n;
   (void)state;
@@ -319,7 +319,7 @@ static void test_rrf_hand_made(void **state) {
   /* k = 0 is plain 1/rank; a repeat within a ranking counts once */
   {
     const int64_t dup[] = {5, 5, 6};
-    struct retrieve_ranking one = {dup, 3, 1.0};
+    struct retrieve_ranking one = {dup, 3, 1.0, NULL};
     assert_int_equal(retrieve_rrf(&one, 1, 0, 10, &f, &n), RAGD_OK);
     assert_int_equal(n, 2);
     assert_int_equal(f[0].id, 5);
@@ -331,7 +331,7 @@ static void test_rrf_hand_made(void **state) {
   {
     const int64_t x[] = {9, 8};
     const int64_t y[] = {8, 9};
-    struct retrieve_ranking two[2] = {{x, 2, 1.0}, {y, 2, 1.0}};
+    struct retrieve_ranking two[2] = {{x, 2, 1.0, NULL}, {y, 2, 1.0, NULL}};
     assert_int_equal(retrieve_rrf(two, 2, 60, 10, &f, &n), RAGD_OK);
     assert_int_equal(n, 2);
     assert_int_equal(f[0].id, 8);
@@ -346,6 +346,128 @@ static void test_rrf_hand_made(void **state) {
   assert_null(f);
 }
 
+static void expect_order(const struct retrieve_fused *f, size_t n, const int64_t *want, size_t nwant) {
+  if (n != nwant) fail_msg("%zu fused ids, want %zu", n, nwant);
+  for (size_t i = 0; i < n; i++)
+    if (f[i].id != want[i])
+      fail_msg("fused[%zu] is %lld (score %.6f), want %lld", i, (long long)f[i].id, f[i].score,
+               (long long)want[i]);
+}
+
+static void expect_score(const struct retrieve_fused *f, size_t i, double want) {
+  if (fabs(f[i].score - want) > 1e-9) fail_msg("fused[%zu] score %.12f, want %.12f", i, f[i].score, want);
+}
+
+static void test_blend_hand_made(void **state) {
+  const int64_t a[] = {1, 2, 3};
+  const double as[] = {10, 6, 2};
+  const double as_neg[] = {-10, -6, -2}; /* BM25 as FTS5 gives it: lower is better */
+  const int64_t b[] = {3, 1, 4};
+  const double bs[] = {0.9, 0.5, 0.1};
+  struct retrieve_ranking r[2] = {{a, 3, 0.5, as}, {b, 3, 0.5, bs}};
+  struct retrieve_fused *f;
+  size_t n;
+  (void)state;
+  /* min-max: a 1 -> 1, 2 -> 0.5, 3 -> 0; b 3 -> 1, 1 -> 0.5, 4 -> 0; floor 0
+   * 1: .5 + .25; 3: 0 + .5; 2: .25 + 0 (floor); 4: 0 + 0 */
+  assert_int_equal(retrieve_blend(r, 2, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_OK);
+  expect_order(f, n, (const int64_t[]){1, 3, 2, 4}, 4);
+  expect_score(f, 0, 0.75);
+  expect_score(f, 1, 0.5);
+  expect_score(f, 2, 0.25);
+  expect_score(f, 3, 0);
+  assert_int_equal(f[1].ranks[0], 3);
+  assert_int_equal(f[1].ranks[1], 1);
+  assert_int_equal(f[2].ranks[1], 0);
+  free(f);
+  /* the same with lower-is-better keyword scores */
+  r[0].scores = as_neg;
+  assert_int_equal(retrieve_blend(r, 2, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_OK);
+  expect_order(f, n, (const int64_t[]){1, 3, 2, 4}, 4);
+  expect_score(f, 0, 0.75);
+  expect_score(f, 2, 0.25);
+  free(f);
+  /* z-score: both lists are z = (+z0, 0, -z0), z0 = 4 / sqrt(32 / 3); the
+   * floor is -z0. 1: z0/2; 3: 0; 2: -z0/2; 4: -z0 */
+  {
+    const double z0 = 4 / sqrt(32.0 / 3);
+    assert_int_equal(retrieve_blend(r, 2, RETRIEVE_BLEND_ZSCORE, 10, &f, &n), RAGD_OK);
+    expect_order(f, n, (const int64_t[]){1, 3, 2, 4}, 4);
+    expect_score(f, 0, z0 / 2);
+    expect_score(f, 1, 0);
+    expect_score(f, 2, -z0 / 2);
+    expect_score(f, 3, -z0);
+    free(f);
+  }
+  /* scores, not ranks: 2 is second in both lists but nearly tied with the
+   * first in the keyword one; RRF puts it last, the blend first */
+  {
+    const int64_t k[] = {1, 2, 3}, v[] = {3, 2, 1};
+    const double ks[] = {10, 9.9, 0}, vs[] = {0.9, 0.5, 0.1};
+    struct retrieve_ranking two[2] = {{k, 3, 0.5, ks}, {v, 3, 0.5, vs}};
+    assert_int_equal(retrieve_rrf(two, 2, 60, 10, &f, &n), RAGD_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(f[2].id, 2);
+    free(f);
+    assert_int_equal(retrieve_blend(two, 2, RETRIEVE_BLEND_MINMAX, 1, &f, &n), RAGD_OK);
+    expect_order(f, n, (const int64_t[]){2}, 1);
+    expect_score(f, 0, 0.5 * 0.99 + 0.5 * (0.5 - 0.1) / 0.8);
+    free(f);
+    /* a vector weight of 0.9 lets the vector list's first win */
+    two[0].weight = 0.1;
+    two[1].weight = 0.9;
+    assert_int_equal(retrieve_blend(two, 2, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_OK);
+    expect_order(f, n, (const int64_t[]){3, 2, 1}, 3);
+    free(f);
+  }
+  /* weight 0 switches a ranker off; top cuts */
+  r[0].scores = as;
+  r[1].weight = 0;
+  assert_int_equal(retrieve_blend(r, 2, RETRIEVE_BLEND_MINMAX, 2, &f, &n), RAGD_OK);
+  expect_order(f, n, (const int64_t[]){1, 2}, 2);
+  expect_score(f, 0, 0.5);
+  free(f);
+  /* one score, or equal scores: the ids held 1, the floor 0; a repeat
+   * within a ranking counts at its first rank only */
+  {
+    const int64_t one_id[] = {7}, eq[] = {8, 9}, dup[] = {5, 5, 6};
+    const double one_s[] = {3}, eq_s[] = {0.4, 0.4}, dup_s[] = {3, 2, 1};
+    struct retrieve_ranking two[2] = {{one_id, 1, 1.0, one_s}, {eq, 2, 2.0, eq_s}};
+    struct retrieve_ranking d = {dup, 3, 1.0, dup_s};
+    assert_int_equal(retrieve_blend(two, 2, RETRIEVE_BLEND_ZSCORE, 10, &f, &n), RAGD_OK);
+    expect_order(f, n, (const int64_t[]){8, 9, 7}, 3);
+    expect_score(f, 0, 2.0);
+    expect_score(f, 2, 1.0);
+    free(f);
+    assert_int_equal(retrieve_blend(&d, 1, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_OK);
+    expect_order(f, n, (const int64_t[]){5, 6}, 2);
+    expect_score(f, 0, 1.0);
+    expect_score(f, 1, 0);
+    free(f);
+  }
+  /* bad input */
+  {
+    const double nan_s[] = {1, NAN, 0};
+    struct retrieve_ranking bad = {a, 3, 1.0, NULL};
+    assert_int_equal(retrieve_blend(&bad, 1, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_EINVAL);
+    bad.scores = nan_s;
+    assert_int_equal(retrieve_blend(&bad, 1, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_EINVAL);
+    bad.scores = as;
+    bad.weight = -1;
+    assert_int_equal(retrieve_blend(&bad, 1, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_EINVAL);
+    assert_int_equal(retrieve_rrf(&bad, 1, 60, 10, &f, &n), RAGD_EINVAL);
+    bad.weight = 1;
+    assert_int_equal(retrieve_blend(&bad, 1, (enum retrieve_blend_norm)9, 10, &f, &n), RAGD_EINVAL);
+    assert_int_equal(retrieve_blend(&bad, 0, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_EINVAL);
+    assert_null(f);
+  }
+  /* nothing to fuse */
+  r[0].count = r[1].count = 0;
+  assert_int_equal(retrieve_blend(r, 2, RETRIEVE_BLEND_MINMAX, 10, &f, &n), RAGD_OK);
+  assert_int_equal(n, 0);
+  assert_null(f);
+}
+
 /* ---- the engine ------------------------------------------------------------------------------- */
 
 struct engine_fx {
@@ -354,17 +476,30 @@ struct engine_fx {
   struct rag_engine e;
 };
 
-static void engine_open(struct engine_fx *fx, const char *dims) {
+/* Sets the fixture's configuration: its data folder, logging off, dims
+ * (NULL: the default) and the NULL-terminated name/value pairs of extra. */
+static void engine_config(struct engine_fx *fx, const char *dims, const char *const *extra) {
   struct buf err;
   buf_init(&err, 0);
   config_init(&fx->cfg);
   assert_int_equal(config_set(&fx->cfg, "RAGD_DATA", fx->dir, &err), RAGD_OK);
   assert_int_equal(config_set(&fx->cfg, "RAGD_LOG_LEVEL", "off", &err), RAGD_OK);
   if (dims) assert_int_equal(config_set(&fx->cfg, "RAGD_EMBED_DIMENSIONS", dims, &err), RAGD_OK);
+  for (size_t i = 0; extra && extra[i]; i += 2)
+    assert_int_equal(config_set(&fx->cfg, extra[i], extra[i + 1], &err), RAGD_OK);
   assert_int_equal(config_finish(&fx->cfg, &err), RAGD_OK);
+  buf_dispose(&err);
+}
+
+static void engine_open_with(struct engine_fx *fx, const char *dims, const char *const *extra) {
+  struct buf err;
+  buf_init(&err, 0);
+  engine_config(fx, dims, extra);
   if (rag_engine_open(&fx->cfg, 0, &fx->e, &err) != RAGD_OK) fail_msg("open: %s", err.data);
   buf_dispose(&err);
 }
+
+static void engine_open(struct engine_fx *fx, const char *dims) { engine_open_with(fx, dims, NULL); }
 
 static void engine_close(struct engine_fx *fx) {
   rag_engine_close(&fx->e);
@@ -461,14 +596,17 @@ static void test_engine_modes(void **state) {
   assert_string_equal(h.items[0].document_id, "track");
   store_hit_list_dispose(&h);
 
-  /* hybrid: fused score and both rankers' ranks */
+  /* hybrid: fused score and both rankers' ranks; the default blend gives
+   * the first of both rankings 1 in each, so weights (1 - w) + w */
+  assert_int_equal(fx->e.fusion_blend, 1);
+  assert_true(fabs(fx->e.blend_weight_vector - 0.3) < 1e-12); /* hash's default */
   assert_int_equal(search(&fx->e, "refunds business days", 3, RAG_SEARCH_HYBRID, NULL, &h), RAGD_OK);
   assert_true(h.count >= 1);
   assert_string_equal(h.items[0].document_id, "refund");
   assert_int_equal(h.items[0].keyword_rank, 1);
   assert_int_equal(h.items[0].vector_rank, 1);
-  assert_true(fabs(h.items[0].score - (fx->e.rrf_weight_keyword + fx->e.rrf_weight_vector) /
-                                          (fx->e.rrf_k + 1)) < 1e-9);
+  if (fabs(h.items[0].score - 1.0) > 1e-9) fail_msg("blend score %.12f, want 1", h.items[0].score);
+  for (size_t i = 1; i < h.count; i++) assert_true(h.items[i].score <= h.items[i - 1].score);
   store_hit_list_dispose(&h);
 
   /* Korean with a verb ending: the refund passage wins in hybrid */
@@ -481,6 +619,59 @@ static void test_engine_modes(void **state) {
   assert_int_equal(h.count, 0);
   assert_int_equal(search(&fx->e, "anything", 3, (enum rag_search_mode)7, NULL, &h), RAGD_EINVAL);
   engine_close(fx);
+}
+
+/* RAGD_FUSION=rrf still fuses by rank; the blend's settings are checked
+ * at start-up and named in the error. */
+static void test_engine_fusion_settings(void **state) {
+  struct engine_fx *fx = *state;
+  struct store_hit_list h = {0};
+  static const char *const rrf[] = {"RAGD_FUSION", "rrf", NULL};
+  static const struct {
+    const char *name, *value;
+  } bad[] = {
+      {"RAGD_FUSION", "rfr"},
+      {"RAGD_BLEND_NORM", "max"},
+      {"RAGD_BLEND_WEIGHT_VECTOR", "1.5"},
+      {"RAGD_BLEND_WEIGHT_VECTOR", "-0.1"},
+      {"RAGD_BLEND_WEIGHT_VECTOR", "half"},
+  };
+  engine_open_with(fx, NULL, rrf);
+  for (size_t i = 0; i < sizeof kb / sizeof kb[0]; i++)
+    ingest(&fx->e, kb[i].id, kb[i].title, kb[i].meta, kb[i].text);
+  assert_int_equal(fx->e.fusion_blend, 0);
+  assert_int_equal(search(&fx->e, "refunds business days", 3, RAG_SEARCH_HYBRID, NULL, &h), RAGD_OK);
+  assert_true(h.count >= 1);
+  assert_string_equal(h.items[0].document_id, "refund");
+  assert_int_equal(h.items[0].keyword_rank, 1);
+  assert_int_equal(h.items[0].vector_rank, 1);
+  assert_true(fabs(h.items[0].score - (fx->e.rrf_weight_keyword + fx->e.rrf_weight_vector) /
+                                          (fx->e.rrf_k + 1)) < 1e-9);
+  store_hit_list_dispose(&h);
+  engine_close(fx);
+
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    const char *const extra[] = {bad[i].name, bad[i].value, NULL};
+    struct rag_engine e;
+    struct buf err;
+    buf_init(&err, 0);
+    engine_config(fx, NULL, extra);
+    memset(&e, 0, sizeof e);
+    if (rag_engine_open(&fx->cfg, 0, &e, &err) != RAGD_ECONFIG)
+      fail_msg("%s=%s was accepted", bad[i].name, bad[i].value);
+    if (!err.data || !strstr(err.data, bad[i].name))
+      fail_msg("%s=%s: error \"%s\" does not name it", bad[i].name, bad[i].value,
+               err.data ? err.data : "");
+    buf_dispose(&err);
+    config_dispose(&fx->cfg);
+  }
+  {
+    static const char *const lsa_like[] = {"RAGD_BLEND_WEIGHT_VECTOR", "0.75", "RAGD_BLEND_NORM", "zscore", NULL};
+    engine_open_with(fx, NULL, lsa_like);
+    assert_true(fabs(fx->e.blend_weight_vector - 0.75) < 1e-12);
+    assert_int_equal(fx->e.blend_norm, RETRIEVE_BLEND_ZSCORE);
+    engine_close(fx);
+  }
 }
 
 static size_t count_doc(const struct store_hit_list *h, const char *id) {
@@ -633,7 +824,9 @@ int main(void) {
       cmocka_unit_test(test_int8_recall_against_exact),
       cmocka_unit_test(test_index_remove_and_filter),
       cmocka_unit_test(test_rrf_hand_made),
+      cmocka_unit_test(test_blend_hand_made),
       cmocka_unit_test_setup_teardown(test_engine_modes, engine_setup, engine_teardown),
+      cmocka_unit_test_setup_teardown(test_engine_fusion_settings, engine_setup, engine_teardown),
       cmocka_unit_test_setup_teardown(test_engine_filters, engine_setup, engine_teardown),
       cmocka_unit_test_setup_teardown(test_engine_persistence_and_model_switch, engine_setup,
                                       engine_teardown),
