@@ -53,6 +53,16 @@ ragd_err rag_lsa_open(struct rag_engine *e, struct buf *err);
  * its swap), and sets the change counter from the store's chunk count.
  * Called by rag_retrieval_open after the index loads. */
 ragd_err rag_lsa_catch_up(struct rag_engine *e);
+/* A model another process fitted (`ragd ingest`'s refit at its end, another
+ * node's): when the stored model's key (the small blob lsa.model.key that
+ * every refit writes after the model) is not this engine's, loads that
+ * model and its vectors into a new index, folds in what has no vector of
+ * it, and swaps both in as a refit of its own does. RAGD_OK when there is
+ * nothing to pick up (no key blob: a model of an earlier version, read at
+ * the next start; another rank: ignored as at start-up); RAGD_ECANCELLED
+ * when this engine's own refit is running (look again later). Any thread;
+ * called by rag_sync_external when the store's data_version moved. */
+ragd_err rag_lsa_pick_up(struct rag_engine *e);
 /* Counts chunks an ingest wrote; may start a background refit. */
 void rag_lsa_note_change(struct rag_engine *e, size_t chunks);
 /* Waits for a background refit in progress and starts no new one. */

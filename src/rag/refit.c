@@ -36,6 +36,10 @@
 #include "util/log.h"
 
 #define LSA_BLOB_NAME "lsa.model"
+/* The stored model's key beside it (a few bytes): a running process reads
+ * this one when the store moves, and the model only when the key is not
+ * its own (rag_lsa_pick_up). */
+#define LSA_KEY_BLOB_NAME "lsa.model.key"
 #define REFIT_BATCH 256
 
 /* Chunks read from the store, with their embedding inputs. */
@@ -134,6 +138,23 @@ static ragd_err embed_into(struct rag_engine *e, const struct embed_lsa_model *m
   return rc;
 }
 
+/* The swap: *ix becomes the engine's index and *m its model together,
+ * under the index write lock (the caller holds the model lock); *old gets
+ * the index they replace, for the caller to destroy outside the lock.
+ * max_rowid: the largest chunk row id *ix holds, when it may be past what
+ * the engine's index has read from the store (0: not). */
+static void swap_in(struct rag_engine *e, struct retrieve_index *ix, struct embed_lsa_model **m,
+                    int64_t max_rowid, struct retrieve_index *old) {
+  pthread_rwlock_wrlock(&e->index_lock);
+  *old = e->index;
+  e->index = *ix;
+  memset(ix, 0, sizeof *ix);
+  if (max_rowid > e->vector_max_rowid) e->vector_max_rowid = max_rowid;
+  embed_lsa_install(&e->embedder, *m);
+  *m = NULL;
+  pthread_rwlock_unlock(&e->index_lock);
+}
+
 ragd_err rag_lsa_refit(struct rag_engine *e, const struct slice *extra, size_t n_extra,
                        struct buf *err) {
   struct chunk_set all = {0}, late = {0};
@@ -180,6 +201,9 @@ ragd_err rag_lsa_refit(struct rag_engine *e, const struct slice *extra, size_t n
   /* 3. the model */
   if (!rc) rc = embed_lsa_model_encode(m, &blob);
   if (!rc) rc = e->store.ops->put_blob(e->store.ctx, LSA_BLOB_NAME, blob.data, blob.len);
+  if (!rc)
+    rc = e->store.ops->put_blob(e->store.ctx, LSA_KEY_BLOB_NAME, embed_lsa_model_key(m),
+                                strlen(embed_lsa_model_key(m)));
   if (rc) {
     if (err && err->len == 0) buf_appendf(err, "lsa: cannot store the new model: %s", ragd_strerror(rc));
     goto out;
@@ -188,15 +212,7 @@ ragd_err rag_lsa_refit(struct rag_engine *e, const struct slice *extra, size_t n
   pthread_rwlock_wrlock(&e->model_lock);
   rc = read_chunks(e, embed_lsa_model_key(m), dim, &late);
   if (!rc) rc = embed_into(e, m, &late, &ix, 1);
-  if (!rc) {
-    pthread_rwlock_wrlock(&e->index_lock);
-    old = e->index;
-    e->index = ix;
-    memset(&ix, 0, sizeof ix);
-    embed_lsa_install(&e->embedder, m);
-    m = NULL;
-    pthread_rwlock_unlock(&e->index_lock);
-  }
+  if (!rc) swap_in(e, &ix, &m, 0, &old);
   pthread_rwlock_unlock(&e->model_lock);
   if (rc) goto out;
   /* 5. the old fit's vectors (the key is ours to read: only refits change it) */
@@ -327,6 +343,91 @@ ragd_err rag_lsa_catch_up(struct rag_engine *e) {
   if (!rc && e->store.ops->stats(e->store.ctx, &stats) == RAGD_OK)
     atomic_store(&e->lsa_changed, stats.chunks > fitted ? stats.chunks - fitted : fitted - stats.chunks);
   chunk_set_dispose(&late);
+  return rc;
+}
+
+/* ---- a refit made by another process ------------------------------------------ */
+
+struct pick_up_load {
+  struct retrieve_index *ix;
+  int64_t max_rowid;
+  ragd_err rc;
+};
+
+static int pick_up_vector_cb(void *ctx, int64_t chunk_rowid, int64_t document_rowid,
+                             const float *v, size_t dim) {
+  struct pick_up_load *pl = ctx;
+  if (dim != pl->ix->dim) return 0;
+  pl->rc = pl->ix->ops->add(pl->ix->ctx, chunk_rowid, document_rowid, v);
+  if (chunk_rowid > pl->max_rowid) pl->max_rowid = chunk_rowid;
+  return pl->rc != RAGD_OK;
+}
+
+ragd_err rag_lsa_pick_up(struct rag_engine *e) {
+  struct embed_lsa_model *m = NULL;
+  struct retrieve_index ix = {0}, old = {0};
+  struct chunk_set late = {0};
+  struct pick_up_load pl = {0};
+  void *data = NULL;
+  size_t len = 0, dim = embed_dimensions(&e->embedder);
+  ragd_err rc;
+
+  if (strcmp(e->embedder.ops->name, "lsa") != 0) return RAGD_OK;
+  /* a refit of this process's own is running: it will store its model, the
+   * key blob moves again, and the next look decides */
+  if (pthread_mutex_trylock(&e->refit_mu) != 0) return RAGD_ECANCELLED;
+  rc = e->store.ops->get_blob(e->store.ctx, LSA_KEY_BLOB_NAME, &data, &len);
+  if (rc == RAGD_ENOTFOUND) { /* a model of an earlier version, or none: the next start */
+    rc = RAGD_OK;
+    goto out;
+  }
+  /* only refits change model_key, and they hold refit_mu, as this does */
+  if (rc || (len == strlen(e->embedder.model_key) && memcmp(data, e->embedder.model_key, len) == 0))
+    goto out;
+  free(data);
+  data = NULL;
+  rc = e->store.ops->get_blob(e->store.ctx, LSA_BLOB_NAME, &data, &len);
+  if (!rc) rc = embed_lsa_model_decode(&e->embedder, data, len, &m);
+  if (rc == RAGD_ECONFIG) { /* another rank than ours: as at start-up, until `ragd reindex` */
+    log_debug("lsa: the stored model has another rank than RAGD_LSA_RANK; not picked up");
+    rc = RAGD_OK;
+    goto out;
+  }
+  if (rc || strcmp(embed_lsa_model_key(m), e->embedder.model_key) == 0) goto out;
+  /* the other process stored the new model's vectors before the model */
+  rc = retrieve_index_create(e->memory_index, dim, &ix);
+  if (rc) goto out;
+  pl.ix = &ix;
+  rc = e->store.ops->load_vectors(e->store.ctx, embed_lsa_model_key(m), dim, pick_up_vector_cb, &pl);
+  if (rc == RAGD_ECANCELLED && pl.rc) rc = pl.rc;
+  if (rc) goto out;
+  /* what has no vector of it yet (that process's last writes, or ours),
+   * then the swap, as a refit of our own does */
+  pthread_rwlock_wrlock(&e->model_lock);
+  rc = read_chunks(e, embed_lsa_model_key(m), dim, &late);
+  if (!rc) rc = embed_into(e, m, &late, &ix, 1);
+  if (!rc) {
+    for (size_t i = 0; i < late.count; i++)
+      if (late.rowids[i] > pl.max_rowid) pl.max_rowid = late.rowids[i];
+    swap_in(e, &ix, &m, pl.max_rowid, &old);
+  }
+  pthread_rwlock_unlock(&e->model_lock);
+  if (rc) goto out;
+  {
+    struct store_stats stats = {0};
+    size_t fitted = embed_lsa_fitted_chunks(&e->embedder);
+    if (e->store.ops->stats(e->store.ctx, &stats) == RAGD_OK)
+      atomic_store(&e->lsa_changed, stats.chunks > fitted ? stats.chunks - fitted : fitted - stats.chunks);
+  }
+  log_info("lsa: picked up %s, fitted by another process (%zu chunks folded in)",
+           e->embedder.model_key, late.count);
+out:
+  pthread_mutex_unlock(&e->refit_mu);
+  retrieve_index_destroy(&old);
+  retrieve_index_destroy(&ix);
+  embed_lsa_model_free(m);
+  chunk_set_dispose(&late);
+  free(data);
   return rc;
 }
 

@@ -654,11 +654,15 @@ void rag_sync_external(struct rag_engine *e) {
   if (pthread_mutex_trylock(&e->sync_mu) != 0) return; /* another search is at it */
   __atomic_store_n(&e->sync_checked_us, now, __ATOMIC_RELAXED);
   if (e->store.ops->data_version(e->store.ctx, &v) == RAGD_OK && v != e->data_version) {
-    ragd_err rc = sync_apply(e);
+    /* a refit by the other process first: its new vectors are then ours */
+    ragd_err picked = rag_lsa_pick_up(e), rc;
+    if (picked && picked != RAGD_ECANCELLED)
+      log_warn("cannot pick up another process's lsa model: %s", ragd_strerror(picked));
+    rc = sync_apply(e);
     if (rc == RAGD_ECANCELLED) /* a refit's swap came between; the next search looks again */
       __atomic_store_n(&e->sync_checked_us, 0, __ATOMIC_RELAXED);
     else if (rc) log_warn("cannot apply another process's changes to the indexes: %s", ragd_strerror(rc));
-    else e->data_version = v;
+    else if (!picked) e->data_version = v; /* else: the model again at the next look */
   }
   pthread_mutex_unlock(&e->sync_mu);
 }

@@ -457,6 +457,61 @@ static void test_model_persists_across_restart(void **state) {
   assert_int_equal(stats.chunks, 17);
 }
 
+/* A refit made by another process on the same data (`ragd ingest` refits at
+ * its end) reaches a running engine at its next search after the store
+ * moved: the new model and its vectors are swapped in, and what that
+ * process wrote after its refit is searched with the same model. SQLite
+ * only (the store with data_version). */
+static void test_pick_up_other_process_refit(void **state) {
+  struct fx *fx = *state;
+  struct fx *other;
+  char key1[160], key2[160], doc[32], q[300];
+  static const size_t probes[][2] = {{0, 3}, {1, 6}, {2, 5}, {3, 0}};
+  size_t i;
+  double score;
+
+  if (fx->store[0]) skip();
+  engine_open(fx, "0");
+  for (i = 0; i < 8; i++) ingest_doc(&fx->e, 0, i);
+  for (i = 0; i < 8; i++) ingest_doc(&fx->e, 1, i);
+  reindex(&fx->e);
+  snprintf(key1, sizeof key1, "%s", fx->e.embedder.model_key);
+
+  other = calloc(1, sizeof *other);
+  assert_non_null(other);
+  memcpy(other->dir, fx->dir, sizeof other->dir);
+  engine_open(other, "0");
+  assert_string_equal(other->e.embedder.model_key, key1);
+  for (i = 0; i < 8; i++) ingest_doc(&other->e, 2, i); /* a new topic, folded in */
+  reindex(&other->e);
+  snprintf(key2, sizeof key2, "%s", other->e.embedder.model_key);
+  if (strcmp(key1, key2) == 0) fail_msg("the other process's refit kept the key %s", key1);
+  ingest_doc(&other->e, 3, 0); /* after its refit: a vector of the new model */
+  engine_close(other);
+  free(other);
+
+  usleep(250 * 1000); /* past the engine's look interval at the store (200 ms) */
+  self_query(2, 5, q, sizeof q);
+  (void)best_vector_score(&fx->e, q, NULL); /* the look happens before this search */
+  assert_string_equal(fx->e.embedder.model_key, key2);
+  for (i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+    char want[32];
+    self_query(probes[i][0], probes[i][1], q, sizeof q);
+    doc_id(probes[i][0], probes[i][1], want, sizeof want);
+    score = best_vector_score(&fx->e, q, doc);
+    if (score < 0.999) fail_msg("%s after the pick-up: best cosine %f (%s)", want, score, doc);
+    assert_string_equal(doc, want);
+  }
+  /* nothing new: the next look leaves model and index as they are */
+  usleep(250 * 1000);
+  ingest_doc(&fx->e, 3, 1);
+  self_query(3, 1, q, sizeof q);
+  score = best_vector_score(&fx->e, q, doc);
+  assert_string_equal(fx->e.embedder.model_key, key2);
+  if (score < 0.999) fail_msg("own ingest after the pick-up: best cosine %f", score);
+  assert_string_equal(doc, "t3-1");
+}
+
 /* An lsa.model file beside ragd.db (where earlier versions kept the model)
  * is read once and moved into the store. SQLite only. */
 static void test_legacy_model_file(void **state) {
@@ -511,6 +566,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_refit_trigger, setup, teardown),
       cmocka_unit_test_setup_teardown(test_model_persists_across_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_model_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pick_up_other_process_refit, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
