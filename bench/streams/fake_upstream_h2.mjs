@@ -16,7 +16,9 @@
 //
 // GET /__admin/stats answers {"requests","completed","aborted","open",
 // "h2_requests","sessions","sessions_open","max_sessions_open",
-// "max_streams_per_session"}: sessions are TLS connections that spoke
+// "max_streams_per_session","first_token_late_ms_p50","first_token_late_ms_p99"}:
+// the last two say how late (ms past --delay-ms) this process itself sent
+// the first tokens, which a starved machine makes nonzero; sessions are TLS connections that spoke
 // HTTP/2, so sessions << requests shows that the client multiplexes. An
 // answer is aborted when its stream closed before the end (the client
 // cancelled it).
@@ -93,8 +95,18 @@ function tick() {
   arm();
 }
 
+// How late this process itself sent each answer's first token (ms past its
+// due time): on a starved machine the fake's own lateness is not ragd's.
+const late = [];
+function pct(v, p) {
+  if (!v.length) return 0;
+  const s = [...v].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
 function step(a) {
   if (a.closed) return;
+  if (a.next === 1) late.push(Date.now() - a.due);
   const text = event(a.next++, a.includeUsage);
   if (text === null) {
     a.done = true;
@@ -120,7 +132,8 @@ const server = http2.createSecureServer(
     settings: { maxConcurrentStreams: opt.maxStreams },
   },
   (req, res) => {
-    if (req.method === 'GET' && req.url === '/__admin/stats') return answerSimple(res, 200, st);
+    if (req.method === 'GET' && req.url === '/__admin/stats')
+      return answerSimple(res, 200, { ...st, first_token_late_ms_p50: pct(late, 50), first_token_late_ms_p99: pct(late, 99) });
     if (req.method !== 'POST' || !req.url.endsWith('/chat/completions'))
       return answerSimple(res, 404, { error: { message: 'unknown url' } });
     const parts = [];

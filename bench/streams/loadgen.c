@@ -18,6 +18,9 @@
  *   error_event    the stream's last event was `error` (its code is listed)
  *   eof_before_done the response ended without a done or error event
  *   timeout        the stream was still open after T seconds (default 300)
+ *   degraded       it ended with done, but after a `notice`: the answer did
+ *                  not come (only) from the upstream (e.g. ragd could not
+ *                  reach it and answered from the passages)
  *
  * Measured per stream, from the moment its connect() starts: the first
  * event of any kind (meta), and the first text_delta, from which
@@ -48,11 +51,12 @@
 
 #define LINE_MAX_BYTES (256 * 1024)
 #define HEAD_MAX_BYTES (16 * 1024)
-#define ERROR_KINDS 8
+#define ERROR_KINDS 9
 
-enum kind { K_OK = 0, K_CONNECT, K_RESET, K_STATUS, K_ERROR_EVENT, K_EOF, K_TIMEOUT, K_PENDING };
+enum kind { K_OK = 0, K_CONNECT, K_RESET, K_STATUS, K_ERROR_EVENT, K_EOF, K_TIMEOUT, K_PENDING, K_DEGRADED };
 static const char *const kind_names[ERROR_KINDS] = {
-    "ok", "connect", "reset", "status", "error_event", "eof_before_done", "timeout", "pending"};
+    "ok", "connect", "reset", "status", "error_event", "eof_before_done", "timeout", "pending",
+    "degraded"};
 
 enum phase { P_CONNECTING = 0, P_SENDING, P_HEAD, P_BODY, P_DONE };
 enum chunk_state { CH_SIZE = 0, CH_DATA, CH_DATA_CRLF, CH_END };
@@ -73,7 +77,7 @@ struct stream {
   size_t line_len;
   char event[32];
   int has_data;
-  int saw_done, saw_error;
+  int saw_done, saw_error, saw_notice;
   char error_code[48];
   int64_t t_start_us, t_first_event_us, t_first_delta_us;
   enum kind result;
@@ -138,6 +142,7 @@ static void sse_line(struct stream *s, const char *p, size_t n) {
       if (!s->t_first_delta_us && strcmp(s->event, "text_delta") == 0) s->t_first_delta_us = t;
       if (strcmp(s->event, "done") == 0) s->saw_done = 1;
       if (strcmp(s->event, "error") == 0) s->saw_error = 1;
+      if (strcmp(s->event, "notice") == 0) s->saw_notice = 1;
     }
     s->event[0] = '\0';
     s->has_data = 0;
@@ -220,7 +225,7 @@ static int chunked_feed(struct stream *s, const char *p, size_t n) {
 
 static enum kind end_kind(const struct stream *s) {
   if (s->saw_error) return K_ERROR_EVENT;
-  if (s->saw_done) return K_OK;
+  if (s->saw_done) return s->saw_notice ? K_DEGRADED : K_OK;
   return K_EOF;
 }
 

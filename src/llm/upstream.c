@@ -53,6 +53,8 @@
 #define UP_SCAN_IDLE_MS 5000
 /* Shortest time between two scans, for the ones llm_wakeup asks for. */
 #define UP_SCAN_GAP_MS 10
+/* A due scan waits for the ready sockets to be read, but no longer than this. */
+#define UP_SCAN_LATE_MS 1000
 /* Socket events taken from the epoll set per wake-up. */
 #define UP_EVENTS_MAX 256
 
@@ -609,7 +611,6 @@ static void *up_main(void *arg) {
       curl_multi_socket_action(up_multi, CURL_SOCKET_TIMEOUT, 0, &running);
       up_drain_messages();
     }
-    if (now >= up_scan_due_ms) up_check_transfers(now);
     n = epoll_wait(up_epoll_fd, events, UP_EVENTS_MAX, up_wait_ms(clock_mono_ms()));
     for (i = 0; i < n; i++) {
       if (events[i].data.fd == up_event_fd) {
@@ -625,6 +626,15 @@ static void *up_main(void *arg) {
       curl_multi_socket_action(up_multi, events[i].data.fd, flags, &running);
     }
     if (n > 0) up_drain_messages();
+    /* The scan comes after the sockets were read, and only once a wait
+     * returned fewer events than it could take (nothing ready was left
+     * unread), unless it is a second late: on a starved machine the thread
+     * may wake long after a first token or an idle answer's next bytes
+     * arrived, and a deadline must not fire on bytes that wait in a socket
+     * buffer. */
+    now = clock_mono_ms();
+    if (now >= up_scan_due_ms && (n < UP_EVENTS_MAX || now - up_scan_due_ms > UP_SCAN_LATE_MS))
+      up_check_transfers(now);
   }
   while (up_active) {
     x = up_active;
