@@ -97,6 +97,9 @@ struct rag_engine {
    * rag_sync_external). */
   pthread_mutex_t sync_mu;
   int sync_ready;
+  /* Tests only (NULL otherwise): called by the sync between reading another
+   * process's changes and applying them, where a refit's swap can come. */
+  void (*sync_between_hook)(struct rag_engine *e);
   uint64_t data_version;
   int64_t keyword_max_rowid, vector_max_rowid;
   int64_t sync_checked_us;

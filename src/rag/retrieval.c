@@ -598,6 +598,7 @@ static ragd_err sync_apply(struct rag_engine *e) {
     if (rc == RAGD_ECANCELLED && sv.rc) rc = sv.rc;
     if (rc) goto out;
   }
+  if (e->sync_between_hook) e->sync_between_hook(e);
   pthread_rwlock_wrlock(&e->index_lock);
   if (e->keyword && have_keyword) {
     removed = retrieve_bm25_keep_groups(e->keyword, docs, ndocs);

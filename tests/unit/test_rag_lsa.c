@@ -457,6 +457,25 @@ static void test_model_persists_across_restart(void **state) {
   assert_int_equal(stats.chunks, 17);
 }
 
+/* The "running server" fx with topics 0 and 1 fitted (its key in key1),
+ * and a second engine on the same data, as another process; the caller
+ * closes and frees it. */
+static struct fx *fitted_and_another(struct fx *fx, char *key1, size_t cap) {
+  struct fx *other;
+  size_t i;
+  engine_open(fx, "0");
+  for (i = 0; i < 8; i++) ingest_doc(&fx->e, 0, i);
+  for (i = 0; i < 8; i++) ingest_doc(&fx->e, 1, i);
+  reindex(&fx->e);
+  snprintf(key1, cap, "%s", fx->e.embedder.model_key);
+  other = calloc(1, sizeof *other);
+  assert_non_null(other);
+  memcpy(other->dir, fx->dir, sizeof other->dir);
+  engine_open(other, "0");
+  assert_string_equal(other->e.embedder.model_key, key1);
+  return other;
+}
+
 /* A refit made by another process on the same data (`ragd ingest` refits at
  * its end) reaches a running engine at its next search after the store
  * moved: the new model and its vectors are swapped in, and what that
@@ -471,17 +490,7 @@ static void test_pick_up_other_process_refit(void **state) {
   double score;
 
   if (fx->store[0]) skip();
-  engine_open(fx, "0");
-  for (i = 0; i < 8; i++) ingest_doc(&fx->e, 0, i);
-  for (i = 0; i < 8; i++) ingest_doc(&fx->e, 1, i);
-  reindex(&fx->e);
-  snprintf(key1, sizeof key1, "%s", fx->e.embedder.model_key);
-
-  other = calloc(1, sizeof *other);
-  assert_non_null(other);
-  memcpy(other->dir, fx->dir, sizeof other->dir);
-  engine_open(other, "0");
-  assert_string_equal(other->e.embedder.model_key, key1);
+  other = fitted_and_another(fx, key1, sizeof key1);
   for (i = 0; i < 8; i++) ingest_doc(&other->e, 2, i); /* a new topic, folded in */
   reindex(&other->e);
   snprintf(key2, sizeof key2, "%s", other->e.embedder.model_key);
@@ -510,6 +519,55 @@ static void test_pick_up_other_process_refit(void **state) {
   assert_string_equal(fx->e.embedder.model_key, key2);
   if (score < 0.999) fail_msg("own ingest after the pick-up: best cosine %f", score);
   assert_string_equal(doc, "t3-1");
+}
+
+/* The sync's guard against a refit of its own: when a refit swaps model
+ * and index between the sync's reading another process's vectors (of the
+ * old model) and applying them, they must not go into the new index; the
+ * next search looks again. The hook runs the refit exactly there. SQLite
+ * only. */
+static int hook_refits;
+
+static void refit_in_between(struct rag_engine *e) {
+  e->sync_between_hook = NULL; /* once */
+  reindex(e);
+  hook_refits++;
+}
+
+static void test_sync_skips_vectors_of_a_swapped_model(void **state) {
+  struct fx *fx = *state;
+  struct fx *other;
+  char key1[160], doc[32], q[300];
+  size_t i;
+  double score;
+
+  if (fx->store[0]) skip();
+  other = fitted_and_another(fx, key1, sizeof key1);
+  /* folded in with the first model: vectors under key1 */
+  for (i = 0; i < 8; i++) ingest_doc(&other->e, 2, i);
+  assert_string_equal(other->e.embedder.model_key, key1);
+  engine_close(other);
+  free(other);
+
+  hook_refits = 0;
+  fx->e.sync_between_hook = refit_in_between;
+  usleep(250 * 1000);
+  self_query(2, 5, q, sizeof q);
+  (void)best_vector_score(&fx->e, q, NULL);
+  assert_int_equal(hook_refits, 1);
+  if (strcmp(fx->e.embedder.model_key, key1) == 0) fail_msg("the refit kept the key %s", key1);
+  /* now and after the next look: every new chunk of the new model */
+  for (int look = 0; look < 2; look++) {
+    for (i = 0; i < 8; i++) {
+      char want[32];
+      self_query(2, i, q, sizeof q);
+      doc_id(2, i, want, sizeof want);
+      score = best_vector_score(&fx->e, q, doc);
+      if (score < 0.999) fail_msg("look %d, %s: best cosine %f (%s)", look, want, score, doc);
+      assert_string_equal(doc, want);
+    }
+    usleep(250 * 1000);
+  }
 }
 
 /* An lsa.model file beside ragd.db (where earlier versions kept the model)
@@ -567,6 +625,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_model_persists_across_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_legacy_model_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pick_up_other_process_refit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sync_skips_vectors_of_a_swapped_model, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
