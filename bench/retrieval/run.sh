@@ -11,7 +11,8 @@
 # (utime + stime from /proc: wall time on a shared machine includes waiting
 # for the core), the keyword index's load time and bytes (from the server's
 # log), the resident memory per chunk, and the int8 index's recall@10
-# against an exact index over the same data. Results go to stdout;
+# against an exact index over the same data, then (bench_search_cpu, when
+# BUILD_DIR has it) each search's CPU time in process, p50/p99. Results go to stdout;
 # docs/retrieval.md keeps them. Prints the load average before each step.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,4 +57,8 @@ for N in $SIZES; do
   node "$ROOT/bench/retrieval/latency.mjs" --base "http://127.0.0.1:$P1" --queries "$WORK/c$N.queries.txt" --n 200 --modes vector \
     --compare "http://127.0.0.1:$P2" | tail -1
   kill $PID1 $PID2; wait $PID1 $PID2 2>/dev/null || true; PID1= PID2=
+  if [ -x "$BUILD/bench_search_cpu" ]; then
+    load
+    taskset -c 1 env RAGD_WORKERS=1 "$BUILD/bench_search_cpu" --n "$N_REQ" "$WORK/d$N" "$WORK/c$N.queries.txt"
+  fi
 done
