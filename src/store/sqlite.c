@@ -150,6 +150,7 @@ enum sq_stmt_id {
   SQ_CHUNKS_DELETE_DOC,
   SQ_CHUNK_INSERT,
   SQ_FTS_INSERT,
+  SQ_FTS_INSERT_STORED,
   SQ_SEARCH,
   SQ_CONV_TOUCH,
   SQ_MSG_INSERT,
@@ -235,6 +236,9 @@ static const char *const sq_stmt_sql[SQ_STMT_COUNT] = {
                         " VALUES (?1, ?2, ?3, ?4, ?5)",
     [SQ_FTS_INSERT] = "INSERT INTO chunk_fts(rowid, title, heading_path, text)"
                       " VALUES (?1, ?2, ?3, ?4)",
+    [SQ_FTS_INSERT_STORED] = "INSERT INTO chunk_fts(rowid, title, heading_path, text)"
+                             " SELECT id, title, heading_path, text FROM chunk_fts_source"
+                             " WHERE id = ?1",
     [SQ_SEARCH] = "SELECT " SQ_HIT_COLUMNS
                   " FROM (SELECT rowid AS chunk_rowid,"
                   " -bm25(chunk_fts, " SQ_BM25_WEIGHTS ") AS score"
@@ -311,6 +315,13 @@ struct sq_store {
    * document in a savepoint of the batch's open transaction; broken: an
    * error ended that transaction, so the batch can only be rolled back */
   int batch, batch_broken;
+  /* In a batch the chunks' FTS5 rows wait here (chunk id, document id)
+   * until batch_end: FTS5 writes its pending terms out at every savepoint
+   * (each statement inside one), which made a savepoint per document cost
+   * a fifth of ingest. fts_doc_mark: the count when the current document's
+   * savepoint opened (its rollback drops what it added). */
+  int64_t *fts_pending, *fts_pending_doc;
+  size_t fts_npending, fts_cap, fts_doc_mark;
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -599,6 +610,8 @@ static void sq_close(void *ctx) {
   int src;
   if (!s) return;
   for (i = 0; i < SQ_STMT_COUNT; i++) sqlite3_finalize(s->stmts[i]);
+  free(s->fts_pending);
+  free(s->fts_pending_doc);
   if (s->db) {
     /* Lets SQLite refresh its planner statistics when it thinks it helps. */
     sqlite3_exec(s->db, "PRAGMA optimize", NULL, NULL, NULL);
@@ -842,6 +855,47 @@ static ragd_err sq_vector_insert(struct sq_store *s, int64_t chunk_id, const cha
   return sq_run(s, st, src, "insert vector");
 }
 
+/* Queues a chunk's FTS5 row until the batch ends (see fts_pending). */
+static ragd_err sq_fts_defer(struct sq_store *s, int64_t chunk_id, int64_t doc_id) {
+  if (s->fts_npending == s->fts_cap) {
+    size_t cap = s->fts_cap ? s->fts_cap * 2 : 1024;
+    int64_t *a = realloc(s->fts_pending, cap * sizeof *a), *b;
+    if (!a) return RAGD_ENOMEM;
+    s->fts_pending = a;
+    b = realloc(s->fts_pending_doc, cap * sizeof *b);
+    if (!b) return RAGD_ENOMEM;
+    s->fts_pending_doc = b;
+    s->fts_cap = cap;
+  }
+  s->fts_pending[s->fts_npending] = chunk_id;
+  s->fts_pending_doc[s->fts_npending++] = doc_id;
+  return RAGD_OK;
+}
+
+/* Writes the queued FTS5 rows from the stored chunks (outside any
+ * savepoint, so FTS5 keeps them in memory until the commit). On error the
+ * rows not yet written stay queued. */
+static ragd_err sq_fts_flush(struct sq_store *s) {
+  sqlite3_stmt *st = s->stmts[SQ_FTS_INSERT_STORED];
+  size_t i;
+  ragd_err rc = RAGD_OK;
+  for (i = 0; i < s->fts_npending && !rc; i++)
+    rc = sq_run(s, st, sqlite3_bind_int64(st, 1, s->fts_pending[i]), "index chunk");
+  if (rc) i--; /* the failed one stays */
+  memmove(s->fts_pending, s->fts_pending + i, (s->fts_npending - i) * sizeof *s->fts_pending);
+  memmove(s->fts_pending_doc, s->fts_pending_doc + i,
+          (s->fts_npending - i) * sizeof *s->fts_pending_doc);
+  s->fts_npending -= i;
+  return rc;
+}
+
+/* Whether a chunk of doc_id waits in the queue. */
+static int sq_fts_pending_for(const struct sq_store *s, int64_t doc_id) {
+  for (size_t i = 0; i < s->fts_npending; i++)
+    if (s->fts_pending_doc[i] == doc_id) return 1;
+  return 0;
+}
+
 static ragd_err sq_chunk_insert(struct sq_store *s, int64_t doc_id, size_t ordinal,
                                 const struct text_chunk *c, const char *title,
                                 const struct sq_doc_fields *f) {
@@ -862,12 +916,16 @@ static ragd_err sq_chunk_insert(struct sq_store *s, int64_t doc_id, size_t ordin
   rc = sq_run(s, st, src, "insert chunk");
   if (rc) return rc;
   chunk_id = sqlite3_last_insert_rowid(s->db);
-  st = s->stmts[SQ_FTS_INSERT];
-  src = sqlite3_bind_int64(st, 1, chunk_id);
-  if (!src) src = sq_bind_str(st, 2, title);
-  if (!src) src = sq_bind_str(st, 3, heading);
-  if (!src) src = sq_bind_text(st, 4, c->text, c->text_len);
-  rc = sq_run(s, st, src, "index chunk");
+  if (s->batch) {
+    rc = sq_fts_defer(s, chunk_id, doc_id);
+  } else {
+    st = s->stmts[SQ_FTS_INSERT];
+    src = sqlite3_bind_int64(st, 1, chunk_id);
+    if (!src) src = sq_bind_str(st, 2, title);
+    if (!src) src = sq_bind_str(st, 3, heading);
+    if (!src) src = sq_bind_text(st, 4, c->text, c->text_len);
+    rc = sq_run(s, st, src, "index chunk");
+  }
   if (rc) return rc;
   if (f->chunk_rowids) f->chunk_rowids[ordinal] = chunk_id;
   if (f->vector_model)
@@ -885,6 +943,7 @@ static ragd_err sq_doc_begin(struct sq_store *s) {
     log_error("store: the batch's transaction ended after an error; no more documents join it");
     return RAGD_EIO;
   }
+  s->fts_doc_mark = s->fts_npending;
   return sq_run(s, s->stmts[SQ_SAVEPOINT], SQLITE_OK, "savepoint");
 }
 
@@ -900,6 +959,7 @@ static void sq_doc_rollback(struct sq_store *s) {
     sq_rollback(s);
     return;
   }
+  s->fts_npending = s->fts_doc_mark; /* its chunks are gone with it */
   /* an error such as SQLITE_FULL may have rolled back the whole batch */
   if (sqlite3_get_autocommit(s->db) ||
       sq_run(s, s->stmts[SQ_ROLLBACK_TO], SQLITE_OK, "rollback to savepoint") ||
@@ -930,6 +990,16 @@ static ragd_err sq_put_document(void *ctx, const struct store_doc_in *doc,
   rc = sq_doc_lookup(s, &f, hash, &ex);
   if (rc) goto out;
   if (ex.found && ex.unchanged) goto unchanged;
+  /* The FTS5 'delete' of a replaced document's chunks must meet the rows
+   * it indexed: index queued ones first (outside the savepoint, so that
+   * this document's rollback cannot undo them). */
+  if (s->batch && ex.found && sq_fts_pending_for(s, ex.id)) {
+    rc = sq_fts_flush(s);
+    if (rc) {
+      s->batch_broken = 1;
+      goto out;
+    }
+  }
 
   rc = sq_doc_begin(s);
   if (rc) goto out;
@@ -998,10 +1068,12 @@ static ragd_err sq_batch_end(void *ctx, int commit) {
     goto out;
   }
   if (commit && (s->batch_broken || sqlite3_get_autocommit(s->db))) rc = RAGD_EIO;
-  else if (commit) rc = sq_commit(s);
+  if (commit && !rc) rc = sq_fts_flush(s);
+  if (commit && !rc) rc = sq_commit(s);
   if (!commit || rc) sq_rollback(s);
   s->batch = 0;
   s->batch_broken = 0;
+  s->fts_npending = 0;
 out:
   pthread_mutex_unlock(&s->lock);
   return rc;

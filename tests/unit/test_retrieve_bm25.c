@@ -82,9 +82,12 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* Stores ndocs markdown documents of a few sections each. */
+/* Stores ndocs markdown documents of a few sections each, most of them in
+ * ingest batches of up to 50 (whose FTS5 rows the store writes at the
+ * batch's end), so the comparisons below check that path too. */
 static void fill_store(struct fx *fx, unsigned ndocs) {
   for (unsigned d = 0; d < ndocs; d++) {
+    int batch = d % 50 < 40 && fx->st.ops->batch_begin;
     struct buf text, title, id;
     struct text_chunk_list chunks = {0};
     struct text_chunk_opts opts = {40, 8};
@@ -112,7 +115,22 @@ static void fill_store(struct fx *fx, unsigned ndocs) {
     in.content = text.data;
     in.content_len = text.len;
     in.chunks = &chunks;
+    if (batch && d % 50 == 0) assert_int_equal(fx->st.ops->batch_begin(fx->st.ctx), RAGD_OK);
+    if (batch && d % 7 == 3) {
+      /* an earlier version in the same batch, replaced at once: the index
+       * must forget it entirely */
+      struct text_chunk_list v0 = {0};
+      struct store_doc_in in0 = in;
+      assert_int_equal(text_chunk("refund parcel zebra", 19, TEXT_FORMAT_TEXT, &opts, &v0), RAGD_OK);
+      in0.content = "refund parcel zebra";
+      in0.content_len = 19;
+      in0.chunks = &v0;
+      assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &in0, &res), RAGD_OK);
+      text_chunk_list_dispose(&v0);
+    }
     assert_int_equal(fx->st.ops->put_document(fx->st.ctx, &in, &res), RAGD_OK);
+    if (batch && (d % 50 == 39 || d + 1 == ndocs))
+      assert_int_equal(fx->st.ops->batch_end(fx->st.ctx, 1), RAGD_OK);
     text_chunk_list_dispose(&chunks);
     buf_dispose(&text);
     buf_dispose(&title);
