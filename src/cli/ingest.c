@@ -44,6 +44,7 @@ struct ingest_counts {
 struct ingest_totals {
   struct ingest_counts done, pending;
   const struct store *st;
+  const struct rag_engine *engine;
   size_t batch_size; /* 1: no batch, every document commits alone */
   size_t in_batch;   /* documents written into the open batch */
   int batch_open;
@@ -71,8 +72,15 @@ static void batch_flush(struct ingest_totals *t) {
 }
 
 /* Before each document: opens a batch when none is (a store that cannot
- * batch commits each document alone). */
+ * batch commits each document alone). The lsa embedder's first fit, which
+ * rag_ingest runs while no model exists, stores the model and vectors
+ * beside put_document, which a batch refuses: that document goes alone. */
 static void batch_prepare(struct ingest_totals *t) {
+  const struct embedder *em = &t->engine->embedder;
+  if (strcmp(em->ops->name, "lsa") == 0 && !embed_lsa_fitted(em)) {
+    batch_flush(t);
+    return;
+  }
   if (t->batch_open || t->batch_size <= 1 || !t->st->ops->batch_begin) return;
   if (t->st->ops->batch_begin(t->st->ctx) == RAGD_OK) t->batch_open = 1;
 }
@@ -261,6 +269,7 @@ int cli_ingest(int argc, char **argv) {
   if (status >= 0) return status;
   memset(&t, 0, sizeof t);
   t.st = &run.engine.store;
+  t.engine = &run.engine;
   t.batch_size = (size_t)run.cfg.ingest_batch;
   for (int i = 0; i < run.opts.nargs; i++) {
     struct stat st;
