@@ -234,8 +234,8 @@ out:
 /* One GET {base}/models. what names the endpoint in the report, key_var the
  * variable that holds its key. */
 static void check_endpoint(struct doctor *d, const char *what, const char *provider,
-                           const char *base_url, const char *api_key, const char *model,
-                           const char *key_var) {
+                           const char *base_url, const char *api_key, const char *ca_file,
+                           const char *model, const char *key_var) {
   struct buf body, detail;
   long status = 0;
   size_t listed = 0;
@@ -247,7 +247,8 @@ static void check_endpoint(struct doctor *d, const char *what, const char *provi
     report(d, "FAIL", "%s (%s): no base URL is set", what, provider);
     goto out;
   }
-  rc = llm_probe(provider, base_url, api_key, DOCTOR_PROBE_TIMEOUT_MS, &status, &body, &detail);
+  rc = llm_probe(provider, base_url, api_key, ca_file, DOCTOR_PROBE_TIMEOUT_MS, &status, &body,
+                 &detail);
   if (rc) {
     report(d, "FAIL", "%s (%s): cannot reach %s: %s", what, provider, base_url,
            detail.data ? detail.data : ragd_strerror(rc));
@@ -336,7 +337,8 @@ static void check_generators(struct doctor *d, const struct ragd_config *cfg) {
     }
     snprintf(what, sizeof what, "generator %s, model %s", g->name, g->model);
     key_var_name(key_var, sizeof key_var, g, chained);
-    check_endpoint(d, what, g->provider, g->base_url, g->api_key, g->model, key_var);
+    check_endpoint(d, what, g->provider, g->base_url, g->api_key, cfg->llm_ca_file, g->model,
+                   key_var);
     check_model_tables(d, cfg, prices, price_count, models, g->model);
   }
   rag_prices_free(prices, price_count);
@@ -354,8 +356,8 @@ static void check_embedder(struct doctor *d, const struct ragd_config *cfg) {
     return;
   }
   snprintf(what, sizeof what, "embedder, model %s", cfg->embed_model);
-  check_endpoint(d, what, "openai", cfg->embed_base_url, cfg->embed_api_key, cfg->embed_model,
-                 "RAGD_EMBED_API_KEY");
+  check_endpoint(d, what, "openai", cfg->embed_base_url, cfg->embed_api_key, NULL,
+                 cfg->embed_model, "RAGD_EMBED_API_KEY");
 }
 
 /* ---- listening ---- */

@@ -183,9 +183,11 @@ void llm_wakeup(void);
  * NULL) holds up to 256 KiB of it. RAGD_EUPSTREAM (nothing answered:
  * refused, unresolvable, reset), RAGD_ETIMEOUT or RAGD_EINVAL (unknown
  * provider, a line break in base_url or api_key); detail then says what
- * happened, never the key. */
+ * happened, never the key. ca_file as llm_config.ca_file (NULL or "": the
+ * system's CAs), so the probe trusts what the generators trust. */
 ragd_err llm_probe(const char *provider, const char *base_url, const char *api_key,
-                   long timeout_ms, long *status /* OUT */, struct buf *body, struct buf *detail);
+                   const char *ca_file, long timeout_ms, long *status /* OUT */, struct buf *body,
+                   struct buf *detail);
 
 /* ---- circuit breakers -------------------------------------------------- */
 

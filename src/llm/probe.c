@@ -56,7 +56,8 @@ static ragd_err key_header(const char *provider, const char *api_key, struct buf
 }
 
 ragd_err llm_probe(const char *provider, const char *base_url, const char *api_key,
-                   long timeout_ms, long *status, struct buf *body, struct buf *detail) {
+                   const char *ca_file, long timeout_ms, long *status, struct buf *body,
+                   struct buf *detail) {
   struct probe p;
   struct llm_upstream_request req;
   struct llm_upstream_callbacks cb = {.on_body = probe_on_body, .on_complete = probe_on_complete};
@@ -97,6 +98,7 @@ ragd_err llm_probe(const char *provider, const char *base_url, const char *api_k
   req.header_count = count;
   req.connect_timeout_ms = timeout_ms;
   req.total_timeout_ms = timeout_ms;
+  req.ca_file = ca_file && ca_file[0] ? ca_file : NULL;
   rc = llm_upstream_add(&req, &cb, &p);
   if (rc) {
     if (detail) buf_appendf(detail, "cannot start the request: %s", ragd_strerror(rc));

@@ -94,3 +94,23 @@ test('an unreadable RAGD_LLM_CA_FILE stops ragd at start-up', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('ragd doctor trusts RAGD_LLM_CA_FILE as the generators do', async (t) => {
+  const dir = tempDir('ragd-h2-');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert, key } = makeCert(dir);
+  const fake = await startFakeH2(cert, key);
+  t.after(() => fake.stop());
+  const env = { RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_API_KEY: 'sk-h2-doctor' };
+  const generator = (stdout) => stdout.split('\n').find((l) => /^ {2}(ok|FAIL) +generator DEFAULT/.test(l)) || '';
+  const doctor = (extra) => runRagd(['doctor', '--data', path.join(dir, 'data'), '--listen', '127.0.0.1:0'],
+    { env: { ...env, ...extra } });
+  // Trusted: the TLS handshake holds and the fake answers (it lists no
+  // models, so the line may still fail, but not for want of a connection).
+  const trusted = await doctor({ RAGD_LLM_CA_FILE: cert });
+  assert.notEqual(generator(trusted.stdout), '', trusted.stdout + trusted.stderr);
+  assert.doesNotMatch(generator(trusted.stdout), /cannot reach/, trusted.stdout);
+  // Without the CA the same check cannot reach the upstream.
+  const refused = await doctor({});
+  assert.match(generator(refused.stdout), /^ {2}FAIL .*cannot reach/, refused.stdout);
+});
