@@ -33,6 +33,21 @@ function linesAfter(stderr, offset) {
     });
 }
 
+// The start-up lines go to stderr before READY goes to stdout, but the two
+// pipes are read separately, so some may arrive after startServer returns.
+// Returns stderr's length once it has stopped growing for 200 ms (all of
+// them were written before READY; the server is idle until the workload).
+async function startupLogged(srv) {
+  let len = srv.stderr().length;
+  for (let quiet = 0, i = 0; quiet < 4 && i < 100; i++) {
+    await sleep(50);
+    const now = srv.stderr().length;
+    quiet = now === len ? quiet + 1 : 0;
+    len = now;
+  }
+  return len;
+}
+
 // Waits until every id has its access line (written when the response ends).
 async function waitForAccessLines(srv, offset, ids) {
   for (let i = 0; i < 100; i++) {
@@ -125,7 +140,7 @@ function assertNoSecrets(stderr) {
 test('info level: JSON lines with request ids, one access line per request, no customer text', async (t) => {
   const srv = await startServer({ env: { RAGD_LOG_LEVEL: 'info' } });
   t.after(() => srv.stop());
-  const offset = srv.stderr().length;
+  const offset = await startupLogged(srv);
   const want = await workload(srv.base, 'info');
   const lines = await waitForAccessLines(srv, offset, want.map((w) => w.id));
   checkAccessLines(lines, want, 'extractive');
@@ -145,7 +160,7 @@ test('debug level: upstream-thread lines carry the request id and the question i
     },
   });
   t.after(() => srv.stop());
-  const offset = srv.stderr().length;
+  const offset = await startupLogged(srv);
   // The first attempt of each answer fails once: the retry is logged by the
   // upstream thread, which must know whose request it is.
   await fake.configure({ fail_first: 1, fail_status: 503 });
