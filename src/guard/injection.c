@@ -14,6 +14,7 @@
  * Weights add up once per rule; a total of 1.0 flags. The phrase lists were
  * tuned against the tuned sets of tests/guard/, which also hold the
  * look-alikes that must not flag; the held-out set there is never tuned on. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -389,9 +390,38 @@ static ragd_err fold_copies(const char *f, size_t n, struct buf *spaced, struct 
 
 /* ---- matching ----------------------------------------------------------------- */
 
-static int any_in(const char *hay, size_t n, const char *const *words) {
-  for (size_t i = 0; words[i]; i++)
-    if (memmem(hay, n, words[i], strlen(words[i]))) return 1;
+/* The set of adjacent byte pairs of one folded copy: a phrase can occur in
+ * the copy only if each of its byte pairs does, so most phrases are ruled
+ * out without scanning the text (the phrase lists are long and a document's
+ * chunks are checked at every ingest). Exact: it never hides a match. */
+struct pair_set {
+  uint64_t bits[65536 / 64];
+};
+
+static void pair_set_fill(struct pair_set *ps, const char *t, size_t n) {
+  const unsigned char *u = (const unsigned char *)t;
+  memset(ps->bits, 0, sizeof ps->bits);
+  for (size_t i = 0; i + 1 < n; i++) {
+    unsigned idx = (unsigned)u[i] << 8 | u[i + 1];
+    ps->bits[idx >> 6] |= UINT64_C(1) << (idx & 63);
+  }
+}
+
+static int pair_set_may_hold(const struct pair_set *ps, const char *needle, size_t nl) {
+  const unsigned char *u = (const unsigned char *)needle;
+  for (size_t i = 0; i + 1 < nl; i++) {
+    unsigned idx = (unsigned)u[i] << 8 | u[i + 1];
+    if (!(ps->bits[idx >> 6] & UINT64_C(1) << (idx & 63))) return 0;
+  }
+  return 1;
+}
+
+/* hay lies inside the copy that ps was filled from. */
+static int any_in(const struct pair_set *ps, const char *hay, size_t n, const char *const *words) {
+  for (size_t i = 0; words[i]; i++) {
+    size_t nl = strlen(words[i]);
+    if (pair_set_may_hold(ps, words[i], nl) && memmem(hay, n, words[i], nl)) return 1;
+  }
   return 0;
 }
 
@@ -410,10 +440,13 @@ static int at_word(const struct inj_rule *r, const char *t, size_t n, size_t pos
   return 1;
 }
 
-static int rule_matches(const struct inj_rule *r, const char *t, size_t n) {
+/* ps: the pair set of t[0..n). */
+static int rule_matches(const struct inj_rule *r, const struct pair_set *ps, const char *t,
+                        size_t n) {
   for (size_t w = 0; r->first[w]; w++) {
     const char *needle = r->first[w];
     size_t nl = strlen(needle), at = 0;
+    if (!pair_set_may_hold(ps, needle, nl)) continue;
     while (at < n) {
       const char *hit = memmem(t + at, n - at, needle, nl);
       size_t pos, from, span;
@@ -425,7 +458,7 @@ static int rule_matches(const struct inj_rule *r, const char *t, size_t n) {
       if (!r->second) return 1;
       from = pos + nl;
       span = n - from < r->window ? n - from : r->window;
-      if (any_in(t + from, span, r->second)) return 1;
+      if (any_in(ps, t + from, span, r->second)) return 1;
     }
   }
   return 0;
@@ -487,6 +520,7 @@ static ragd_err check(const char *text, size_t len, unsigned scope, int depth,
   char *folded = NULL;
   size_t folded_len = 0;
   struct buf spaced, tight, squeezed;
+  struct pair_set *pairs = NULL; /* of spaced, tight, squeezed */
   unsigned char matched[sizeof rules / sizeof rules[0]] = {0};
   double best = 0;
   ragd_err rc;
@@ -501,13 +535,23 @@ static ragd_err check(const char *text, size_t len, unsigned scope, int depth,
   if (rc) goto out;
   rc = fold_copies(folded, folded_len, &spaced, &tight, &squeezed);
   if (rc) goto out;
+  pairs = malloc(3 * sizeof *pairs);
+  if (!pairs) {
+    rc = RAGD_ENOMEM;
+    goto out;
+  }
+  pair_set_fill(&pairs[0], spaced.data, spaced.len);
+  pair_set_fill(&pairs[1], tight.data, tight.len);
+  pair_set_fill(&pairs[2], squeezed.data, squeezed.len);
   for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
     const struct inj_rule *r = &rules[i];
-    const struct buf *t = r->squeezed ? &squeezed : r->nospace ? &tight : &spaced;
+    size_t copy = r->squeezed ? 2 : r->nospace ? 1 : 0;
+    const struct buf *t = copy == 2 ? &squeezed : copy == 1 ? &tight : &spaced;
     int shadowed = 0;
     for (size_t j = 0; r->unless && j < i; j++)
       if (matched[j] && strcmp(rules[j].name, r->unless) == 0) shadowed = 1;
-    if (shadowed || !(r->scope & scope) || !rule_matches(r, t->data, t->len)) continue;
+    if (shadowed || !(r->scope & scope) || !rule_matches(r, &pairs[copy], t->data, t->len))
+      continue;
     matched[i] = 1;
     res->score += r->weight;
     res->rule_count++;
@@ -523,6 +567,7 @@ static ragd_err check(const char *text, size_t len, unsigned scope, int depth,
   }
   res->flagged = res->score >= INJECTION_THRESHOLD;
 out:
+  free(pairs);
   free(folded);
   buf_dispose(&spaced);
   buf_dispose(&tight);
