@@ -43,6 +43,7 @@ static const char help[] =
     "Usage: ragd eval --corpus corpus.jsonl --queries queries.jsonl --qrels qrels.tsv\n"
     "                 [--mode hybrid|keyword|vector|all] [--k N] [--json]\n"
     "                 [--answers answers.jsonl] [--limit-queries N]\n"
+    "                 [--embedder hash|lsa|openai]\n"
     "\n"
     "Measures retrieval on a BEIR-format collection: ingests the corpus into a\n"
     "temporary data folder (removed afterwards), runs every judged query and\n"
@@ -61,6 +62,8 @@ static const char help[] =
     "                   answer each of those queries with the extractive generator\n"
     "                   and report how often the answer contains a gold string\n"
     "  --limit-queries N  only the first N queries of the queries file\n"
+    "  --embedder NAME  the vector side: hash, lsa (fitted on the corpus) or\n"
+    "                   openai (RAGD_EMBED_*); the same as RAGD_EMBEDDER=NAME\n"
     "\n"
     "Settings come from RAGD_* variables as for the other commands (chunk size,\n"
     "RAGD_TOP_K passages per answer); RAGD_DATA is ignored. Exit status 1 on a\n"
@@ -90,6 +93,7 @@ struct eval_index {
 
 struct eval {
   const char *corpus_path, *queries_path, *qrels_path, *answers_path;
+  const char *embedder; /* --embedder; NULL: RAGD_EMBEDDER or its default */
   const char *mode_name;
   size_t k;
   size_t limit;
@@ -525,6 +529,7 @@ static int eval_open_engine(struct eval *ev) {
   ev->cfg_ready = 1;
   rc = config_load_env(&ev->cfg, &err);
   if (!rc) rc = config_set(&ev->cfg, "RAGD_DATA", ev->data_dir, &err);
+  if (!rc && ev->embedder) rc = config_set(&ev->cfg, "RAGD_EMBEDDER", ev->embedder, &err);
   /* Answers are measured for the offline generator, whatever RAGD_LLM_* say. */
   if (!rc) rc = config_set(&ev->cfg, "RAGD_LLM_PROVIDER", "extractive", &err);
   if (!rc) rc = config_finish(&ev->cfg, &err);
@@ -1059,8 +1064,9 @@ static int eval_parse_size(const char *flag, const char *v, size_t min, size_t m
 
 /* 0 ok, 1 help, -1 usage error. */
 static int eval_parse_args(int argc, char **argv, struct eval *ev) {
-  static const char *const flags[] = {"--corpus", "--queries", "--qrels",         "--mode",
-                                      "--k",      "--answers", "--limit-queries"};
+  static const char *const flags[] = {"--corpus", "--queries",       "--qrels",
+                                      "--mode",   "--k",             "--answers",
+                                      "--limit-queries", "--embedder"};
   int i;
   ev->k = EVAL_K_DEFAULT;
   ev->mode_name = "all";
@@ -1098,9 +1104,10 @@ static int eval_parse_args(int argc, char **argv, struct eval *ev) {
         if (eval_parse_size("--k", value, 1, EVAL_K_MAX, &ev->k)) return -1;
         break;
       case 5: ev->answers_path = value; break;
-      default:
+      case 6:
         if (eval_parse_size("--limit-queries", value, 1, SIZE_MAX / 4, &ev->limit)) return -1;
         break;
+      default: ev->embedder = value; break;
     }
   }
   if (!ev->corpus_path || !ev->queries_path || !ev->qrels_path) {
