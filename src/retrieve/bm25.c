@@ -89,6 +89,7 @@ struct retrieve_bm25 {
   uint32_t *idmap_vals;
   size_t idmap_cap, idmap_used; /* used counts tombstones too */
   uint64_t total_len; /* tokens of the live chunks */
+  int64_t max_group;  /* bound on every group ever added (never lowered); INT64_MIN: none */
   uint32_t add_serial;  /* counts retrieve_bm25_add calls, never 0 */
   /* norm[slot] = k1 * (1 - b + b * D / avgdl), or -1 for a dead slot; valid
    * while norm_serial == serial (writers bump serial) */
@@ -202,6 +203,7 @@ ragd_err retrieve_bm25_create(const struct retrieve_bm25_params *p, struct retri
   ix = calloc(1, sizeof *ix);
   if (!ix) return RAGD_ENOMEM;
   ix->p = *p;
+  ix->max_group = INT64_MIN;
   buf_init(&ix->pool, 0);
   if (pthread_mutex_init(&ix->scratch_mu, NULL) != 0) {
     free(ix);
@@ -536,6 +538,7 @@ ragd_err retrieve_bm25_add(struct retrieve_bm25 *ix, int64_t id, int64_t group, 
   s = &ix->slots[slot];
   s->id = id;
   s->group = group;
+  if (group > ix->max_group) ix->max_group = group;
   s->len = a.tokens;
   s->fwd_off = (uint32_t)ix->nfwd;
   s->fwd_len = (uint32_t)a.count;
@@ -614,7 +617,7 @@ size_t retrieve_bm25_remove(struct retrieve_bm25 *ix, int64_t id) {
 
 size_t retrieve_bm25_remove_group(struct retrieve_bm25 *ix, int64_t group) {
   size_t n = 0;
-  if (!ix) return 0;
+  if (!ix || group > ix->max_group) return 0; /* a new document: nothing to scan */
   for (size_t i = 0; i < ix->nslots; i++) {
     if (ix->slots[i].alive && ix->slots[i].group == group) {
       kw_kill(ix, (uint32_t)i);

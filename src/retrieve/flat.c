@@ -26,6 +26,10 @@ struct flat {
   float *vecs;
   int8_t *codes;  /* quantized only */
   float *scales;  /* quantized only */
+  /* Upper bounds of every id and group ever added (never lowered): a new
+   * document's rows (larger row ids than any before) are known absent
+   * without a scan, which keeps a bulk ingest linear. INT64_MIN: none yet. */
+  int64_t max_id, max_group;
 };
 
 /* ---- dot products ------------------------------------------------------------ */
@@ -231,6 +235,7 @@ static ragd_err flat_create_common(size_t dim, int quantized, void **ctx) {
   if (!f) return RAGD_ENOMEM;
   f->dim = dim;
   f->quantized = quantized;
+  f->max_id = f->max_group = INT64_MIN;
   *ctx = f;
   return RAGD_OK;
 }
@@ -284,6 +289,8 @@ static ragd_err flat_add(void *ctx, int64_t id, int64_t group, const float *v) {
   i = f->count++;
   f->ids[i] = id;
   f->groups[i] = group;
+  if (id > f->max_id) f->max_id = id;
+  if (group > f->max_group) f->max_group = group;
   memcpy(f->vecs + i * f->dim, v, f->dim * sizeof *v);
   if (f->quantized) f->scales[i] = retrieve_quantize(v, f->dim, f->codes + i * f->dim);
   return RAGD_OK;
@@ -305,6 +312,7 @@ static void flat_remove_at(struct flat *f, size_t i) {
 static size_t flat_remove_group(void *ctx, int64_t group) {
   struct flat *f = ctx;
   size_t removed = 0, i = 0;
+  if (group > f->max_group) return 0;
   while (i < f->count) {
     if (f->groups[i] == group) {
       flat_remove_at(f, i);
@@ -318,6 +326,7 @@ static size_t flat_remove_group(void *ctx, int64_t group) {
 
 static size_t flat_remove(void *ctx, int64_t id) {
   struct flat *f = ctx;
+  if (id > f->max_id) return 0;
   for (size_t i = 0; i < f->count; i++)
     if (f->ids[i] == id) {
       flat_remove_at(f, i);
