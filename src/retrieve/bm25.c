@@ -462,6 +462,12 @@ static ragd_err posting_push(struct kw_term *t, uint32_t slot, const uint16_t c[
   return RAGD_OK;
 }
 
+/* k1 * (1 - b + b * D / avgdl) for a chunk of D tokens: the norm[] of a
+ * slot, and the smallest one a term can meet (its bound). */
+static double kw_norm(double k1, double b, uint32_t tokens, double avgdl) {
+  return k1 * (1 - b + b * (double)tokens / avgdl);
+}
+
 /* The weighted frequency of one posting: FTS5 adds the column weight once
  * per occurrence; a product is the same sum (exactly for the default
  * weights, to an ulp otherwise). Searches and the bound use this one
@@ -896,7 +902,7 @@ static ragd_err norm_refresh(struct retrieve_bm25 *ix) {
       ix->norm_cap = cap;
     }
     for (size_t i = 0; i < ix->nslots; i++)
-      ix->norm[i] = ix->slots[i].alive ? k1 * (1 - b + b * (double)ix->slots[i].len / avgdl) : -1;
+      ix->norm[i] = ix->slots[i].alive ? kw_norm(k1, b, ix->slots[i].len, avgdl) : -1;
     ix->norm_serial = ix->serial;
   }
 out:
@@ -1146,7 +1152,7 @@ static ragd_err kw_search(struct retrieve_bm25 *ix, const char *query, size_t k,
     c->idf = idf;
     c->qi = (uint32_t)m;
     /* the contribution grows with f and falls with the chunk's length */
-    nm_min = k1 * (1 - b + b * (double)t->len_min / avgdl);
+    nm_min = kw_norm(k1, b, t->len_min, avgdl);
     c->ub = t->f_max > 0 ? idf * ((t->f_max * (k1 + 1.0)) / (t->f_max + nm_min)) : 0.0;
     if (!(c->ub >= 0) || isinf(c->ub)) c->ub = INFINITY; /* k1 0: never prune this term */
     m++;
