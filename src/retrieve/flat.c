@@ -45,11 +45,9 @@ float retrieve_dot_f32(const float *a, const float *b, size_t dim) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-/* The int8 scan is the vector ranker's hot loop (half of a hybrid search at
- * 100k chunks, bench/retrieval). On x86-64 CPUs with AVX2 (checked at run
- * time) 16 codes at a time are widened to int16 and multiplied pairwise
- * into int32 lanes (vpmaddwd: exact, no overflow); elsewhere the portable
- * loop below. Both give the same sum. */
+/* One int8 dot product (any codes, -128 included): 16 sums of int16
+ * products, which the compiler keeps in vector lanes. The scan below is the
+ * vector ranker's hot loop and has an AVX2 kernel of its own. */
 static int32_t dot_i8_portable(const int8_t *a, const int8_t *b, size_t dim) {
   int32_t acc[16] = {0};
   size_t i = 0, j;
@@ -64,30 +62,9 @@ static int32_t dot_i8_portable(const int8_t *a, const int8_t *b, size_t dim) {
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define FLAT_HAVE_AVX2 1
-__attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b,
-                                                           size_t dim) {
-  __m256i acc = _mm256_setzero_si256();
-  __m128i lo, hi;
-  size_t i = 0;
-  int32_t sum;
-  for (; i + 16 <= dim; i += 16) {
-    __m256i x = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(a + i)));
-    __m256i y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(b + i)));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, y));
-  }
-  lo = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-  lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0x4e));
-  hi = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xb1));
-  sum = _mm_cvtsi128_si32(hi);
-  for (; i < dim; i++) sum += (int32_t)a[i] * (int32_t)b[i];
-  return sum;
-}
 #endif
 
 int32_t retrieve_dot_i8(const int8_t *a, const int8_t *b, size_t dim) {
-#ifdef FLAT_HAVE_AVX2
-  if (__builtin_cpu_supports("avx2")) return dot_i8_avx2(a, b, dim);
-#endif
   return dot_i8_portable(a, b, dim);
 }
 
