@@ -302,10 +302,19 @@ ragd_err rag_lsa_open(struct rag_engine *e, struct buf *err) {
   return rc;
 }
 
+/* The change counter after a model arrived: the corpus may have moved on
+ * since its fit (ingests by another process), by the difference between
+ * the store's chunks and the fit's. */
+static void lsa_changed_from_store(struct rag_engine *e) {
+  struct store_stats stats = {0};
+  size_t fitted = embed_lsa_fitted_chunks(&e->embedder);
+  if (e->store.ops->stats(e->store.ctx, &stats) == RAGD_OK)
+    atomic_store(&e->lsa_changed, stats.chunks > fitted ? stats.chunks - fitted : fitted - stats.chunks);
+}
+
 ragd_err rag_lsa_catch_up(struct rag_engine *e) {
   struct chunk_set late = {0};
-  struct store_stats stats = {0};
-  size_t dim = embed_dimensions(&e->embedder), fitted = embed_lsa_fitted_chunks(&e->embedder);
+  size_t dim = embed_dimensions(&e->embedder);
   ragd_err rc = RAGD_OK;
   if (!embed_lsa_fitted(&e->embedder)) return RAGD_OK;
   /* At start-up no other thread runs; later the model lock keeps refits out. */
@@ -339,9 +348,7 @@ ragd_err rag_lsa_catch_up(struct rag_engine *e) {
                       e->embedder.model_key);
   }
   pthread_rwlock_unlock(&e->model_lock);
-  /* The corpus may have moved on since the fit (ingests by another process). */
-  if (!rc && e->store.ops->stats(e->store.ctx, &stats) == RAGD_OK)
-    atomic_store(&e->lsa_changed, stats.chunks > fitted ? stats.chunks - fitted : fitted - stats.chunks);
+  if (!rc) lsa_changed_from_store(e);
   chunk_set_dispose(&late);
   return rc;
 }
@@ -413,12 +420,7 @@ ragd_err rag_lsa_pick_up(struct rag_engine *e) {
   }
   pthread_rwlock_unlock(&e->model_lock);
   if (rc) goto out;
-  {
-    struct store_stats stats = {0};
-    size_t fitted = embed_lsa_fitted_chunks(&e->embedder);
-    if (e->store.ops->stats(e->store.ctx, &stats) == RAGD_OK)
-      atomic_store(&e->lsa_changed, stats.chunks > fitted ? stats.chunks - fitted : fitted - stats.chunks);
-  }
+  lsa_changed_from_store(e);
   log_info("lsa: picked up %s, fitted by another process (%zu chunks folded in)",
            e->embedder.model_key, late.count);
 out:
