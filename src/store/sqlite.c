@@ -320,7 +320,9 @@ struct sq_store {
    * (each statement inside one), which made a savepoint per document cost
    * a fifth of ingest. fts_doc_mark: the count when the current document's
    * savepoint opened (its rollback drops what it added). */
-  int64_t *fts_pending, *fts_pending_doc;
+  struct sq_fts_row {
+    int64_t chunk, doc;
+  } *fts_pending;
   size_t fts_npending, fts_cap, fts_doc_mark;
 };
 
@@ -611,7 +613,6 @@ static void sq_close(void *ctx) {
   if (!s) return;
   for (i = 0; i < SQ_STMT_COUNT; i++) sqlite3_finalize(s->stmts[i]);
   free(s->fts_pending);
-  free(s->fts_pending_doc);
   if (s->db) {
     /* Lets SQLite refresh its planner statistics when it thinks it helps. */
     sqlite3_exec(s->db, "PRAGMA optimize", NULL, NULL, NULL);
@@ -859,16 +860,13 @@ static ragd_err sq_vector_insert(struct sq_store *s, int64_t chunk_id, const cha
 static ragd_err sq_fts_defer(struct sq_store *s, int64_t chunk_id, int64_t doc_id) {
   if (s->fts_npending == s->fts_cap) {
     size_t cap = s->fts_cap ? s->fts_cap * 2 : 1024;
-    int64_t *a = realloc(s->fts_pending, cap * sizeof *a), *b;
-    if (!a) return RAGD_ENOMEM;
-    s->fts_pending = a;
-    b = realloc(s->fts_pending_doc, cap * sizeof *b);
-    if (!b) return RAGD_ENOMEM;
-    s->fts_pending_doc = b;
+    struct sq_fts_row *g = realloc(s->fts_pending, cap * sizeof *g);
+    if (!g) return RAGD_ENOMEM;
+    s->fts_pending = g;
     s->fts_cap = cap;
   }
-  s->fts_pending[s->fts_npending] = chunk_id;
-  s->fts_pending_doc[s->fts_npending++] = doc_id;
+  s->fts_pending[s->fts_npending].chunk = chunk_id;
+  s->fts_pending[s->fts_npending++].doc = doc_id;
   return RAGD_OK;
 }
 
@@ -880,11 +878,9 @@ static ragd_err sq_fts_flush(struct sq_store *s) {
   size_t i;
   ragd_err rc = RAGD_OK;
   for (i = 0; i < s->fts_npending && !rc; i++)
-    rc = sq_run(s, st, sqlite3_bind_int64(st, 1, s->fts_pending[i]), "index chunk");
+    rc = sq_run(s, st, sqlite3_bind_int64(st, 1, s->fts_pending[i].chunk), "index chunk");
   if (rc) i--; /* the failed one stays */
   memmove(s->fts_pending, s->fts_pending + i, (s->fts_npending - i) * sizeof *s->fts_pending);
-  memmove(s->fts_pending_doc, s->fts_pending_doc + i,
-          (s->fts_npending - i) * sizeof *s->fts_pending_doc);
   s->fts_npending -= i;
   return rc;
 }
@@ -892,7 +888,7 @@ static ragd_err sq_fts_flush(struct sq_store *s) {
 /* Whether a chunk of doc_id waits in the queue. */
 static int sq_fts_pending_for(const struct sq_store *s, int64_t doc_id) {
   for (size_t i = 0; i < s->fts_npending; i++)
-    if (s->fts_pending_doc[i] == doc_id) return 1;
+    if (s->fts_pending[i].doc == doc_id) return 1;
   return 0;
 }
 

@@ -462,9 +462,9 @@ struct store_ops {
    * call returns the error) and the others stay; nothing is visible to
    * other connections before batch_end commits, and a failed commit keeps
    * none of the batch. The store's own BM25 (search_bm25*) may not find the
-   * batch's chunks before batch_end (SQLite indexes them then). Meant for one thread that only ingests meanwhile:
-   * put_document and the read calls; other writes, and a second batch,
-   * are refused or wait. RAGD_EINVAL for batch_begin inside a batch or
+   * batch's chunks before batch_end (SQLite indexes them then). Meant for
+   * one thread that only ingests meanwhile: put_document and the read
+   * calls; other writes, and a second batch, are refused or wait. RAGD_EINVAL for batch_begin inside a batch or
    * batch_end outside one. batch_end(ctx, 0) rolls the batch back. */
   ragd_err (*batch_begin)(void *ctx);
   ragd_err (*batch_end)(void *ctx, int commit);
