@@ -1795,20 +1795,14 @@ out:
   return RAGD_OK;
 }
 
-/* Big-endian integers of PostgreSQL's binary result format. */
-static int64_t pg_be64(const char *p) {
+/* A big-endian integer of `bytes` bytes (PostgreSQL's binary results). */
+static uint64_t pg_be(const char *p, size_t bytes) {
   uint64_t v = 0;
-  int i;
-  for (i = 0; i < 8; i++) v = v << 8 | (unsigned char)p[i];
-  return (int64_t)v;
-}
-
-static uint32_t pg_be32(const char *p) {
-  uint32_t v = 0;
-  int i;
-  for (i = 0; i < 4; i++) v = v << 8 | (unsigned char)p[i];
+  for (size_t i = 0; i < bytes; i++) v = v << 8 | (unsigned char)p[i];
   return v;
 }
+
+static int64_t pg_be64(const char *p) { return (int64_t)pg_be(p, 8); }
 
 /* Streams the rows one at a time (single-row mode): a large knowledge base's
  * vectors never sit in memory twice. Binary results: ids are 8-byte big
@@ -1901,7 +1895,7 @@ static ragd_err pg_backfill_embeddings(PGconn *conn) {
     for (i = 0; i < rows && !rc; i++) {
       const char *data = PQgetvalue(res, i, 3);
       size_t len = (size_t)PQgetlength(res, i, 3);
-      size_t dim = pg_be32(PQgetvalue(res, i, 2));
+      size_t dim = (size_t)pg_be(PQgetvalue(res, i, 2), 4);
       float *v;
       after_id = pg_be64(PQgetvalue(res, i, 0));
       buf_reset(&after_model);
