@@ -90,7 +90,6 @@ static void batch_count(struct ingest_totals *t) {
   if (++t->in_batch >= t->batch_size) batch_flush(t);
 }
 
-
 static const char *ext_of(const char *path) {
   const char *slash = strrchr(path, '/');
   const char *dot = strrchr(path, '.');

@@ -98,7 +98,7 @@ ragd_err llm_probe(const char *provider, const char *base_url, const char *api_k
   req.header_count = count;
   req.connect_timeout_ms = timeout_ms;
   req.total_timeout_ms = timeout_ms;
-  req.ca_file = ca_file && ca_file[0] ? ca_file : NULL;
+  req.ca_file = ca_file; /* NULL or "": the system's */
   rc = llm_upstream_add(&req, &cb, &p);
   if (rc) {
     if (detail) buf_appendf(detail, "cannot start the request: %s", ragd_strerror(rc));

@@ -43,15 +43,22 @@ async function startFakeH2(cert, key) {
   };
 }
 
-const expected = Array.from({ length: TOKENS }, (_, i) => ` tok${i + 1}`).join('');
-const text = (r) => r.events.filter((e) => e.event === 'text_delta').map((e) => JSON.parse(e.data).content).join('');
-
-test('answers stream through HTTP/2 over TLS, multiplexed on one connection', async (t) => {
+// A temporary folder with a fresh certificate and the fake serving with it,
+// both removed when test t ends.
+async function fakeH2InTempDir(t) {
   const dir = tempDir('ragd-h2-');
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const { cert, key } = makeCert(dir);
   const fake = await startFakeH2(cert, key);
   t.after(() => fake.stop());
+  return { dir, cert, fake };
+}
+
+const expected = Array.from({ length: TOKENS }, (_, i) => ` tok${i + 1}`).join('');
+const text = (r) => r.events.filter((e) => e.event === 'text_delta').map((e) => JSON.parse(e.data).content).join('');
+
+test('answers stream through HTTP/2 over TLS, multiplexed on one connection', async (t) => {
+  const { cert, fake } = await fakeH2InTempDir(t);
   const common = { RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_LAST_RESORT: 'none', RAGD_LLM_RETRIES: '0' };
   const srv = await startServer({ env: { ...common, RAGD_LLM_CA_FILE: cert } });
   t.after(() => srv.stop());
@@ -96,11 +103,7 @@ test('an unreadable RAGD_LLM_CA_FILE stops ragd at start-up', async () => {
 });
 
 test('ragd doctor trusts RAGD_LLM_CA_FILE as the generators do', async (t) => {
-  const dir = tempDir('ragd-h2-');
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const { cert, key } = makeCert(dir);
-  const fake = await startFakeH2(cert, key);
-  t.after(() => fake.stop());
+  const { dir, cert, fake } = await fakeH2InTempDir(t);
   const env = { RAGD_LLM_BASE_URL: fake.url, RAGD_LLM_API_KEY: 'sk-h2-doctor' };
   const generator = (stdout) => stdout.split('\n').find((l) => /^ {2}(ok|FAIL) +generator DEFAULT/.test(l)) || '';
   const doctor = (extra) => runRagd(['doctor', '--data', path.join(dir, 'data'), '--listen', '127.0.0.1:0'],
